@@ -1,0 +1,40 @@
+//! qtrace-ledger: the core of the qtrace traceability ledger.
+//!
+//! Everything a verifier needs lives here and does no I/O: identifiers
+//! ([`ids`]), the record format ([`pb`], [`event`]), signing ([`signing`]),
+//! the entry layout and hash chain ([`entry`]), RFC 6962 Merkle proofs
+//! ([`merkle`]) and C2SP signed checkpoints ([`note`]). The sled-backed store
+//! ([`store`]) is behind the default `store` feature; build with
+//! `--no-default-features` for the pure verification core.
+//!
+//! # Exact bytes
+//!
+//! - An event is signed as `"qtrace/v1/event\0" || event_bytes`, where
+//!   `event_bytes` is the canonical protobuf encoding of [`pb::Event`].
+//! - An entry's leaf bytes are the fixed layout described in [`entry`]; the
+//!   entry hash is `SHA-256(0x00 || entry_bytes)`, the RFC 6962 leaf hash, so
+//!   the same 32 bytes link the hash chain, key the index and form the tree.
+//! - Interior Merkle nodes are `SHA-256(0x01 || left || right)`.
+//! - Checkpoints are C2SP tlog-checkpoint bodies inside C2SP signed notes,
+//!   signed by the log's Ed25519 key; witnesses add C2SP tlog-cosignatures.
+
+pub mod entry;
+pub mod event;
+pub mod hash;
+pub mod ids;
+pub mod merkle;
+pub mod note;
+pub mod registry;
+pub mod signing;
+#[cfg(feature = "store")]
+pub mod store;
+
+/// Generated protobuf types of package `qtrace.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/qtrace.v1.rs"));
+}
+
+/// The encoded `FileDescriptorSet` of every qtrace .proto file, for gRPC
+/// server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/qtrace_descriptor.bin"));

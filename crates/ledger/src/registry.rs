@@ -691,6 +691,11 @@ impl Registry {
     pub fn log_id(&self) -> Option<LogId> {
         self.log_id
     }
+
+    /// The public key of the log this registry belongs to.
+    pub fn log_key(&self) -> Option<[u8; 32]> {
+        self.log_key
+    }
 }
 
 fn certificate_key(body: &Body) -> Option<&pb::CertificateKey> {

@@ -1,1 +1,175 @@
-fn main() {}
+//! `qtrace-node`: the gRPC server of one agency's qtrace log.
+
+mod appender;
+mod service;
+mod setup;
+mod status;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use qtrace_client::rpc::ledger_server::LedgerServer;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::appender::{Appender, DEFAULT_QUEUE_LIMIT};
+use crate::service::LedgerService;
+
+/// Largest gRPC message the node accepts or sends.
+const MAX_MESSAGE_BYTES: usize = 96 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qtrace-node",
+    version,
+    about = "qtrace node: validates, authorises, sequences and durably appends signed quality records \
+             (质量追溯记录) to this agency's log, and serves proofs over gRPC.",
+    long_about = "qtrace node: validates, authorises, sequences and durably appends signed quality records \
+                  (质量追溯记录) to this agency's log, and serves proofs over gRPC.\n\n\
+                  With no arguments it runs on the embedded development default: a sled store in \
+                  ./qtrace-data, gRPC on 127.0.0.1:7700, and on first start a log key and a development \
+                  root authority key created in the data directory (their paths are printed). For a real \
+                  deployment give --genesis FILE (TOML: log_name, operator_uscc, operator_name, \
+                  root_authority_keys = [\"<64 hex>\", ...]).\n\n\
+                  gRPC health (grpc.health.v1) and server reflection are served, so \
+                  `grpcurl -plaintext 127.0.0.1:7700 list` works. SIGINT/SIGTERM stop accepting, finish \
+                  and flush the batch in flight, and exit 0. Log verbosity: RUST_LOG (default info)."
+)]
+struct Args {
+    /// Data directory: sled store, log key, verifier key, node.addr.
+    #[arg(long, default_value = "./qtrace-data", env = "QTRACE_DATA")]
+    data: PathBuf,
+    /// gRPC listen address; port 0 picks a free port (the bound address is
+    /// printed and written to DATA/node.addr).
+    #[arg(long, default_value = "127.0.0.1:7700", env = "QTRACE_LISTEN")]
+    listen: SocketAddr,
+    /// Genesis file (TOML) for a new log; without it a development
+    /// authority key is created in the data directory.
+    #[arg(long)]
+    genesis: Option<PathBuf>,
+    /// The log's origin (checkpoint name) for a new log, e.g.
+    /// "qtrace.example.cn/sh-amr". Fixed by the genesis entry thereafter.
+    #[arg(long)]
+    name: Option<String>,
+    /// Most events waiting to be appended before new ones are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = DEFAULT_QUEUE_LIMIT)]
+    queue_limit: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("qtrace-node: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("qtrace-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let opened = setup::open(&args.data, args.name.as_deref(), args.genesis.as_deref())?;
+    let head = opened.log.head();
+    let vkey = opened.signer.verifier().to_string();
+    if opened.created {
+        tracing::info!(origin = %opened.origin, "created a new log with its genesis entry");
+    }
+    println!("qtrace-node: log {} ({})", opened.log_id(), opened.origin);
+    println!("  verifier key (C2SP vkey): {vkey}");
+    println!("  entries: {}  root: {}", head.size, hex::encode(head.root));
+    if let Some(path) = &opened.authority_key_path {
+        println!("  development root authority key: {}", path.display());
+    }
+
+    let (entries_tx, _) = broadcast::channel(4_096);
+    let (appender, writer) = Appender::start(
+        opened.log.clone(),
+        opened.registry,
+        opened.signer.clone(),
+        opened.origin.clone(),
+        entries_tx.clone(),
+        args.queue_limit,
+    );
+    let service = LedgerService {
+        log: opened.log.clone(),
+        appender: appender.clone(),
+        entries: entries_tx,
+        origin: opened.origin.clone(),
+        signer: opened.signer.clone(),
+    };
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LedgerServer<LedgerService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(qtrace_ledger::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+
+    let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let bound = listener.local_addr()?;
+    std::fs::write(args.data.join("node.addr"), format!("{bound}\n")).context("writing DATA/node.addr")?;
+    println!("  listening on {bound} (gRPC)");
+    tracing::info!(%bound, "serving");
+
+    let ledger = LedgerServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ledger)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("serving gRPC")?;
+
+    // The server has stopped accepting and finished its in-flight calls.
+    // Close the queue and let the writer finish and flush what it holds.
+    appender.close();
+    drop(appender);
+    tokio::task::spawn_blocking(move || writer.join()).await.ok();
+    opened.store.flush()?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; stopping"),
+        _ = terminate => tracing::info!("SIGTERM received; stopping"),
+    }
+}

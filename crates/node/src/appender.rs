@@ -1,0 +1,376 @@
+//! The append path: one writer thread sequences, group-commits and flushes.
+//!
+//! gRPC handlers decode events and verify signatures on the runtime's worker
+//! threads (all cores), then hand verified submissions to [`Appender`]. The
+//! writer thread takes everything queued (up to [`MAX_GROUP`] events),
+//! checks duplicates and authorisation in order against the registry,
+//! assigns sequence numbers, writes entries, indexes and the new signed
+//! checkpoint in one sled batch, flushes once, and only then answers every
+//! caller. The queue is bounded by a count of queued events: when it is full
+//! a submission is refused with RESOURCE_EXHAUSTED instead of growing memory.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use qtrace_ledger::entry::Entry;
+use qtrace_ledger::event::{self, ValidEvent};
+use qtrace_ledger::hash::{EntryHash, LogId};
+use qtrace_ledger::note::Signer;
+use qtrace_ledger::pb;
+use qtrace_ledger::registry::{AuthError, Records, Registry};
+use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
+use tokio::sync::{broadcast, oneshot};
+
+use crate::setup::{self, now_micros};
+
+/// Most events sequenced into one batch (one flush).
+pub const MAX_GROUP: usize = 4_096;
+/// Most events waiting for the writer before new ones are refused.
+pub const DEFAULT_QUEUE_LIMIT: usize = 32_768;
+/// How far in the future of the node's clock an event time may claim to be.
+pub const MAX_FUTURE_MILLIS: i64 = 24 * 3_600 * 1_000;
+
+/// An event whose encoding and signature have been checked.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub event_bytes: Vec<u8>,
+    pub signer: [u8; 32],
+    pub signature: [u8; 64],
+    pub event: ValidEvent,
+}
+
+/// Where an accepted or duplicate event sits in the log.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub seq: u64,
+    pub entry_hash: EntryHash,
+    pub logged_at_micros: i64,
+    pub duplicate: bool,
+    /// The tree size and signed checkpoint the caller can prove against.
+    pub tree_size: u64,
+    pub checkpoint: Arc<String>,
+}
+
+/// Why the writer refused an event.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppendError {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("event_time: {0}")]
+    Time(String),
+    #[error("the append queue is full ({0} events waiting); retry later")]
+    QueueFull(usize),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+type Reply = oneshot::Sender<Vec<Result<Logged, AppendError>>>;
+
+struct Job {
+    events: Vec<Verified>,
+    reply: Reply,
+}
+
+/// The handle gRPC handlers use to submit verified events.
+#[derive(Clone)]
+pub struct Appender {
+    tx: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+    closed: Arc<AtomicBool>,
+}
+
+impl Appender {
+    /// Starts the writer thread. `entries` receives every appended entry.
+    pub fn start(
+        log: Arc<LogStore>,
+        registry: Registry,
+        signer: Signer,
+        origin: String,
+        entries: broadcast::Sender<Arc<pb::Entry>>,
+        queue_limit: usize,
+    ) -> (Appender, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let mut writer = Writer { log, registry, signer, origin, entries, queued: queued.clone() };
+        let handle = std::thread::Builder::new()
+            .name("qtrace-writer".into())
+            .spawn(move || writer.run(rx))
+            // Failing to start a thread at boot leaves nothing to serve.
+            .expect("spawning the writer thread");
+        (Appender { tx, queued, limit: queue_limit, closed: Arc::new(AtomicBool::new(false)) }, handle)
+    }
+
+    /// Queues events and waits until they are durable (or refused). The
+    /// results are in the order of `events`.
+    pub async fn submit(&self, events: Vec<Verified>) -> Vec<Result<Logged, AppendError>> {
+        let n = events.len();
+        if self.closed.load(Ordering::Acquire) {
+            return vec![Err(AppendError::ShuttingDown); n];
+        }
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.limit && before > 0 {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return vec![Err(AppendError::QueueFull(before)); n];
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Job { events, reply }).is_err() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+            return vec![Err(AppendError::ShuttingDown); n];
+        }
+        answer.await.unwrap_or_else(|_| vec![Err(AppendError::ShuttingDown); n])
+    }
+
+    /// Refuses new submissions; the writer finishes what is queued.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+}
+
+struct Writer {
+    log: Arc<LogStore>,
+    registry: Registry,
+    signer: Signer,
+    origin: String,
+    entries: broadcast::Sender<Arc<pb::Entry>>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// One event's place in the batch being built.
+enum Slot {
+    Accepted(usize),
+    Duplicate(u64, EntryHash, i64),
+    Refused(AppendError),
+}
+
+impl Writer {
+    fn run(&mut self, rx: mpsc::Receiver<Job>) {
+        // The loop ends when every Appender handle is dropped and the queue
+        // is drained: that is the shutdown path.
+        while let Ok(first) = rx.recv() {
+            let mut jobs = vec![first];
+            let mut n_events = jobs[0].events.len();
+            while n_events < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        n_events += job.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.queued.fetch_sub(n_events, Ordering::AcqRel);
+            self.process(jobs);
+        }
+        tracing::info!("writer stopped");
+    }
+
+    fn process(&mut self, jobs: Vec<Job>) {
+        let span = tracing::debug_span!("append_batch", events = jobs.iter().map(|j| j.events.len()).sum::<usize>());
+        let _guard = span.enter();
+        let log_id = self.log.log_id();
+        let head = self.log.head();
+        let now = now_micros();
+        let mut next_seq = head.size;
+        let mut prev = head.last_hash;
+        let mut batch: Vec<NewEntry> = Vec::new();
+        let log = self.log.clone();
+        let mut pending = PendingRecords { log: &log, log_id, new: HashMap::new() };
+        let mut in_batch: HashMap<[u8; 32], (u64, EntryHash, i64)> = HashMap::new();
+        let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let mut job_slots = Vec::with_capacity(job.events.len());
+            for verified in &job.events {
+                job_slots.push(self.place(
+                    verified,
+                    now,
+                    &mut next_seq,
+                    &mut prev,
+                    &mut batch,
+                    &mut pending,
+                    &mut in_batch,
+                ));
+            }
+            slots.push(job_slots);
+        }
+
+        let mut checkpoint = Arc::new(String::new());
+        let mut tree_size = head.size;
+        let mut failure: Option<AppendError> = None;
+        if !batch.is_empty() {
+            let mut sign_error = None;
+            let result = self.log.append(&batch, true, |size, root| {
+                match setup::sign_checkpoint(&self.signer, &self.origin, size, root) {
+                    Ok(note) => note,
+                    Err(e) => {
+                        sign_error = Some(e.to_string());
+                        String::new()
+                    }
+                }
+            });
+            match (result, sign_error) {
+                (Ok(new_head), None) => {
+                    tree_size = new_head.size;
+                    match self.log.checkpoint(new_head.size) {
+                        Ok(Some(note)) => checkpoint = Arc::new(note),
+                        Ok(None) | Err(_) => failure = Some(AppendError::Storage("checkpoint not readable".into())),
+                    }
+                    for new in &batch {
+                        // Nobody listening is not an error.
+                        let _ = self.entries.send(Arc::new(new.entry.to_pb(&log_id)));
+                    }
+                }
+                (Ok(_), Some(e)) => failure = Some(AppendError::Storage(format!("signing the checkpoint: {e}"))),
+                (Err(e), _) => failure = Some(self.storage_failure(e)),
+            }
+        } else if let Ok(Some((size, note))) = self.log.latest_checkpoint() {
+            tree_size = size;
+            checkpoint = Arc::new(note);
+        }
+
+        for (job, job_slots) in jobs.into_iter().zip(slots) {
+            let results = job_slots
+                .into_iter()
+                .map(|slot| match slot {
+                    Slot::Refused(e) => Err(e),
+                    Slot::Accepted(i) => match &failure {
+                        Some(e) => Err(e.clone()),
+                        None => {
+                            let new = &batch[i];
+                            Ok(Logged {
+                                seq: new.entry.seq,
+                                entry_hash: new.hash,
+                                logged_at_micros: new.entry.logged_at_micros,
+                                duplicate: false,
+                                tree_size,
+                                checkpoint: checkpoint.clone(),
+                            })
+                        }
+                    },
+                    Slot::Duplicate(seq, entry_hash, logged_at_micros) => {
+                        // A duplicate of an entry in this same batch shares
+                        // its fate.
+                        if seq >= head.size
+                            && let Some(e) = &failure
+                        {
+                            return Err(e.clone());
+                        }
+                        Ok(Logged {
+                            seq,
+                            entry_hash,
+                            logged_at_micros,
+                            duplicate: true,
+                            tree_size,
+                            checkpoint: checkpoint.clone(),
+                        })
+                    }
+                })
+                .collect();
+            // The caller may have gone away; its entries are durable anyway.
+            let _ = job.reply.send(results);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        verified: &Verified,
+        now_micros: i64,
+        next_seq: &mut u64,
+        prev: &mut EntryHash,
+        batch: &mut Vec<NewEntry>,
+        pending: &mut PendingRecords<'_>,
+        in_batch: &mut HashMap<[u8; 32], (u64, EntryHash, i64)>,
+    ) -> Slot {
+        let dedup = qtrace_ledger::store::dedup_key(&verified.signer, &verified.event_bytes);
+        if let Some((seq, hash, logged_at)) = in_batch.get(&dedup) {
+            return Slot::Duplicate(*seq, *hash, *logged_at);
+        }
+        match self.log.duplicate_of(&verified.signer, &verified.event_bytes) {
+            Ok(Some(seq)) => {
+                return match self.log.entry(seq) {
+                    Ok(Some(entry)) => Slot::Duplicate(seq, entry.hash(), entry.logged_at_micros),
+                    Ok(None) => {
+                        Slot::Refused(AppendError::Storage(format!("duplicate index names missing entry {seq}")))
+                    }
+                    Err(e) => Slot::Refused(AppendError::Storage(e.to_string())),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => return Slot::Refused(AppendError::Storage(e.to_string())),
+        }
+        if let Some(t) = &verified.event.event.event_time
+            && t.unix_millis > now_micros / 1000 + MAX_FUTURE_MILLIS
+        {
+            return Slot::Refused(AppendError::Time(format!(
+                "{} ms is more than 24 hours after the node's clock ({} ms)",
+                t.unix_millis,
+                now_micros / 1000
+            )));
+        }
+        if let Err(e) = self.registry.authorize(*next_seq, &verified.signer, &verified.event, pending) {
+            return Slot::Refused(AppendError::Auth(e));
+        }
+        self.registry.apply(*next_seq, &verified.signer, &verified.event);
+        // Logged times never go backwards, even if the clock does.
+        let last_logged = batch.last().map(|n| n.entry.logged_at_micros).unwrap_or(i64::MIN);
+        let entry = Entry {
+            seq: *next_seq,
+            prev_hash: *prev,
+            logged_at_micros: now_micros.max(last_logged),
+            signer: verified.signer,
+            signature: verified.signature,
+            event: verified.event_bytes.clone(),
+        };
+        let hash = entry.hash();
+        pending.new.insert(entry.seq, (hash, entry.signer));
+        in_batch.insert(dedup, (entry.seq, hash, entry.logged_at_micros));
+        batch.push(NewEntry { index_keys: event::index_keys(&verified.event.event), entry, hash });
+        *prev = hash;
+        *next_seq += 1;
+        Slot::Accepted(batch.len() - 1)
+    }
+
+    /// After a failed write the registry may hold events that were never
+    /// stored: rebuild it from the log, which is the truth.
+    fn storage_failure(&mut self, error: StoreError) -> AppendError {
+        tracing::error!(%error, "append failed; rebuilding the registry from the log");
+        let mut registry = match self.registry.log_key() {
+            Some(key) => Registry::new(key),
+            None => Registry::default(),
+        };
+        let size = self.log.head().size;
+        for entry in self.log.range(0, size).flatten() {
+            if let Ok(event) = event::decode_event(&entry.event) {
+                registry.apply(entry.seq, &entry.signer, &event);
+            }
+        }
+        self.registry = registry;
+        AppendError::Storage(error.to_string())
+    }
+}
+
+/// Records visible to authorisation: the store plus this batch so far.
+struct PendingRecords<'a> {
+    log: &'a LogStore,
+    log_id: LogId,
+    new: HashMap<u64, (EntryHash, [u8; 32])>,
+}
+
+impl Records for PendingRecords<'_> {
+    fn record(&self, log: &LogId, seq: u64) -> Option<(EntryHash, [u8; 32])> {
+        if *log != self.log_id {
+            return None;
+        }
+        if let Some(found) = self.new.get(&seq) {
+            return Some(*found);
+        }
+        let entry = self.log.entry(seq).ok()??;
+        Some((entry.hash(), entry.signer))
+    }
+}

@@ -1,0 +1,436 @@
+//! The `qtrace.v1.Ledger` gRPC service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use qtrace_client::rpc::ledger_server::Ledger;
+use qtrace_ledger::entry::Entry;
+use qtrace_ledger::event::{IndexKey, decode_event};
+use qtrace_ledger::hash::{EntryHash, LogId};
+use qtrace_ledger::ids::{Gtin, ProductCode, Uscc};
+use qtrace_ledger::note::Signer;
+use qtrace_ledger::pb;
+use qtrace_ledger::signing::PublicKey;
+use qtrace_ledger::store::LogStore;
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::appender::{Appender, Logged, Verified};
+use crate::status::{self, Failure};
+
+/// Largest AppendBatch accepted.
+pub const MAX_BATCH: usize = 1_000;
+/// Largest and default Query page.
+pub const MAX_PAGE: usize = 1_000;
+pub const DEFAULT_PAGE: usize = 100;
+/// Batches at least this large verify signatures on every core.
+const PARALLEL_VERIFY_MIN: usize = 64;
+
+pub struct LedgerService {
+    pub log: Arc<LogStore>,
+    pub appender: Appender,
+    pub entries: broadcast::Sender<Arc<pb::Entry>>,
+    pub origin: String,
+    pub signer: Signer,
+}
+
+impl LedgerService {
+    fn log_id(&self) -> LogId {
+        self.log.log_id()
+    }
+
+    /// Turns a writer outcome into a receipt with an inclusion proof.
+    fn receipt(&self, logged: Logged) -> Result<pb::AppendReceipt, Failure> {
+        let path = self.log.inclusion_proof(logged.seq, logged.tree_size)?;
+        let checkpoint = checkpoint_pb(&logged.checkpoint, logged.tree_size, &self.origin, &self.log)?;
+        Ok(pb::AppendReceipt {
+            log_id: self.log_id().0.to_vec(),
+            seq: logged.seq,
+            entry_hash: logged.entry_hash.0.to_vec(),
+            inclusion: Some(pb::InclusionProof {
+                leaf_index: logged.seq,
+                tree_size: logged.tree_size,
+                path: path.iter().map(|h| h.to_vec()).collect(),
+            }),
+            checkpoint: Some(checkpoint),
+            duplicate: logged.duplicate,
+            logged_at_micros: logged.logged_at_micros,
+        })
+    }
+
+    fn find_seq(&self, seq: Option<u64>, hash: Option<&[u8]>) -> Result<u64, Failure> {
+        match (seq, hash) {
+            (Some(seq), _) => {
+                if seq >= self.log.head().size {
+                    return Err(Failure::NotFound(format!(
+                        "entry {seq} does not exist (log size {})",
+                        self.log.head().size
+                    )));
+                }
+                Ok(seq)
+            }
+            (None, Some(hash)) => {
+                let hash = EntryHash::from_slice(hash).map_err(|e| Failure::Invalid(e.to_string()))?;
+                self.log.seq_of(&hash)?.ok_or_else(|| Failure::NotFound(format!("no entry has hash {hash}")))
+            }
+            (None, None) => Err(Failure::Invalid("key: give a sequence number or an entry hash".into())),
+        }
+    }
+}
+
+/// Decodes and verifies one submission outside the writer.
+pub fn verify(signed: &pb::SignedEvent) -> Result<Verified, Failure> {
+    let event = decode_event(&signed.event).map_err(Failure::Event)?;
+    let signer = PublicKey::from_slice(&signed.signer).map_err(Failure::Signature)?;
+    signer.verify_event(&signed.event, &signed.signature).map_err(Failure::Signature)?;
+    let signature: [u8; 64] =
+        signed.signature.as_slice().try_into().map_err(|_| Failure::Invalid("signature must be 64 bytes".into()))?;
+    Ok(Verified { event_bytes: signed.event.clone(), signer: signer.to_bytes(), signature, event })
+}
+
+/// Verifies many submissions, spread over the available cores.
+fn verify_all(events: &[pb::SignedEvent]) -> Vec<Result<Verified, Failure>> {
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if events.len() < PARALLEL_VERIFY_MIN || threads == 1 {
+        return events.iter().map(verify).collect();
+    }
+    let chunk = events.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            events.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(verify).collect::<Vec<_>>())).collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| vec![Err(Failure::Internal("signature verification panicked".into()))])
+            })
+            .collect()
+    })
+}
+
+pub fn checkpoint_pb(note_text: &str, size: u64, origin: &str, log: &LogStore) -> Result<pb::Checkpoint, Failure> {
+    let root = log.root(size)?;
+    Ok(pb::Checkpoint { note: note_text.to_string(), origin: origin.to_string(), size, root: root.to_vec() })
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::Entry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Ledger for LedgerService {
+    async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendReceipt>, Status> {
+        let signed = request.into_inner().event.ok_or_else(|| Status::invalid_argument("event: is required"))?;
+        let verified = verify(&signed).map_err(status::to_status)?;
+        let mut results = self.appender.submit(vec![verified]).await;
+        let logged = results.pop().ok_or_else(|| Status::internal("no result from the writer"))?;
+        let logged = logged.map_err(|e| status::to_status(Failure::Append(e)))?;
+        Ok(Response::new(self.receipt(logged).map_err(status::to_status)?))
+    }
+
+    async fn append_batch(
+        &self,
+        request: Request<pb::AppendBatchRequest>,
+    ) -> Result<Response<pb::AppendBatchResponse>, Status> {
+        let events = request.into_inner().events;
+        if events.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "events: {} events in one batch; at most {MAX_BATCH} are accepted",
+                events.len()
+            )));
+        }
+        let checked = tokio::task::spawn_blocking(move || verify_all(&events))
+            .await
+            .map_err(|_| Status::internal("signature verification failed to run"))?;
+        let mut outcomes: Vec<Option<Result<pb::AppendReceipt, Failure>>> = Vec::with_capacity(checked.len());
+        let mut to_submit = Vec::new();
+        let mut positions = Vec::new();
+        for (i, result) in checked.into_iter().enumerate() {
+            match result {
+                Ok(verified) => {
+                    to_submit.push(verified);
+                    positions.push(i);
+                    outcomes.push(None);
+                }
+                Err(failure) => outcomes.push(Some(Err(failure))),
+            }
+        }
+        if !to_submit.is_empty() {
+            let results = self.appender.submit(to_submit).await;
+            for (position, result) in positions.into_iter().zip(results) {
+                outcomes[position] = Some(result.map_err(Failure::Append).and_then(|logged| self.receipt(logged)));
+            }
+        }
+        let results = outcomes
+            .into_iter()
+            .map(|outcome| {
+                let outcome = match outcome {
+                    Some(Ok(receipt)) => pb::append_result::Outcome::Receipt(receipt),
+                    Some(Err(failure)) => {
+                        let status = status::to_status(failure);
+                        pb::append_result::Outcome::Refusal(pb::Refusal {
+                            code: status.code() as i32,
+                            message: status.message().to_string(),
+                        })
+                    }
+                    None => pb::append_result::Outcome::Refusal(pb::Refusal {
+                        code: tonic::Code::Internal as i32,
+                        message: "no result".into(),
+                    }),
+                };
+                pb::AppendResult { outcome: Some(outcome) }
+            })
+            .collect();
+        Ok(Response::new(pb::AppendBatchResponse { results }))
+    }
+
+    async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
+        use pb::get_entry_request::Key;
+        let seq = match request.into_inner().key {
+            Some(Key::Seq(seq)) => self.find_seq(Some(seq), None),
+            Some(Key::EntryHash(hash)) => self.find_seq(None, Some(&hash)),
+            None => self.find_seq(None, None),
+        }
+        .map_err(status::to_status)?;
+        let entry = self
+            .log
+            .entry(seq)
+            .map_err(|e| status::to_status(e.into()))?
+            .ok_or_else(|| Status::not_found(format!("entry {seq} does not exist")))?;
+        Ok(Response::new(entry.to_pb(&self.log_id())))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::InclusionProofResponse>, Status> {
+        use pb::get_inclusion_proof_request::Key;
+        let request = request.into_inner();
+        let seq = match request.key {
+            Some(Key::Seq(seq)) => self.find_seq(Some(seq), None),
+            Some(Key::EntryHash(hash)) => self.find_seq(None, Some(&hash)),
+            None => self.find_seq(None, None),
+        }
+        .map_err(status::to_status)?;
+        let (size, note) = if request.tree_size == 0 {
+            let (size, note) = self
+                .log
+                .latest_checkpoint()
+                .map_err(|e| status::to_status(e.into()))?
+                .ok_or_else(|| Status::failed_precondition("the log has no checkpoint yet"))?;
+            (size, Some(note))
+        } else {
+            let note = self.log.checkpoint(request.tree_size).map_err(|e| status::to_status(e.into()))?;
+            (request.tree_size, note)
+        };
+        if seq >= size {
+            return Err(Status::invalid_argument(format!("tree_size: entry {seq} is not in a tree of {size} entries")));
+        }
+        let path = self.log.inclusion_proof(seq, size).map_err(|e| status::to_status(e.into()))?;
+        let entry_hash = self
+            .log
+            .entry(seq)
+            .map_err(|e| status::to_status(e.into()))?
+            .map(|e| e.hash())
+            .ok_or_else(|| Status::not_found(format!("entry {seq} does not exist")))?;
+        let checkpoint = match note {
+            Some(note) => Some(checkpoint_pb(&note, size, &self.origin, &self.log).map_err(status::to_status)?),
+            None => None,
+        };
+        Ok(Response::new(pb::InclusionProofResponse {
+            proof: Some(pb::InclusionProof {
+                leaf_index: seq,
+                tree_size: size,
+                path: path.iter().map(|h| h.to_vec()).collect(),
+            }),
+            checkpoint,
+            entry_hash: entry_hash.0.to_vec(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProofResponse>, Status> {
+        let request = request.into_inner();
+        let head = self.log.head();
+        let new_size = if request.new_size == 0 { head.size } else { request.new_size };
+        if request.old_size == 0 || request.old_size > new_size || new_size > head.size {
+            return Err(Status::invalid_argument(format!(
+                "old_size and new_size must satisfy 1 <= old_size ({}) <= new_size ({new_size}) <= log size ({})",
+                request.old_size, head.size
+            )));
+        }
+        let path = self.log.consistency_proof(request.old_size, new_size).map_err(|e| status::to_status(e.into()))?;
+        let old_root = self.log.root(request.old_size).map_err(|e| status::to_status(e.into()))?;
+        let new_root = self.log.root(new_size).map_err(|e| status::to_status(e.into()))?;
+        Ok(Response::new(pb::ConsistencyProofResponse {
+            proof: Some(pb::ConsistencyProof {
+                old_size: request.old_size,
+                new_size,
+                path: path.iter().map(|h| h.to_vec()).collect(),
+            }),
+            old_root: old_root.to_vec(),
+            new_root: new_root.to_vec(),
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let size = request.into_inner().size;
+        let (size, note) = if size == 0 {
+            self.log
+                .latest_checkpoint()
+                .map_err(|e| status::to_status(e.into()))?
+                .ok_or_else(|| Status::failed_precondition("the log has no checkpoint yet"))?
+        } else {
+            let note = self
+                .log
+                .checkpoint(size)
+                .map_err(|e| status::to_status(e.into()))?
+                .ok_or_else(|| Status::not_found(format!("no checkpoint was signed at size {size}")))?;
+            (size, note)
+        };
+        Ok(Response::new(checkpoint_pb(&note, size, &self.origin, &self.log).map_err(status::to_status)?))
+    }
+
+    async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
+        use pb::query_request::Key;
+        let request = request.into_inner();
+        let index = match request.key {
+            None => {
+                return Err(Status::invalid_argument(
+                    "key: give a product code, product, certificate, organisation or record",
+                ));
+            }
+            Some(Key::ProductCode(code)) => {
+                let code =
+                    ProductCode::parse(&code).map_err(|e| Status::invalid_argument(format!("product_code: {e}")))?;
+                product_index(
+                    code.gtin,
+                    code.lot.map(|l| l.as_str().to_string()),
+                    code.serial.map(|s| s.as_str().to_string()),
+                )
+                .map_err(status::to_status)?
+            }
+            Some(Key::Product(p)) => {
+                let gtin = Gtin::parse(&p.gtin).map_err(|e| Status::invalid_argument(format!("product.gtin: {e}")))?;
+                product_index(gtin, Some(p.lot).filter(|l| !l.is_empty()), Some(p.serial).filter(|s| !s.is_empty()))
+                    .map_err(status::to_status)?
+            }
+            Some(Key::Certificate(c)) => {
+                let issuer = Uscc::parse(&c.issuer_uscc)
+                    .map_err(|e| Status::invalid_argument(format!("certificate.issuer_uscc: {e}")))?;
+                IndexKey::Certificate(issuer, c.number)
+            }
+            Some(Key::OrganisationUscc(u)) => IndexKey::Organisation(
+                Uscc::parse(&u).map_err(|e| Status::invalid_argument(format!("organisation_uscc: {e}")))?,
+            ),
+            Some(Key::ChildrenOf(r)) => {
+                let log =
+                    LogId::from_slice(&r.log_id).map_err(|e| Status::invalid_argument(format!("children_of: {e}")))?;
+                IndexKey::Parent(log, r.seq)
+            }
+        };
+        let page = match request.page_size as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let after = if request.page_token.is_empty() {
+            None
+        } else {
+            Some(
+                request
+                    .page_token
+                    .parse::<u64>()
+                    .map_err(|_| Status::invalid_argument("page_token: not a token this node issued"))?,
+            )
+        };
+        // One more than the page tells whether another page follows.
+        let seqs = self.log.lookup(&index, after, page + 1).map_err(|e| status::to_status(e.into()))?;
+        let more = seqs.len() > page;
+        let mut entries = Vec::with_capacity(page.min(seqs.len()));
+        for seq in seqs.iter().take(page) {
+            if let Some(entry) = self.log.entry(*seq).map_err(|e| status::to_status(e.into()))? {
+                entries.push(entry.to_pb(&self.log_id()));
+            }
+        }
+        let next_page_token =
+            if more { seqs.get(page - 1).map(|s| s.to_string()).unwrap_or_default() } else { String::new() };
+        Ok(Response::new(pb::QueryResponse { entries, next_page_token }))
+    }
+
+    type SubscribeStream = EntryStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let from = request.into_inner().from_seq;
+        let mut live = self.entries.subscribe();
+        let log = self.log.clone();
+        let log_id = self.log_id();
+        let (tx, rx) = mpsc::channel::<Result<pb::Entry, Status>>(256);
+        tokio::spawn(async move {
+            let mut next = from;
+            loop {
+                // Catch up from the store, then follow the live feed; fall
+                // back to the store whenever the feed skips ahead or lags.
+                let size = log.head().size;
+                while next < size {
+                    let until = size.min(next.saturating_add(256));
+                    let chunk: Vec<Entry> = match log.range(next, until).collect::<Result<_, _>>() {
+                        Ok(chunk) => chunk,
+                        Err(e) => {
+                            let _ = tx.send(Err(status::to_status(e.into()))).await;
+                            return;
+                        }
+                    };
+                    for entry in chunk {
+                        if tx.send(Ok(entry.to_pb(&log_id))).await.is_err() {
+                            return;
+                        }
+                    }
+                    next = until;
+                }
+                match live.recv().await {
+                    Ok(entry) if entry.seq == next => {
+                        if tx.send(Ok((*entry).clone())).await.is_err() {
+                            return;
+                        }
+                        next += 1;
+                    }
+                    Ok(entry) if entry.seq < next => {}
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_log_info(&self, _: Request<pb::GetLogInfoRequest>) -> Result<Response<pb::LogInfo>, Status> {
+        Ok(Response::new(pb::LogInfo {
+            log_id: self.log_id().0.to_vec(),
+            origin: self.origin.clone(),
+            vkey: self.signer.verifier().to_string(),
+            size: self.log.head().size,
+            max_batch: MAX_BATCH as u32,
+        }))
+    }
+}
+
+fn product_index(gtin: Gtin, lot: Option<String>, serial: Option<String>) -> Result<IndexKey, Failure> {
+    use qtrace_ledger::ids::{Lot, Serial};
+    if let Some(serial) = serial {
+        return Ok(IndexKey::Serial(
+            gtin,
+            Serial::parse(&serial).map_err(|e| Failure::Invalid(format!("serial: {e}")))?,
+        ));
+    }
+    if let Some(lot) = lot {
+        return Ok(IndexKey::Lot(gtin, Lot::parse(&lot).map_err(|e| Failure::Invalid(format!("lot: {e}")))?));
+    }
+    Ok(IndexKey::Gtin(gtin))
+}

@@ -1,0 +1,209 @@
+//! Opening a node's data directory: keys, store, genesis and the registry.
+//!
+//! Layout of the data directory:
+//!
+//! | path            | what                                                      |
+//! |-----------------|-----------------------------------------------------------|
+//! | `store/`        | the sled database                                         |
+//! | `log.key`       | the log's Ed25519 secret key (0600): signs checkpoints    |
+//! | `log.vkey`      | the log's C2SP verifier key string                        |
+//! | `authority.key` | development root authority key (only without --genesis)   |
+//! | `node.addr`     | the gRPC address the running node is bound to             |
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use prost::Message;
+use qtrace_client::keyfile;
+use qtrace_ledger::entry::Entry;
+use qtrace_ledger::event::{self, decode_event};
+use qtrace_ledger::hash::{EntryHash, LogId};
+use qtrace_ledger::note::{self, Signer};
+use qtrace_ledger::pb::{self, event::Body};
+use qtrace_ledger::registry::Registry;
+use qtrace_ledger::signing::{PublicKey, SecretKey};
+use qtrace_ledger::store::{LogStore, NewEntry, SledStore};
+use serde::Deserialize;
+
+/// USCC of the development operator (the published example code).
+pub const DEV_OPERATOR_USCC: &str = "9144030071526726XG";
+pub const DEV_OPERATOR_NAME: &str = "qtrace development authority (开发用监管机构)";
+pub const DEFAULT_ORIGIN: &str = "qtrace.local/dev";
+
+/// The `--genesis` file (TOML).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisFile {
+    /// The log's origin line, e.g. "qtrace.example.cn/sh-amr".
+    pub log_name: String,
+    pub operator_uscc: String,
+    #[serde(default)]
+    pub operator_name: String,
+    /// Root authority public keys, 64 hex digits each.
+    pub root_authority_keys: Vec<String>,
+}
+
+/// Everything a running node holds.
+pub struct Opened {
+    pub store: SledStore,
+    pub log: Arc<LogStore>,
+    pub signer: Signer,
+    pub origin: String,
+    pub registry: Registry,
+    pub created: bool,
+    pub authority_key_path: Option<PathBuf>,
+}
+
+impl Opened {
+    pub fn log_id(&self) -> LogId {
+        self.log.log_id()
+    }
+}
+
+pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>) -> anyhow::Result<Opened> {
+    std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
+    let log_key_path = data.join("log.key");
+    let log_key = if log_key_path.exists() {
+        keyfile::read_secret_key(&log_key_path)?
+    } else {
+        let key = SecretKey::generate()?;
+        keyfile::write_secret_key(&log_key_path, &key)?;
+        key
+    };
+    let log_id = LogId::of_key(&log_key.public_key().to_bytes());
+    let store = SledStore::open(&data.join("store")).context("opening the sled store")?;
+    let log = Arc::new(store.log(log_id)?);
+
+    let mut authority_key_path = None;
+    let created = log.head().size == 0;
+    let origin = if created {
+        let genesis_body = match genesis {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let file: GenesisFile = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+                let mut keys = Vec::new();
+                for (i, hex_key) in file.root_authority_keys.iter().enumerate() {
+                    let key = PublicKey::from_hex(hex_key)
+                        .with_context(|| format!("{}: root_authority_keys[{i}]", path.display()))?;
+                    keys.push(key.to_bytes().to_vec());
+                }
+                pb::LogGenesis {
+                    origin: name.map(str::to_string).unwrap_or(file.log_name),
+                    operator_uscc: file.operator_uscc,
+                    operator_name: if file.operator_name.is_empty() {
+                        "operator".to_string()
+                    } else {
+                        file.operator_name
+                    },
+                    root_authority_keys: keys,
+                }
+            }
+            None => {
+                let path = data.join("authority.key");
+                let key = if path.exists() {
+                    keyfile::read_secret_key(&path)?
+                } else {
+                    let key = SecretKey::generate()?;
+                    keyfile::write_secret_key(&path, &key)?;
+                    key
+                };
+                authority_key_path = Some(path);
+                pb::LogGenesis {
+                    origin: name.unwrap_or(DEFAULT_ORIGIN).to_string(),
+                    operator_uscc: DEV_OPERATOR_USCC.to_string(),
+                    operator_name: DEV_OPERATOR_NAME.to_string(),
+                    root_authority_keys: vec![key.public_key().to_bytes().to_vec()],
+                }
+            }
+        };
+        let origin = genesis_body.origin.clone();
+        append_genesis(&log, &log_key, genesis_body)?;
+        origin
+    } else {
+        let path = data.join("authority.key");
+        if path.exists() {
+            authority_key_path = Some(path);
+        }
+        let origin = stored_origin(&log)?;
+        if let Some(name) = name
+            && name != origin
+        {
+            bail!("this log's origin is {origin:?} (fixed in its genesis entry); --name {name:?} cannot change it");
+        }
+        origin
+    };
+    let signer = Signer::new(&origin, log_key.signing_key().clone())
+        .map_err(|e| anyhow::anyhow!("log origin {origin:?} cannot name a C2SP key: {e}"))?;
+    std::fs::write(data.join("log.vkey"), format!("{}\n", signer.verifier()))?;
+    let registry = replay(&log, &log_key)?;
+    Ok(Opened { store, log, signer, origin, registry, created, authority_key_path })
+}
+
+fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::LogGenesis) -> anyhow::Result<()> {
+    let now = now_micros();
+    let event = pb::Event {
+        event_time: Some(pb::EventTime { unix_millis: now / 1000, offset_minutes: 0 }),
+        body: Some(Body::Genesis(genesis.clone())),
+        ..Default::default()
+    };
+    let bytes = event.encode_to_vec();
+    let valid = decode_event(&bytes).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    let entry = Entry {
+        seq: 0,
+        prev_hash: EntryHash(log.log_id().0),
+        logged_at_micros: now,
+        signer: log_key.public_key().to_bytes(),
+        signature: log_key.sign_event(&bytes),
+        event: bytes,
+    };
+    let hash = entry.hash();
+    let signer = Signer::new(&genesis.origin, log_key.signing_key().clone())
+        .map_err(|e| anyhow::anyhow!("genesis origin {:?}: {e}", genesis.origin))?;
+    let index_keys = event::index_keys(&valid.event);
+    let mut sign_error = None;
+    log.append(&[NewEntry { entry, hash, index_keys }], true, |size, root| {
+        sign_checkpoint(&signer, &genesis.origin, size, root).unwrap_or_else(|e| {
+            sign_error = Some(e);
+            String::new()
+        })
+    })?;
+    if let Some(e) = sign_error {
+        bail!("signing the genesis checkpoint: {e}");
+    }
+    Ok(())
+}
+
+/// Signs a C2SP checkpoint for the log's current size and root.
+pub fn sign_checkpoint(signer: &Signer, origin: &str, size: u64, root: &[u8; 32]) -> Result<String, note::NoteError> {
+    let checkpoint = note::Checkpoint { origin: origin.to_string(), size, root: *root, extensions: Vec::new() };
+    note::sign_checkpoint(&checkpoint, signer)
+}
+
+fn stored_origin(log: &LogStore) -> anyhow::Result<String> {
+    let entry = log.entry(0)?.context("the log has entries but no entry 0")?;
+    let event = decode_event(&entry.event).map_err(|e| anyhow::anyhow!("entry 0: {e}"))?;
+    match event.event.body {
+        Some(Body::Genesis(g)) => Ok(g.origin),
+        _ => bail!("entry 0 is not a genesis entry"),
+    }
+}
+
+/// Rebuilds the registry from the log's entries alone.
+pub fn replay(log: &LogStore, log_key: &SecretKey) -> anyhow::Result<Registry> {
+    let mut registry = Registry::new(log_key.public_key().to_bytes());
+    let size = log.head().size;
+    for entry in log.range(0, size) {
+        let entry = entry?;
+        let event = decode_event(&entry.event).map_err(|e| anyhow::anyhow!("entry {}: {e}", entry.seq))?;
+        registry.apply(entry.seq, &entry.signer, &event);
+    }
+    Ok(registry)
+}
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

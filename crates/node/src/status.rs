@@ -1,0 +1,76 @@
+//! The one mapping from domain failures to gRPC status codes.
+//!
+//! Every refusal names the rule it applies. Unexpected failures (storage,
+//! corruption) are logged here and returned as an opaque INTERNAL, so no
+//! internal detail leaks to a caller.
+
+use qtrace_ledger::event::EventError;
+use qtrace_ledger::registry::RefusalClass;
+use qtrace_ledger::signing::SignatureError;
+use qtrace_ledger::store::StoreError;
+use tonic::Status;
+
+use crate::appender::AppendError;
+
+#[derive(Debug)]
+pub enum Failure {
+    /// The event bytes broke a format rule.
+    Event(EventError),
+    /// The signature or the signer key is bad.
+    Signature(SignatureError),
+    /// A request field is malformed.
+    Invalid(String),
+    NotFound(String),
+    /// The writer refused or could not append.
+    Append(AppendError),
+    Store(StoreError),
+    Internal(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+pub fn to_status(failure: Failure) -> Status {
+    match failure {
+        Failure::Event(e) => Status::invalid_argument(format!("event.{e}")),
+        Failure::Signature(e) => match e {
+            SignatureError::Invalid => {
+                Status::unauthenticated("signature does not verify for this event and signer key (签名无效)")
+            }
+            SignatureError::SignatureLength(_)
+            | SignatureError::PublicKeyLength(_)
+            | SignatureError::PublicKeyInvalid
+            | SignatureError::WeakPublicKey => Status::unauthenticated(format!("signer/signature: {e}")),
+            SignatureError::KeyFile(_) | SignatureError::Randomness(_) => internal(e.to_string()),
+            _ => internal(e.to_string()),
+        },
+        Failure::Invalid(message) => Status::invalid_argument(message),
+        Failure::NotFound(message) => Status::not_found(message),
+        Failure::Append(e) => match e {
+            AppendError::Auth(auth) => {
+                let message = auth.to_string();
+                match auth.class() {
+                    RefusalClass::InvalidArgument => Status::invalid_argument(message),
+                    RefusalClass::PermissionDenied => Status::permission_denied(message),
+                    RefusalClass::FailedPrecondition => Status::failed_precondition(message),
+                    RefusalClass::NotFound => Status::not_found(message),
+                    RefusalClass::AlreadyExists => Status::already_exists(message),
+                }
+            }
+            AppendError::Time(message) => Status::invalid_argument(message),
+            AppendError::QueueFull(_) => Status::resource_exhausted(e.to_string()),
+            AppendError::ShuttingDown => Status::unavailable(e.to_string()),
+            AppendError::Storage(message) => internal(message),
+        },
+        Failure::Store(e) => internal(e.to_string()),
+        Failure::Internal(message) => internal(message),
+    }
+}
+
+fn internal(detail: String) -> Status {
+    tracing::error!(%detail, "internal error");
+    Status::internal("internal error; the node's log has the details")
+}

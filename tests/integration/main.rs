@@ -1,1 +1,5 @@
+//! Integration tests: real `qtrace-node` processes on 127.0.0.1, driven over
+//! gRPC and through the `qtrace` command line. One test binary, as
+//! rust-analyzer does it, so the crates link once.
 
+mod append;

@@ -1,1 +1,343 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: start and stop real
+//! `qtrace-node` processes on 127.0.0.1 with temporary data directories,
+//! and build, sign and submit events.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use qtrace_client::keyfile;
+use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_ledger::hash::LogId;
+use qtrace_ledger::note::Verifier;
+use qtrace_ledger::pb::{self, event::Body};
+use qtrace_ledger::signing::SecretKey;
+use tonic::transport::Channel;
+
+/// Organisations used across the tests (valid USCCs from the shared vectors).
+pub const REGULATOR: &str = "9144030071526726XG";
+pub const LAB: &str = "91310000MA1K2Q7A5L";
+pub const CERT_BODY: &str = "913301007042187B2H";
+pub const FACTORY: &str = "92320900MA1N3T5C5Q";
+pub const RETAILER: &str = "914403007152672A21";
+pub const GTIN: &str = "09520123456788";
+pub const GTIN2: &str = "06931234567899";
+
+/// Path of a workspace binary, next to the test executable's directory.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
+    path
+}
+
+/// A running `qtrace-node` process.
+pub struct Node {
+    pub child: Option<Child>,
+    pub data: PathBuf,
+    pub url: String,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    /// Starts a node on a fresh temporary data directory.
+    pub fn start() -> Node {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let data = temp.path().join("data");
+        let mut node = Node::start_in(&data, &[]);
+        node._temp = Some(temp);
+        node
+    }
+
+    /// Starts a node on `data` (port 0), waiting until it is serving.
+    pub fn start_in(data: &Path, extra: &[&str]) -> Node {
+        let _ = std::fs::remove_file(data.join("node.addr"));
+        let child = Command::new(binary("qtrace-node"))
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting qtrace-node");
+        let addr_file = data.join("node.addr");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && text.ends_with('\n')
+            {
+                break text.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "qtrace-node did not start within 60 s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Node { child: Some(child), data: data.to_path_buf(), url: format!("http://{addr}"), _temp: None }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("node is running")
+    }
+
+    /// Sends a signal to the node by process id and waits for it to exit.
+    pub fn signal(&mut self, signal: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("node is running");
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status();
+        assert!(status.map(|s| s.success()).unwrap_or(false), "kill -{signal} failed");
+        child.wait().expect("waiting for qtrace-node")
+    }
+
+    /// SIGTERM: the node finishes in-flight work and exits 0.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM")
+    }
+
+    /// SIGKILL: the node dies at once.
+    pub fn kill(&mut self) {
+        let _ = self.signal("KILL");
+    }
+
+    pub fn authority_key(&self) -> SecretKey {
+        keyfile::read_secret_key(&self.data.join("authority.key")).expect("authority key")
+    }
+
+    pub fn vkey(&self) -> Verifier {
+        let text = std::fs::read_to_string(self.data.join("log.vkey")).expect("log.vkey");
+        Verifier::parse(text.trim()).expect("valid vkey")
+    }
+
+    pub fn log_id(&self) -> LogId {
+        let key = self.vkey();
+        LogId::of_key(&key.public_key().to_bytes())
+    }
+
+    pub async fn client(&self) -> LedgerClient<Channel> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match LedgerClient::connect(self.url.clone()).await {
+                Ok(client) => return client.max_decoding_message_size(64 * 1024 * 1024),
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "cannot connect to {}: {e}", self.url);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A test signer: a key and the organisation it acts for.
+#[derive(Clone)]
+pub struct Actor {
+    pub key: SecretKey,
+    pub uscc: String,
+}
+
+impl Actor {
+    pub fn new(seed: u8, uscc: &str) -> Actor {
+        Actor { key: SecretKey::from_seed(&[seed; 32]), uscc: uscc.to_string() }
+    }
+
+    pub fn sign(&self, event: &pb::Event) -> pb::SignedEvent {
+        let bytes = event.encode_to_vec();
+        pb::SignedEvent {
+            signature: self.key.sign_event(&bytes).to_vec(),
+            signer: self.key.public_key().to_bytes().to_vec(),
+            event: bytes,
+        }
+    }
+
+    pub async fn append(
+        &self,
+        client: &mut LedgerClient<Channel>,
+        event: pb::Event,
+    ) -> Result<pb::AppendReceipt, tonic::Status> {
+        client.append(pb::AppendRequest { event: Some(self.sign(&event)) }).await.map(tonic::Response::into_inner)
+    }
+}
+
+/// Milliseconds now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// An event "now" in China Standard Time about `subject`.
+pub fn event(subject: pb::subject::Kind, body: Body) -> pb::Event {
+    pb::Event {
+        event_time: Some(pb::EventTime { unix_millis: now_millis(), offset_minutes: 480 }),
+        subject: Some(pb::Subject { kind: Some(subject) }),
+        body: Some(body),
+        ..Default::default()
+    }
+}
+
+pub fn org_subject(uscc: &str) -> pb::subject::Kind {
+    pb::subject::Kind::OrganisationUscc(uscc.to_string())
+}
+
+pub fn product(gtin: &str, lot: &str) -> pb::ProductKey {
+    pb::ProductKey { gtin: gtin.to_string(), lot: lot.to_string(), serial: String::new() }
+}
+
+pub fn register_org(uscc: &str, name: &str, roles: &[pb::Role], scope: &[&str]) -> pb::Event {
+    let accreditations = if scope.is_empty() {
+        Vec::new()
+    } else {
+        vec![pb::Accreditation {
+            number: format!("ACC-{uscc}"),
+            gtin_prefixes: scope.iter().map(|s| s.to_string()).collect(),
+            standards: Vec::new(),
+            valid_from: "2020-01-01".into(),
+            valid_until: "2099-12-31".into(),
+        }]
+    };
+    event(
+        org_subject(uscc),
+        Body::OrgRegistered(pb::OrgRegistered {
+            uscc: uscc.into(),
+            name: name.into(),
+            roles: roles.iter().map(|r| *r as i32).collect(),
+            accreditations,
+            address: String::new(),
+            region: "310000".into(),
+        }),
+    )
+}
+
+pub fn register_key(actor: &Actor, person: &str, title: &str) -> pb::Event {
+    event(
+        org_subject(&actor.uscc),
+        Body::KeyRegistered(pb::KeyRegistered {
+            uscc: actor.uscc.clone(),
+            public_key: actor.key.public_key().to_bytes().to_vec(),
+            person: person.into(),
+            title: title.into(),
+            admin: false,
+        }),
+    )
+}
+
+pub fn production(gtin: &str, lot: &str) -> pb::Event {
+    event(
+        pb::subject::Kind::Product(product(gtin, lot)),
+        Body::Production(pb::Production {
+            output: Some(pb::LotQuantity {
+                product: Some(product(gtin, lot)),
+                quantity: Some(pb::Quantity { value: 1000.0, unit: "EA".into() }),
+            }),
+            production_date: "2026-11-01".into(),
+            expiry_date: "2028-11-01".into(),
+            factory_gln: String::new(),
+        }),
+    )
+}
+
+pub fn inspection(gtin: &str, lot: &str, report: &str, conformant: bool) -> pb::Event {
+    event(
+        pb::subject::Kind::Product(product(gtin, lot)),
+        Body::Inspection(pb::Inspection {
+            report_number: report.into(),
+            product: Some(product(gtin, lot)),
+            standards: vec!["GB 19644-2010".into()],
+            items: vec![pb::TestItem {
+                name: "melamine (三聚氰胺)".into(),
+                value: if conformant { "not detected" } else { "2563" }.into(),
+                unit: "mg/kg".into(),
+                limit: "<= 2.5".into(),
+                result: if conformant { pb::Conclusion::Conformant } else { pb::Conclusion::NonConformant } as i32,
+            }],
+            conclusion: if conformant { pb::Conclusion::Conformant } else { pb::Conclusion::NonConformant } as i32,
+            destructive: true,
+            client_uscc: String::new(),
+        }),
+    )
+}
+
+pub fn cert_key(issuer: &str, number: &str) -> pb::CertificateKey {
+    pb::CertificateKey { issuer_uscc: issuer.into(), number: number.into() }
+}
+
+pub fn certificate(issuer: &str, number: &str, holder: &str, gtin: &str, based_on: Vec<pb::RecordRef>) -> pb::Event {
+    let mut e = event(
+        pb::subject::Kind::Certificate(cert_key(issuer, number)),
+        Body::CertificateIssued(pb::CertificateIssued {
+            certificate: Some(cert_key(issuer, number)),
+            holder_uscc: holder.into(),
+            manufacturer_uscc: holder.into(),
+            factory_name: "Example Dairy No. 1 Plant".into(),
+            factory_gln: String::new(),
+            products: vec![pb::CertifiedProduct {
+                gtin: gtin.into(),
+                name: "infant formula".into(),
+                model: "900 g".into(),
+            }],
+            standards: vec!["GB 10765-2021".into()],
+            certification_mode: "型式试验+初始工厂检查+获证后监督".into(),
+            issued_on: "2026-01-01".into(),
+            valid_until: "2029-12-31".into(),
+            scope: String::new(),
+        }),
+    );
+    e.parents = based_on;
+    e
+}
+
+pub fn cert_change(issuer: &str, number: &str, body: Body) -> pb::Event {
+    event(pb::subject::Kind::Certificate(cert_key(issuer, number)), body)
+}
+
+/// A reference to an entry from its receipt.
+pub fn record_ref(receipt: &pb::AppendReceipt) -> pb::RecordRef {
+    pb::RecordRef { log_id: receipt.log_id.clone(), seq: receipt.seq, entry_hash: receipt.entry_hash.clone() }
+}
+
+/// The standard cast of a test: a regulator (the root authority), a lab, a
+/// certification body, a manufacturer and a retailer, each registered with
+/// one key.
+pub struct Cast {
+    pub root: Actor,
+    pub lab: Actor,
+    pub body: Actor,
+    pub factory: Actor,
+    pub retailer: Actor,
+}
+
+impl Cast {
+    pub async fn register(node: &Node, client: &mut LedgerClient<Channel>) -> Cast {
+        let root = Actor { key: node.authority_key(), uscc: REGULATOR.into() };
+        let cast = Cast {
+            lab: Actor::new(11, LAB),
+            body: Actor::new(12, CERT_BODY),
+            factory: Actor::new(13, FACTORY),
+            retailer: Actor::new(14, RETAILER),
+            root,
+        };
+        let orgs = [
+            (LAB, "Shanghai Food Testing Lab (上海食品检验所)", pb::Role::TestingLab, &["0952", "0693"][..]),
+            (CERT_BODY, "Hangzhou Certification Centre (杭州认证中心)", pb::Role::CertificationBody, &["0952"][..]),
+            (FACTORY, "Example Dairy Co. (示例乳业)", pb::Role::Manufacturer, &[][..]),
+            (RETAILER, "Example Mart (示例超市)", pb::Role::Retailer, &[][..]),
+        ];
+        for (uscc, name, role, scope) in orgs {
+            cast.root.append(client, register_org(uscc, name, &[role], scope)).await.expect("register org");
+        }
+        for (actor, person) in
+            [(&cast.lab, "李娜"), (&cast.body, "王强"), (&cast.factory, "张伟"), (&cast.retailer, "陈静")]
+        {
+            cast.root.append(client, register_key(actor, person, "首席质量官")).await.expect("register key");
+        }
+        cast
+    }
+}

@@ -28,6 +28,8 @@ pub mod registry;
 pub mod signing;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 /// Generated protobuf types of package `qtrace.v1`.
 #[allow(clippy::all, missing_docs)]

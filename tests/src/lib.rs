@@ -102,7 +102,7 @@ impl Node {
     }
 
     pub fn authority_key(&self) -> SecretKey {
-        keyfile::read_secret_key(&self.data.join("authority.key")).expect("authority key")
+        keyfile::read(&self.data.join("authority.key")).expect("authority key")
     }
 
     pub fn vkey(&self) -> Verifier {

@@ -18,6 +18,7 @@
 //! - Checkpoints are C2SP tlog-checkpoint bodies inside C2SP signed notes,
 //!   signed by the log's Ed25519 key; witnesses add C2SP tlog-cosignatures.
 
+pub mod bundle;
 pub mod entry;
 pub mod event;
 pub mod hash;
@@ -30,6 +31,9 @@ pub mod signing;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod trace;
+pub mod verdict;
+pub mod view;
 
 /// Generated protobuf types of package `qtrace.v1`.
 #[allow(clippy::all, missing_docs)]

@@ -10,7 +10,7 @@
 //! a submission is refused with RESOURCE_EXHAUSTED instead of growing memory.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -89,7 +89,7 @@ impl Appender {
     /// Starts the writer thread. `entries` receives every appended entry.
     pub fn start(
         log: Arc<LogStore>,
-        registry: Registry,
+        registry: Arc<RwLock<Registry>>,
         signer: Signer,
         origin: String,
         entries: broadcast::Sender<Arc<pb::Entry>>,
@@ -134,7 +134,8 @@ impl Appender {
 
 struct Writer {
     log: Arc<LogStore>,
-    registry: Registry,
+    /// Shared with readers (verdicts); the writer holds it for a batch.
+    registry: Arc<RwLock<Registry>>,
     signer: Signer,
     origin: String,
     entries: broadcast::Sender<Arc<pb::Entry>>,
@@ -180,6 +181,10 @@ impl Writer {
         let mut prev = head.last_hash;
         let mut batch: Vec<NewEntry> = Vec::new();
         let log = self.log.clone();
+        let shared = self.registry.clone();
+        // A panic elsewhere while holding the lock cannot leave the registry
+        // half-applied for an event: apply is not interrupted by I/O.
+        let mut registry = shared.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut pending = PendingRecords { log: &log, log_id, new: HashMap::new() };
         let mut in_batch: HashMap<[u8; 32], (u64, EntryHash, i64)> = HashMap::new();
         let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(jobs.len());
@@ -187,6 +192,7 @@ impl Writer {
             let mut job_slots = Vec::with_capacity(job.events.len());
             for verified in &job.events {
                 job_slots.push(self.place(
+                    &mut registry,
                     verified,
                     now,
                     &mut next_seq,
@@ -226,7 +232,7 @@ impl Writer {
                     }
                 }
                 (Ok(_), Some(e)) => failure = Some(AppendError::Storage(format!("signing the checkpoint: {e}"))),
-                (Err(e), _) => failure = Some(self.storage_failure(e)),
+                (Err(e), _) => failure = Some(self.storage_failure(&mut registry, e)),
             }
         } else if let Ok(Some((size, note))) = self.log.latest_checkpoint() {
             tree_size = size;
@@ -279,6 +285,7 @@ impl Writer {
     #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
+        registry: &mut Registry,
         verified: &Verified,
         now_micros: i64,
         next_seq: &mut u64,
@@ -313,10 +320,10 @@ impl Writer {
                 now_micros / 1000
             )));
         }
-        if let Err(e) = self.registry.authorize(*next_seq, &verified.signer, &verified.event, pending) {
+        if let Err(e) = registry.authorize(*next_seq, &verified.signer, &verified.event, pending) {
             return Slot::Refused(AppendError::Auth(e));
         }
-        self.registry.apply(*next_seq, &verified.signer, &verified.event);
+        registry.apply(*next_seq, &verified.signer, &verified.event);
         // Logged times never go backwards, even if the clock does.
         let last_logged = batch.last().map(|n| n.entry.logged_at_micros).unwrap_or(i64::MIN);
         let entry = Entry {
@@ -338,9 +345,9 @@ impl Writer {
 
     /// After a failed write the registry may hold events that were never
     /// stored: rebuild it from the log, which is the truth.
-    fn storage_failure(&mut self, error: StoreError) -> AppendError {
+    fn storage_failure(&mut self, current: &mut Registry, error: StoreError) -> AppendError {
         tracing::error!(%error, "append failed; rebuilding the registry from the log");
-        let mut registry = match self.registry.log_key() {
+        let mut registry = match current.log_key() {
             Some(key) => Registry::new(key),
             None => Registry::default(),
         };
@@ -350,7 +357,7 @@ impl Writer {
                 registry.apply(entry.seq, &entry.signer, &event);
             }
         }
-        self.registry = registry;
+        *current = registry;
         AppendError::Storage(error.to_string())
     }
 }

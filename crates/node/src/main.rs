@@ -4,9 +4,11 @@ mod appender;
 mod service;
 mod setup;
 mod status;
+mod storeview;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use clap::Parser;
@@ -58,6 +60,12 @@ struct Args {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_QUEUE_LIMIT)]
     queue_limit: usize,
+    /// Deepest trace (steps from the start) a trace or verdict may walk.
+    #[arg(long, default_value_t = 64)]
+    max_trace_depth: u32,
+    /// Most records a trace or verdict may reach.
+    #[arg(long, default_value_t = 20_000)]
+    max_trace_nodes: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,9 +108,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let (entries_tx, _) = broadcast::channel(4_096);
+    let registry = Arc::new(RwLock::new(opened.registry));
     let (appender, writer) = Appender::start(
         opened.log.clone(),
-        opened.registry,
+        registry.clone(),
         opened.signer.clone(),
         opened.origin.clone(),
         entries_tx.clone(),
@@ -112,6 +121,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         log: opened.log.clone(),
         appender: appender.clone(),
         entries: entries_tx,
+        registry,
+        trace_limits: qtrace_ledger::trace::Limits {
+            max_depth: args.max_trace_depth,
+            max_nodes: args.max_trace_nodes,
+        },
         origin: opened.origin.clone(),
         signer: opened.signer.clone(),
     };

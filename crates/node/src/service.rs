@@ -1,13 +1,17 @@
 //! The `qtrace.v1.Ledger` gRPC service.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use qtrace_client::rpc::ledger_server::Ledger;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{IndexKey, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
-use qtrace_ledger::ids::{Gtin, ProductCode, Uscc};
+use qtrace_ledger::ids::{Date, Gtin, ProductCode, Uscc};
+use qtrace_ledger::registry::Registry;
+use qtrace_ledger::trace::{self, Direction, Limits};
+use qtrace_ledger::verdict::{self, Trust};
+use qtrace_ledger::view::{RecordId, Recorder, View};
 use qtrace_ledger::note::Signer;
 use qtrace_ledger::pb;
 use qtrace_ledger::signing::PublicKey;
@@ -19,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::appender::{Appender, Logged, Verified};
 use crate::status::{self, Failure};
+use crate::storeview::StoreView;
 
 /// Largest AppendBatch accepted.
 pub const MAX_BATCH: usize = 1_000;
@@ -32,6 +37,9 @@ pub struct LedgerService {
     pub log: Arc<LogStore>,
     pub appender: Appender,
     pub entries: broadcast::Sender<Arc<pb::Entry>>,
+    pub registry: Arc<RwLock<Registry>>,
+    /// Default and largest trace limits.
+    pub trace_limits: Limits,
     pub origin: String,
     pub signer: Signer,
 }
@@ -39,6 +47,52 @@ pub struct LedgerService {
 impl LedgerService {
     fn log_id(&self) -> LogId {
         self.log.log_id()
+    }
+
+    /// Trace limits for a request: 0 means the node's default, and more than
+    /// the node's limit is refused.
+    fn limits(&self, max_depth: u32, max_nodes: u32) -> Result<Limits, Failure> {
+        let max = self.trace_limits;
+        let depth = if max_depth == 0 { max.max_depth } else { max_depth };
+        let nodes = if max_nodes == 0 { max.max_nodes } else { max_nodes as usize };
+        if depth > max.max_depth || nodes > max.max_nodes {
+            return Err(Failure::Invalid(format!(
+                "max_depth/max_nodes: this node traces at most {} steps and {} records",
+                max.max_depth, max.max_nodes
+            )));
+        }
+        Ok(Limits { max_depth: depth, max_nodes: nodes })
+    }
+
+    /// Computes a verdict over a snapshot of the store, and with `bundle`
+    /// the evidence bundle behind it.
+    async fn verdict(
+        &self,
+        request: pb::VerifyRequest,
+        bundle: bool,
+    ) -> Result<(verdict::Report, Option<pb::Bundle>), Failure> {
+        let log = self.log.clone();
+        let registry = self.registry.clone();
+        let trust = Trust { logs: vec![self.signer.verifier()], witnesses: Vec::new() };
+        let limits = self.trace_limits;
+        tokio::task::spawn_blocking(move || {
+            let guard = registry.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let view = StoreView::new(&log, guard).map_err(|e| Failure::Internal(e.to_string()))?;
+            let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
+            let options = verdict::Options { limits, raw: request.raw };
+            if !bundle {
+                let report = run_verdict(&view, &trust, &request, options)?;
+                return Ok((report, None));
+            }
+            let recorder = Recorder::new(&view);
+            let report = run_verdict(&recorder, &trust, &request, options)?;
+            let touched = recorder.touched.borrow().clone();
+            let built = qtrace_ledger::bundle::build(&view, &touched, subject, crate::setup::now_micros())
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            Ok((report, Some(built)))
+        })
+        .await
+        .map_err(|_| Failure::Internal("verdict failed to run".into()))?
     }
 
     /// Turns a writer outcome into a receipt with an inclusion proof.
@@ -410,6 +464,56 @@ impl Ledger for LedgerService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn trace(&self, request: Request<pb::TraceRequest>) -> Result<Response<pb::TraceResponse>, Status> {
+        let request = request.into_inner();
+        let direction = match pb::TraceDirection::try_from(request.direction) {
+            Ok(pb::TraceDirection::Upstream) => Direction::Upstream,
+            Ok(pb::TraceDirection::Downstream) => Direction::Downstream,
+            _ => return Err(Status::invalid_argument("direction: must be upstream or downstream")),
+        };
+        let limits = self.limits(request.max_depth, request.max_nodes).map_err(status::to_status)?;
+        let start = request.start.ok_or_else(|| Status::invalid_argument("start: is required"))?;
+        let log = self.log.clone();
+        let registry = self.registry.clone();
+        let trace = tokio::task::spawn_blocking(move || -> Result<pb::TraceResponse, Failure> {
+            let guard = registry.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let view = StoreView::new(&log, guard).map_err(|e| Failure::Internal(e.to_string()))?;
+            let starts = trace_starts(&view, &start)?;
+            let trace = trace::trace(&view, &starts, direction, limits, false).map_err(Failure::Trace)?;
+            Ok(pb::TraceResponse {
+                nodes: trace
+                    .nodes
+                    .iter()
+                    .map(|n| pb::TraceNode {
+                        entry: Some(n.record.entry.to_pb(&n.record.id.log)),
+                        depth: n.depth,
+                        via: n.via.map(|v| v as u32),
+                        relation: n.relation.name().to_string(),
+                    })
+                    .collect(),
+                lots: trace
+                    .lots
+                    .iter()
+                    .map(|(g, l)| pb::ProductKey { gtin: g.to_string(), lot: l.to_string(), serial: String::new() })
+                    .collect(),
+            })
+        })
+        .await
+        .map_err(|_| Status::internal("trace failed to run"))?
+        .map_err(status::to_status)?;
+        Ok(Response::new(trace))
+    }
+
+    async fn verify(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::VerdictReport>, Status> {
+        let (report, _) = self.verdict(request.into_inner(), false).await.map_err(status::to_status)?;
+        Ok(Response::new(verdict::to_pb(&report)))
+    }
+
+    async fn get_bundle(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::Bundle>, Status> {
+        let (_, bundle) = self.verdict(request.into_inner(), true).await.map_err(status::to_status)?;
+        bundle.map(Response::new).ok_or_else(|| Status::internal("no bundle was built"))
+    }
+
     async fn get_log_info(&self, _: Request<pb::GetLogInfoRequest>) -> Result<Response<pb::LogInfo>, Status> {
         Ok(Response::new(pb::LogInfo {
             log_id: self.log_id().0.to_vec(),
@@ -418,6 +522,99 @@ impl Ledger for LedgerService {
             size: self.log.head().size,
             max_batch: MAX_BATCH as u32,
         }))
+    }
+}
+
+/// The verdict a request asks for.
+fn run_verdict(
+    view: &dyn View,
+    trust: &Trust,
+    request: &pb::VerifyRequest,
+    options: verdict::Options,
+) -> Result<verdict::Report, Failure> {
+    use pb::verdict_subject::Kind;
+    let kind = request
+        .subject
+        .as_ref()
+        .and_then(|s| s.kind.as_ref())
+        .ok_or_else(|| Failure::Invalid("subject: give a record, a certificate or a product code".into()))?;
+    let result = match kind {
+        Kind::Record(r) => {
+            let id = record_id(r)?;
+            verdict::verify_record(view, trust, id, options)
+        }
+        Kind::Certificate(c) => {
+            let issuer = Uscc::parse(&c.issuer_uscc)
+                .map_err(|e| Failure::Invalid(format!("subject.certificate.issuer_uscc: {e}")))?;
+            let at = if request.at.is_empty() {
+                None
+            } else {
+                Some(Date::parse_iso(&request.at).map_err(|e| Failure::Invalid(format!("at: {e}")))?)
+            };
+            let product = if request.for_product.is_empty() {
+                None
+            } else {
+                Some(
+                    verdict::product_code(&request.for_product)
+                        .map_err(|e| Failure::Invalid(format!("for_product: {e}")))?
+                        .gtin,
+                )
+            };
+            verdict::verify_certificate(view, trust, &issuer, &c.number, product.as_ref(), at, options)
+        }
+        Kind::ProductCode(code) => {
+            let code =
+                verdict::product_code(code).map_err(|e| Failure::Invalid(format!("subject.product_code: {e}")))?;
+            verdict::verify_product(view, trust, &code, options)
+        }
+    };
+    result.map_err(Failure::Verdict)
+}
+
+fn record_id(r: &pb::RecordRef) -> Result<RecordId, Failure> {
+    let log = LogId::from_slice(&r.log_id).map_err(|e| Failure::Invalid(format!("record: {e}")))?;
+    Ok(RecordId { log, seq: r.seq })
+}
+
+/// Where a trace starts: a record, a certificate's issue record, or the
+/// records that created a lot (all records of the lot if none did).
+fn trace_starts(view: &StoreView<'_>, start: &pb::VerdictSubject) -> Result<Vec<RecordId>, Failure> {
+    use pb::verdict_subject::Kind;
+    match start.kind.as_ref() {
+        None => Err(Failure::Invalid("start: give a record, a certificate or a product code".into())),
+        Some(Kind::Record(r)) => {
+            let id = record_id(r)?;
+            if view.record(id).map_err(|e| Failure::Internal(e.to_string()))?.is_none() {
+                return Err(Failure::NotFound(format!("record {id} is not in the ledger")));
+            }
+            Ok(vec![id])
+        }
+        Some(Kind::Certificate(c)) => {
+            let issuer = Uscc::parse(&c.issuer_uscc)
+                .map_err(|e| Failure::Invalid(format!("start.certificate.issuer_uscc: {e}")))?;
+            let ids = view
+                .lookup(&IndexKey::Certificate(issuer, c.number.clone()), trace::MAX_PER_KEY)
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            if ids.is_empty() {
+                return Err(Failure::NotFound(format!("certificate {}/{} is not in the ledger", c.issuer_uscc, c.number)));
+            }
+            Ok(ids)
+        }
+        Some(Kind::ProductCode(code)) => {
+            let code = verdict::product_code(code).map_err(|e| Failure::Invalid(format!("start.product_code: {e}")))?;
+            let lot = code.lot.ok_or_else(|| Failure::Invalid("start.product_code: give the lot to trace".into()))?;
+            let key = (code.gtin, lot);
+            let origins = trace::lot_origins(view, &key).map_err(|e| Failure::Internal(e.to_string()))?;
+            let ids: Vec<RecordId> = if origins.is_empty() {
+                trace::lot_records(view, &key).map_err(|e| Failure::Internal(e.to_string()))?.iter().map(|r| r.id).collect()
+            } else {
+                origins.iter().map(|r| r.id).collect()
+            };
+            if ids.is_empty() {
+                return Err(Failure::NotFound(format!("the ledger has no record of {} lot {}", key.0, key.1)));
+            }
+            Ok(ids)
+        }
     }
 }
 

@@ -65,10 +65,10 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>) -> anyhow::
     std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
     let log_key_path = data.join("log.key");
     let log_key = if log_key_path.exists() {
-        keyfile::read(&log_key_path)?
+        keyfile::read_secret_key(&log_key_path)?
     } else {
         let key = SecretKey::generate()?;
-        keyfile::write_new(&log_key_path, &key)?;
+        keyfile::write_secret_key(&log_key_path, &key)?;
         key
     };
     let log_id = LogId::of_key(&log_key.public_key().to_bytes());
@@ -102,10 +102,10 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>) -> anyhow::
             None => {
                 let path = data.join("authority.key");
                 let key = if path.exists() {
-                    keyfile::read(&path)?
+                    keyfile::read_secret_key(&path)?
                 } else {
                     let key = SecretKey::generate()?;
-                    keyfile::write_new(&path, &key)?;
+                    keyfile::write_secret_key(&path, &key)?;
                     key
                 };
                 authority_key_path = Some(path);

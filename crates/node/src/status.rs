@@ -8,6 +8,8 @@ use qtrace_ledger::event::EventError;
 use qtrace_ledger::registry::RefusalClass;
 use qtrace_ledger::signing::SignatureError;
 use qtrace_ledger::store::StoreError;
+use qtrace_ledger::trace::TraceError;
+use qtrace_ledger::verdict::VerdictError;
 use tonic::Status;
 
 use crate::appender::AppendError;
@@ -24,6 +26,8 @@ pub enum Failure {
     /// The writer refused or could not append.
     Append(AppendError),
     Store(StoreError),
+    Verdict(VerdictError),
+    Trace(TraceError),
     Internal(String),
 }
 
@@ -66,6 +70,14 @@ pub fn to_status(failure: Failure) -> Status {
             AppendError::Storage(message) => internal(message),
         },
         Failure::Store(e) => internal(e.to_string()),
+        Failure::Verdict(VerdictError::Trace(e)) | Failure::Trace(e) => match e {
+            TraceError::TooDeep { .. } | TraceError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),
+            TraceError::NotFound(_) => Status::not_found(e.to_string()),
+            TraceError::View(v) => internal(v.to_string()),
+            _ => internal(e.to_string()),
+        },
+        Failure::Verdict(VerdictError::View(e)) => internal(e.to_string()),
+        Failure::Verdict(e) => internal(e.to_string()),
         Failure::Internal(message) => internal(message),
     }
 }

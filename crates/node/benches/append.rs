@@ -1,0 +1,1313 @@
+//! How fast a real `qtrace-node` process appends, next to machine limits
+//! measured in the same run.
+//!
+//! `cargo bench -p qtrace-node --bench append` runs the full version, the
+//! one whose figures we quote; `QTRACE_BENCH_SCALE=small` (or the argument
+//! `small`) runs a smoke version in a few seconds. The program prints one
+//! table and ends with a single line `BENCH-SUMMARY {json}`. It never asserts
+//! a time.
+//!
+//! It starts the release `qtrace-node` binary cargo built for this benchmark
+//! (`CARGO_BIN_EXE_qtrace-node`) on 127.0.0.1 port 0 with a temporary data
+//! directory, registers a manufacturer and a testing lab with the
+//! development authority key, and then, for each phase, signs all the
+//! events it will send before the clock starts (signing is the client's
+//! cost, not the node's):
+//!
+//! - no-op RPCs: `GetLogInfo` on the same node with 1, 16 and 64 in flight
+//!   (the honest cost of a tonic round trip through this server);
+//! - unary `Append` with 1, 16 and 64 concurrent clients, 64 both on separate
+//!   channels (one HTTP/2 connection each) and on one shared channel;
+//! - `AppendBatch` of 1,000 events from 1 and 4 concurrent clients.
+//!
+//! Client and node share this machine's cores, as they do for the no-op
+//! baseline. For each phase it also reads, from `/proc`, the CPU time of the
+//! node's threads by name (the writer thread, the tokio workers, sled's
+//! threads) and the bytes the node wrote to storage, so the table says where
+//! the node's time went. At the end the node is stopped with SIGTERM by
+//! process id and must exit with status 0.
+//!
+//! Environment: `QTRACE_BENCH_SCALE` (`small` | `full`),
+//! `QTRACE_BENCH_SECONDS` (override the length of every phase) and
+//! `QTRACE_BENCH_ONLY` (comma-separated phase names, e.g. `unary64,batch4`,
+//! for profiling one phase; ratios to skipped phases print as n/a).
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use prost::Message;
+use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_ledger::merkle;
+use qtrace_ledger::note::{self, Verifier};
+use qtrace_ledger::pb::{self, event::Body, subject::Kind};
+use qtrace_ledger::signing::{self, SecretKey};
+use serde_json::{Map, Value, json};
+use tonic::transport::{Channel, Endpoint};
+
+type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    name: &'static str,
+    /// Signatures for the verify limits.
+    signatures: usize,
+    /// Length of each append phase.
+    phase: Duration,
+    /// Length of each no-op phase.
+    noop: Duration,
+}
+
+const FULL: Scale =
+    Scale { name: "full", signatures: 20_000, phase: Duration::from_secs(5), noop: Duration::from_secs(3) };
+const SMALL: Scale =
+    Scale { name: "small", signatures: 2_000, phase: Duration::from_secs(1), noop: Duration::from_millis(500) };
+
+/// Events per AppendBatch request.
+const BATCH: usize = 1_000;
+/// Signatures per batch verification.
+const VERIFY_BATCH: usize = 64;
+/// The throughput target for 64 unary clients.
+const TARGET_APPENDS_PER_S: f64 = 20_000.0;
+/// The target for batch events/s ÷ single-core batch-verify sig/s.
+const TARGET_BATCH_VS_VERIFY: f64 = 0.6;
+/// Pre-signed events per second of phase: an upper bound on what a phase
+/// can use. Running out ends the phase early (it is flagged); the rate
+/// stays right because it is events ÷ the time actually taken.
+const POOL_RATE_ONE_CLIENT: f64 = 10_000.0;
+const POOL_RATE_UNARY: f64 = 30_000.0;
+const POOL_RATE_BATCH: f64 = 45_000.0;
+
+const FACTORY: &str = "92320900MA1N3T5C5Q";
+const LAB: &str = "91310000MA1K2Q7A5L";
+const RETAILER: &str = "914403007152672A21";
+const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
+const GLN_FACTORY: &str = "6931234000013";
+const GLN_WAREHOUSE: &str = "0614141000012";
+
+fn main() -> Result<()> {
+    let scale = scale_from_env_and_args()?;
+    let phase = match std::env::var("QTRACE_BENCH_SECONDS") {
+        Ok(text) => Duration::from_secs_f64(text.parse::<f64>().map_err(|e| format!("QTRACE_BENCH_SECONDS: {e}"))?),
+        Err(_) => scale.phase,
+    };
+    let noop = phase.min(scale.noop);
+    let only: Option<Vec<String>> = std::env::var("QTRACE_BENCH_ONLY")
+        .ok()
+        .map(|text| text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+    let enabled = |name: &str| only.as_ref().is_none_or(|names| names.iter().any(|n| n == name));
+    let started = Instant::now();
+    println!(
+        "qtrace append benchmark, scale {} ({} cores, {:.1} s per append phase, {:.1} s per no-op phase)",
+        scale.name,
+        cores(),
+        phase.as_secs_f64(),
+        noop.as_secs_f64()
+    );
+    let mut report = Report::new("append", scale.name);
+
+    // Limits that need no node: measured first, on an idle machine.
+    let (verify_per_s, batch_verify_per_s) = measure_verify(scale.signatures);
+    report.section("machine limits (this run; ratio = this run ÷ shared/CRATES.md reference)");
+    report.limit("ed25519_verify_per_s", "ed25519 verify_strict, 1 core", verify_per_s, "sig/s", Some(28_000.0));
+    report.limit(
+        "ed25519_batch64_sigs_per_s",
+        "ed25519 verify_batch (64), 1 core",
+        batch_verify_per_s,
+        "sig/s",
+        Some(60_000.0),
+    );
+
+    let mut node = NodeProcess::start()?;
+    println!("qtrace-node pid {} at {} (data {})", node.pid(), node.url, node.data.display());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build()?;
+    let outcome = runtime.block_on(run(&node, &mut report, Settings { phase, noop, enabled: &enabled }));
+    drop(runtime);
+    let status = node.stop()?;
+    outcome?;
+    report.section("shutdown");
+    report.info("node_exit_code", "node exit status after SIGTERM (must be 0)", f64::from(status.code().unwrap_or(-1)), "");
+
+    let seconds = started.elapsed().as_secs_f64();
+    report.print();
+    println!("total time: {seconds:.1} s");
+    println!("BENCH-SUMMARY {}", report.summary(seconds));
+    if !status.success() {
+        return Err(format!("qtrace-node exited with {status} after SIGTERM, not 0").into());
+    }
+    Ok(())
+}
+
+struct Settings<'a> {
+    phase: Duration,
+    noop: Duration,
+    enabled: &'a dyn Fn(&str) -> bool,
+}
+
+async fn run(node: &NodeProcess, report: &mut Report, settings: Settings<'_>) -> Result<()> {
+    let mut admin = connect(&node.url).await?;
+    let root = SecretKey::from_file_text(&std::fs::read_to_string(node.data.join("authority.key"))?)?;
+    let factory = SecretKey::from_seed(&[13; 32]);
+    let lab = SecretKey::from_seed(&[11; 32]);
+    register(&mut admin, &root, &factory, &lab).await?;
+    let verifier = Verifier::parse(std::fs::read_to_string(node.data.join("log.vkey"))?.trim())?;
+    let signers = Signers { factory, lab };
+    let mut bench = Bench { node, report, signers, verifier, next_event: 0, noop: BTreeMap::new() };
+    let enabled = settings.enabled;
+
+    bench.report.section(&format!(
+        "no-op RPC: GetLogInfo on the same node ({:.1} s each)",
+        settings.noop.as_secs_f64()
+    ));
+    for (name, clients, mode) in [
+        ("noop1", 1, Mode::Separate),
+        ("noop16", 16, Mode::Separate),
+        ("noop64", 64, Mode::Separate),
+        ("noop64s", 64, Mode::Shared),
+    ] {
+        if enabled(name) {
+            bench.noop_phase(name, clients, mode, settings.noop).await?;
+        }
+    }
+
+    let mut best64: Option<(f64, &str)> = None;
+    for (name, clients, mode, pool_rate) in [
+        ("unary1", 1, Mode::Separate, POOL_RATE_ONE_CLIENT),
+        ("unary16", 16, Mode::Separate, POOL_RATE_UNARY),
+        ("unary64", 64, Mode::Separate, POOL_RATE_UNARY),
+        ("unary64s", 64, Mode::Shared, POOL_RATE_UNARY),
+    ] {
+        if enabled(name) {
+            let rate = bench.unary_phase(name, clients, mode, settings.phase, pool_rate).await?;
+            if clients == 64 && best64.is_none_or(|(best, _)| rate > best) {
+                best64 = Some((rate, mode.name()));
+            }
+        }
+    }
+    if let Some((rate, mode)) = best64 {
+        bench.report.section("64 unary clients: the better channel layout");
+        bench.report.figure(
+            "unary64_best_per_s",
+            &format!("appends/s, 64 clients, best layout ({mode})"),
+            rate,
+            "append/s",
+            vec![Ratio::new(rate / TARGET_APPENDS_PER_S, "÷ target 20,000/s")],
+        );
+    }
+
+    for (name, clients) in [("batch1", 1), ("batch4", 4)] {
+        if enabled(name) {
+            bench.batch_phase(name, clients, settings.phase).await?;
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One channel (HTTP/2 connection) per client.
+    Separate,
+    /// One channel shared by every client.
+    Shared,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Separate => "separate channels",
+            Mode::Shared => "one shared channel",
+        }
+    }
+}
+
+struct Signers {
+    factory: SecretKey,
+    lab: SecretKey,
+}
+
+struct Bench<'a> {
+    node: &'a NodeProcess,
+    report: &'a mut Report,
+    signers: Signers,
+    verifier: Verifier,
+    /// Index of the next workload event: every event is new.
+    next_event: u64,
+    /// No-op RPC rate and p50 by phase name.
+    noop: BTreeMap<&'static str, (f64, Duration)>,
+}
+
+impl Bench<'_> {
+    async fn clients(&self, n: usize, mode: Mode) -> Result<Vec<LedgerClient<Channel>>> {
+        let mut out = Vec::with_capacity(n);
+        match mode {
+            Mode::Separate => {
+                for _ in 0..n {
+                    out.push(connect(&self.node.url).await?);
+                }
+            }
+            Mode::Shared => {
+                let client = connect(&self.node.url).await?;
+                out.extend(std::iter::repeat_n(client, n));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Signs `n` workload events on every core, before any clock starts.
+    fn sign_pool(&mut self, n: usize) -> Vec<pb::SignedEvent> {
+        let first = self.next_event;
+        self.next_event += n as u64;
+        let millis = now_millis();
+        let threads = cores() as u64;
+        let per_thread = (n as u64).div_ceil(threads).max(1);
+        let signers = &self.signers;
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let start = (first + t * per_thread).min(first + n as u64);
+                    let end = (start + per_thread).min(first + n as u64);
+                    scope.spawn(move || (start..end).map(|i| sign_event(signers, i, millis)).collect::<Vec<_>>())
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
+        })
+    }
+
+    fn noop_for(&self, clients: usize, mode: Mode) -> Option<(f64, Duration)> {
+        let name = match (clients, mode) {
+            (1, _) => "noop1",
+            (16, _) => "noop16",
+            (64, Mode::Separate) => "noop64",
+            (64, Mode::Shared) => "noop64s",
+            _ => return None,
+        };
+        self.noop.get(name).copied()
+    }
+
+    async fn noop_phase(&mut self, name: &'static str, clients: usize, mode: Mode, length: Duration) -> Result<()> {
+        let clients = self.clients(clients, mode).await?;
+        let n = clients.len();
+        let usage = Usage::start(self.node.pid());
+        let phase = drive(clients, length, usize::MAX, |mut client, _| async move {
+            client.get_log_info(pb::GetLogInfoRequest {}).await.map(|_| Done::one()).map_err(|s| s.to_string())
+        })
+        .await;
+        let usage = usage.finish();
+        let per_s = phase.events as f64 / phase.elapsed.as_secs_f64();
+        let lat = Percentiles::of(&phase.latencies);
+        self.noop.insert(name, (per_s, lat.p50));
+        self.report.figure(
+            &format!("{name}_rpc_per_s"),
+            &format!("no-op RPC/s, {n} in flight ({})", mode.name()),
+            per_s,
+            "rpc/s",
+            vec![Ratio::new(per_s / self.noop.get("noop1").map_or(f64::NAN, |v| v.0), "÷ no-op RPC/s, 1 in flight")],
+        );
+        self.report.figure(
+            &format!("{name}_p50_us"),
+            "  latency p50",
+            micros(lat.p50),
+            "µs",
+            vec![Ratio::new(lat.p99.as_secs_f64() / lat.p50.as_secs_f64(), "p99 ÷ p50")],
+        );
+        self.report.figure(
+            &format!("{name}_node_cpu_us"),
+            "  node CPU per RPC",
+            usage.node_cpu.as_secs_f64() * 1e6 / phase.events.max(1) as f64,
+            "µs",
+            vec![Ratio::new(usage.node_cpu.as_secs_f64() / phase.elapsed.as_secs_f64(), "node cores busy")],
+        );
+        phase.check(name)
+    }
+
+    async fn unary_phase(
+        &mut self,
+        name: &'static str,
+        clients: usize,
+        mode: Mode,
+        length: Duration,
+        pool_rate: f64,
+    ) -> Result<f64> {
+        let pool: Arc<Vec<pb::SignedEvent>> =
+            Arc::new(self.sign_pool((pool_rate * length.as_secs_f64()).ceil() as usize));
+        let clients = self.clients(clients, mode).await?;
+        let n = clients.len();
+        let usage = Usage::start(self.node.pid());
+        let requests = pool.clone();
+        let phase = drive(clients, length, pool.len(), move |mut client, i| {
+            let event = requests[i].clone();
+            async move {
+                let receipt = client
+                    .append(pb::AppendRequest { event: Some(event) })
+                    .await
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                    .into_inner();
+                Ok::<Done, String>(Done { events: 1, refused: 0, first_refusal: None, receipt: Some(receipt) })
+            }
+        })
+        .await;
+        let usage = usage.finish();
+        let per_s = phase.events as f64 / phase.elapsed.as_secs_f64();
+        let lat = Percentiles::of(&phase.latencies);
+        let (noop_per_s, noop_p50) = self.noop_for(n, mode).unwrap_or((f64::NAN, Duration::ZERO));
+        self.report.section(&format!(
+            "unary Append, {n} concurrent clients, {} ({} appended in {:.2} s{})",
+            mode.name(),
+            phase.events,
+            phase.elapsed.as_secs_f64(),
+            if phase.exhausted { ", pre-signed pool used up" } else { "" }
+        ));
+        let mut ratios = vec![
+            Ratio::new(per_s / noop_per_s, &format!("÷ no-op RPC/s, {n} in flight, same layout")),
+            Ratio::new(per_s / self.report.limit_value("ed25519_verify_per_s"), "÷ ed25519 verify_strict/s, 1 core"),
+        ];
+        if n == 64 {
+            ratios.push(Ratio::new(per_s / TARGET_APPENDS_PER_S, "÷ target 20,000/s"));
+        }
+        self.report.figure(&format!("{name}_appends_per_s"), "durable appends/s", per_s, "append/s", ratios);
+        self.latency_rows(name, &lat, noop_p50, "÷ no-op RPC p50, same concurrency");
+        self.usage_rows(name, &usage, phase.events, phase.elapsed);
+        self.check_receipt(phase.receipt.as_ref())?;
+        phase.check(name)?;
+        Ok(per_s)
+    }
+
+    async fn batch_phase(&mut self, name: &'static str, clients: usize, length: Duration) -> Result<()> {
+        let pool = self.sign_pool((POOL_RATE_BATCH * length.as_secs_f64()).ceil() as usize);
+        let requests: Arc<Vec<pb::AppendBatchRequest>> =
+            Arc::new(pool.chunks(BATCH).map(|c| pb::AppendBatchRequest { events: c.to_vec() }).collect());
+        drop(pool);
+        let clients = self.clients(clients, Mode::Separate).await?;
+        let n = clients.len();
+        let usage = Usage::start(self.node.pid());
+        let shared = requests.clone();
+        let phase = drive(clients, length, requests.len(), move |mut client, i| {
+            let request = shared[i].clone();
+            async move {
+                let response = client
+                    .append_batch(request)
+                    .await
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?
+                    .into_inner();
+                let mut done = Done { events: 0, refused: 0, first_refusal: None, receipt: None };
+                for result in response.results {
+                    match result.outcome {
+                        Some(pb::append_result::Outcome::Receipt(receipt)) => {
+                            done.events += 1;
+                            done.receipt = Some(receipt);
+                        }
+                        Some(pb::append_result::Outcome::Refusal(refusal)) => {
+                            done.refused += 1;
+                            done.first_refusal.get_or_insert(format!("{}: {}", refusal.code, refusal.message));
+                        }
+                        None => done.refused += 1,
+                    }
+                }
+                Ok::<Done, String>(done)
+            }
+        })
+        .await;
+        let usage = usage.finish();
+        let per_s = phase.events as f64 / phase.elapsed.as_secs_f64();
+        let lat = Percentiles::of(&phase.latencies);
+        let batch_verify = self.report.limit_value("ed25519_batch64_sigs_per_s");
+        self.report.section(&format!(
+            "AppendBatch of {BATCH}, {n} concurrent clients ({} appended in {:.2} s{})",
+            phase.events,
+            phase.elapsed.as_secs_f64(),
+            if phase.exhausted { ", pre-signed pool used up" } else { "" }
+        ));
+        self.report.figure(
+            &format!("{name}_events_per_s"),
+            "durable events/s",
+            per_s,
+            "event/s",
+            vec![
+                Ratio::new(per_s / batch_verify, &format!("÷ batch-verify(64) sig/s, 1 core (target ≥ {TARGET_BATCH_VS_VERIFY})")),
+                Ratio::new(per_s / self.report.limit_value("ed25519_verify_per_s"), "÷ ed25519 verify_strict/s, 1 core"),
+            ],
+        );
+        let ideal = Duration::from_secs_f64(BATCH as f64 / batch_verify);
+        self.latency_rows(name, &lat, ideal, &format!("÷ time to batch-verify {BATCH} sigs on 1 core"));
+        self.usage_rows(name, &usage, phase.events, phase.elapsed);
+        self.check_receipt(phase.receipt.as_ref())?;
+        phase.check(name)
+    }
+
+    fn latency_rows(&mut self, name: &str, lat: &Percentiles, base: Duration, against: &str) {
+        for (label, value) in [("p50", lat.p50), ("p99", lat.p99)] {
+            self.report.figure(
+                &format!("{name}_{label}_us"),
+                &format!("  latency {label}"),
+                micros(value),
+                "µs",
+                vec![Ratio::new(value.as_secs_f64() / base.as_secs_f64(), against)],
+            );
+        }
+    }
+
+    /// Where the node's time went during a phase, per appended event.
+    fn usage_rows(&mut self, name: &str, usage: &UsageDelta, events: usize, elapsed: Duration) {
+        let events = events.max(1) as f64;
+        let wall = elapsed.as_secs_f64();
+        let verify_cost = 1.0 / self.report.limit_value("ed25519_verify_per_s");
+        let per_event = |d: Duration| d.as_secs_f64() / events;
+        self.report.figure(
+            &format!("{name}_node_cpu_us_per_event"),
+            "  node CPU per event, all threads",
+            per_event(usage.node_cpu) * 1e6,
+            "µs",
+            vec![
+                Ratio::new(per_event(usage.node_cpu) / verify_cost, "÷ one verify_strict"),
+                Ratio::new(usage.node_cpu.as_secs_f64() / wall, "node cores busy"),
+            ],
+        );
+        for (group, cpu) in &usage.by_group {
+            if cpu.as_secs_f64() / wall < 0.01 {
+                continue;
+            }
+            self.report.figure(
+                &format!("{name}_cpu_us_per_event_{}", group.replace(['-', ' '], "_")),
+                &format!("    {group}"),
+                per_event(*cpu) * 1e6,
+                "µs",
+                vec![Ratio::new(cpu.as_secs_f64() / wall, "cores busy")],
+            );
+        }
+        self.report.figure(
+            &format!("{name}_node_runqueue_wait_us_per_event"),
+            "  node threads waiting for a core",
+            per_event(usage.node_wait) * 1e6,
+            "µs",
+            vec![Ratio::new(usage.node_wait.as_secs_f64() / wall, "threads waiting, average")],
+        );
+        self.report.figure(
+            &format!("{name}_bench_cpu_us_per_event"),
+            "  benchmark client CPU per event",
+            per_event(usage.client_cpu) * 1e6,
+            "µs",
+            vec![Ratio::new(usage.client_cpu.as_secs_f64() / wall, "client cores busy")],
+        );
+        self.report.figure(
+            &format!("{name}_written_bytes_per_event"),
+            "  bytes the node wrote to storage per event",
+            usage.written_bytes as f64 / events,
+            "B",
+            vec![Ratio::new(usage.written_bytes as f64 / events / ENTRY_BYTES_ESTIMATE, "÷ entry bytes (~564 B)")],
+        );
+    }
+
+    /// Checks one receipt per phase the way a client would: signed by the
+    /// log key, and its proof leads from the entry to the checkpoint's root.
+    fn check_receipt(&self, receipt: Option<&pb::AppendReceipt>) -> Result<()> {
+        let Some(receipt) = receipt else { return Ok(()) };
+        let checkpoint = receipt.checkpoint.as_ref().ok_or("a receipt without a checkpoint")?;
+        let opened = note::open_checkpoint(&checkpoint.note, &self.verifier, &[])?;
+        let proof = receipt.inclusion.as_ref().ok_or("a receipt without a proof")?;
+        let path: Vec<[u8; 32]> =
+            proof.path.iter().map(|h| <[u8; 32]>::try_from(h.as_slice())).collect::<Result<_, _>>()?;
+        let leaf = <[u8; 32]>::try_from(receipt.entry_hash.as_slice())?;
+        merkle::verify_inclusion(receipt.seq, proof.tree_size, &leaf, &path, &opened.checkpoint.root)?;
+        Ok(())
+    }
+}
+
+/// The average entry size of this workload (164-byte header + ~400-byte
+/// event), for the write-amplification ratio.
+const ENTRY_BYTES_ESTIMATE: f64 = 564.0;
+
+// ---------------------------------------------------------------------------
+// Driving clients
+
+/// What one call achieved.
+struct Done {
+    events: usize,
+    refused: usize,
+    first_refusal: Option<String>,
+    receipt: Option<pb::AppendReceipt>,
+}
+
+impl Done {
+    fn one() -> Done {
+        Done { events: 1, refused: 0, first_refusal: None, receipt: None }
+    }
+}
+
+#[derive(Default)]
+struct Phase {
+    events: usize,
+    refused: usize,
+    failed_calls: usize,
+    first_problem: Option<String>,
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    exhausted: bool,
+    receipt: Option<pb::AppendReceipt>,
+}
+
+impl Phase {
+    /// A refused event or a failed call means the benchmark is measuring
+    /// something other than appends: stop and say so.
+    fn check(&self, name: &str) -> Result<()> {
+        if self.refused == 0 && self.failed_calls == 0 {
+            return Ok(());
+        }
+        Err(format!(
+            "{name}: {} events refused and {} calls failed; first: {}",
+            self.refused,
+            self.failed_calls,
+            self.first_problem.as_deref().unwrap_or("?")
+        )
+        .into())
+    }
+}
+
+/// Runs `call` from every client in a loop until `length` has passed or
+/// `limit` calls were made, one call in flight per client. The clock stops
+/// when the last call in flight has answered.
+async fn drive<F, Fut>(clients: Vec<LedgerClient<Channel>>, length: Duration, limit: usize, call: F) -> Phase
+where
+    F: Fn(LedgerClient<Channel>, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<Done, String>> + Send + 'static,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let deadline = started + length;
+    let mut tasks = Vec::with_capacity(clients.len());
+    for client in clients {
+        let next = next.clone();
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut phase = Phase::default();
+            while Instant::now() < deadline {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= limit {
+                    phase.exhausted = true;
+                    break;
+                }
+                let one = Instant::now();
+                let outcome = call(client.clone(), i).await;
+                phase.latencies.push(one.elapsed());
+                match outcome {
+                    Ok(done) => {
+                        phase.events += done.events;
+                        phase.refused += done.refused;
+                        if phase.first_problem.is_none() {
+                            phase.first_problem = done.first_refusal;
+                        }
+                        if done.receipt.is_some() {
+                            phase.receipt = done.receipt;
+                        }
+                    }
+                    Err(problem) => {
+                        phase.failed_calls += 1;
+                        phase.first_problem.get_or_insert(problem);
+                    }
+                }
+            }
+            phase
+        }));
+    }
+    let mut total = Phase::default();
+    for task in tasks {
+        match task.await {
+            Ok(phase) => {
+                total.events += phase.events;
+                total.refused += phase.refused;
+                total.failed_calls += phase.failed_calls;
+                total.exhausted |= phase.exhausted;
+                if total.first_problem.is_none() {
+                    total.first_problem = phase.first_problem;
+                }
+                if phase.receipt.is_some() {
+                    total.receipt = phase.receipt;
+                }
+                total.latencies.extend(phase.latencies);
+            }
+            Err(e) => {
+                total.failed_calls += 1;
+                total.first_problem.get_or_insert(format!("client task failed: {e}"));
+            }
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+async fn connect(url: &str) -> Result<LedgerClient<Channel>> {
+    let channel = Endpoint::from_shared(url.to_string())?.connect().await?;
+    Ok(LedgerClient::new(channel).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024))
+}
+
+// ---------------------------------------------------------------------------
+// The node process
+
+struct NodeProcess {
+    child: Option<Child>,
+    data: PathBuf,
+    url: String,
+    _temp: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Starts the release binary cargo built for this benchmark on port 0
+    /// with a fresh data directory, and waits until it serves.
+    fn start() -> Result<NodeProcess> {
+        let temp = tempfile::tempdir()?;
+        let data = temp.path().join("data");
+        let binary = Path::new(env!("CARGO_BIN_EXE_qtrace-node"));
+        let child = Command::new(binary)
+            .arg("--data")
+            .arg(&data)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+        let mut node = NodeProcess { child: Some(child), data, url: String::new(), _temp: temp };
+        let addr_file = node.data.join("node.addr");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&addr_file)
+                && text.ends_with('\n')
+            {
+                node.url = format!("http://{}", text.trim());
+                return Ok(node);
+            }
+            if let Some(child) = node.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(format!("qtrace-node exited at start with {status}").into());
+            }
+            if Instant::now() > deadline {
+                return Err("qtrace-node did not write node.addr within 60 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM by process id, then waits for the exit status.
+    fn stop(&mut self) -> Result<ExitStatus> {
+        let mut child = self.child.take().ok_or("the node is not running")?;
+        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        if !sent.success() {
+            return Err(format!("kill -TERM {} failed", child.id()).into());
+        }
+        Ok(child.wait()?)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        // Only on an early error: the normal path stops the node itself.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CPU and I/O accounting from /proc
+
+/// CPU time of the node's threads by name, runqueue wait, bytes written,
+/// and this process's CPU time, at the start of a phase.
+struct Usage {
+    pid: u32,
+    node_total: Duration,
+    node: BTreeMap<u32, ThreadTimes>,
+    client: Duration,
+    written: u64,
+}
+
+struct ThreadTimes {
+    name: String,
+    run: Duration,
+    wait: Duration,
+}
+
+struct UsageDelta {
+    node_cpu: Duration,
+    node_wait: Duration,
+    by_group: BTreeMap<String, Duration>,
+    client_cpu: Duration,
+    written_bytes: u64,
+}
+
+impl Usage {
+    fn start(pid: u32) -> Usage {
+        Usage {
+            pid,
+            node_total: process_cpu(pid),
+            node: threads(pid),
+            client: own_cpu(),
+            written: written_bytes(pid),
+        }
+    }
+
+    fn finish(self) -> UsageDelta {
+        let now = threads(self.pid);
+        let node_total = process_cpu(self.pid).saturating_sub(self.node_total);
+        let mut delta = UsageDelta {
+            node_cpu: Duration::ZERO,
+            node_wait: Duration::ZERO,
+            by_group: BTreeMap::new(),
+            client_cpu: own_cpu().saturating_sub(self.client),
+            written_bytes: written_bytes(self.pid).saturating_sub(self.written),
+        };
+        for (tid, times) in now {
+            let (run0, wait0) = self.node.get(&tid).map_or((Duration::ZERO, Duration::ZERO), |t| (t.run, t.wait));
+            let run = times.run.saturating_sub(run0);
+            delta.node_cpu += run;
+            delta.node_wait += times.wait.saturating_sub(wait0);
+            *delta.by_group.entry(group_of(&times.name)).or_default() += run;
+        }
+        // Threads that ended during the phase (AppendBatch verifies on
+        // scoped threads that live for one batch) are gone from /proc/PID/task
+        // but their time is in the process total, which ticks at 10 ms.
+        let vanished = node_total.saturating_sub(delta.node_cpu);
+        if vanished > Duration::from_millis(20) {
+            delta.by_group.insert("threads that ended (scoped signature verification)".into(), vanished);
+            delta.node_cpu = node_total;
+        }
+        delta
+    }
+}
+
+/// Thread names grouped: tokio's workers and blocking threads share one
+/// name, and threads std::thread::scope spawns inherit their parent's.
+fn group_of(name: &str) -> String {
+    if name.starts_with("tokio-runtime") {
+        "tokio threads (gRPC, verify, receipts)".to_string()
+    } else if name == "qtrace-writer" {
+        "writer thread (sequence, authorise, sled, flush)".to_string()
+    } else if name.starts_with("sled") {
+        "sled background threads".to_string()
+    } else {
+        format!("thread {name}")
+    }
+}
+
+/// Per-thread (name, on-CPU time, runqueue wait) from
+/// /proc/PID/task/TID/{comm,schedstat}; threads that vanish are skipped.
+fn threads(pid: u32) -> BTreeMap<u32, ThreadTimes> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in dir.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+        let run = Duration::from_nanos(fields.next().unwrap_or(0));
+        let wait = Duration::from_nanos(fields.next().unwrap_or(0));
+        out.insert(tid, ThreadTimes { name, run, wait });
+    }
+    out
+}
+
+/// utime + stime of a whole process, dead threads included, from
+/// /proc/PID/stat (in clock ticks, 100 per second on Linux).
+fn process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
+    // The command name in parentheses may hold spaces: count from after it.
+    let Some(after) = stat.rfind(')').map(|at| &stat[at + 1..]) else { return Duration::ZERO };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime, fields 14 and 15 of the line, are at 11 and 12 here
+    // (field 3, the state, is at 0).
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+fn own_cpu() -> Duration {
+    threads(std::process::id()).values().map(|t| t.run).sum()
+}
+
+/// `write_bytes` of /proc/PID/io: bytes the process caused to be sent to
+/// the storage layer.
+fn written_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| l.strip_prefix("write_bytes:").and_then(|v| v.trim().parse::<u64>().ok()))
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Limits measured in this process
+
+/// Single-core `verify_strict` and 64-signature batch verification over
+/// real workload messages signed by 16 keys.
+fn measure_verify(n: usize) -> (f64, f64) {
+    let keys: Vec<SigningKey> = (0..16u8).map(|i| SigningKey::from_bytes(&[i.wrapping_add(100); 32])).collect();
+    let millis = now_millis();
+    let mut messages = Vec::with_capacity(n);
+    let mut signatures = Vec::with_capacity(n);
+    let mut verifying = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = &keys[i % keys.len()];
+        let message = signing::signed_message(&event_at(i as u64, millis).encode_to_vec());
+        signatures.push(key.sign(&message));
+        verifying.push(key.verifying_key());
+        messages.push(message);
+    }
+    let started = Instant::now();
+    let mut ok = 0usize;
+    for ((message, signature), key) in messages.iter().zip(&signatures).zip(&verifying) {
+        ok += usize::from(std::hint::black_box(key).verify_strict(message, signature).is_ok());
+    }
+    let single = n as f64 / started.elapsed().as_secs_f64();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let started = Instant::now();
+    let mut verified = 0usize;
+    for ((m, s), k) in
+        refs.chunks(VERIFY_BATCH).zip(signatures.chunks(VERIFY_BATCH)).zip(verifying.chunks(VERIFY_BATCH))
+    {
+        if ed25519_dalek::verify_batch(m, s, k).is_ok() {
+            verified += m.len();
+        }
+    }
+    let batch = verified as f64 / started.elapsed().as_secs_f64();
+    if ok != n || verified != n {
+        eprintln!("warning: {} of {n} valid signatures failed to verify", n - ok.min(verified));
+    }
+    (single, batch)
+}
+
+// ---------------------------------------------------------------------------
+// Workload: the same shapes as crates/ledger/benches/store.rs
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn product(gtin: &str, lot: &str) -> pb::ProductKey {
+    pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
+}
+
+fn lot_of(i: u64) -> String {
+    format!("L26{:08}", i)
+}
+
+fn attribute(name: &str, value: &str) -> pb::Attribute {
+    pb::Attribute { name: name.into(), value: value.into() }
+}
+
+/// Event `i` of the workload: five productions and three shipments by the
+/// factory and two inspections by the lab in every ten, ~400 bytes each.
+fn event_at(i: u64, millis: i64) -> pb::Event {
+    let gtin = GTINS[(i % 2) as usize];
+    let lot = lot_of(i);
+    let event_time = Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 });
+    let document_hash = qtrace_ledger::hash::sha256(&i.to_be_bytes()).to_vec();
+    match i % 10 {
+        0..=4 => pb::Event {
+            event_time,
+            subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
+            location: Some(pb::Location {
+                read_point_gln: GLN_FACTORY.into(),
+                business_location_gln: GLN_FACTORY.into(),
+                region: "320900".into(),
+            }),
+            biz_step: "commissioning".into(),
+            disposition: "active".into(),
+            documents: vec![pb::Document { kind: "batch_record".into(), id: format!("BR-{i:010}"), sha256: document_hash }],
+            attributes: vec![
+                attribute("line", "3"),
+                attribute("shift", "B"),
+                attribute("operator", "张伟"),
+                attribute("net_content", "900 g"),
+                attribute("storage", "常温 below 25 °C, dry"),
+            ],
+            nonce: i,
+            body: Some(Body::Production(pb::Production {
+                output: Some(pb::LotQuantity {
+                    product: Some(product(gtin, &lot)),
+                    quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
+                }),
+                production_date: "2026-11-01".into(),
+                expiry_date: "2028-10-31".into(),
+                factory_gln: GLN_FACTORY.into(),
+            })),
+            ..Default::default()
+        },
+        5..=7 => {
+            let items = [lot_of(i.saturating_sub(5)), lot_of(i.saturating_sub(4))]
+                .iter()
+                .zip(GTINS)
+                .map(|(lot, gtin)| pb::LotQuantity {
+                    product: Some(product(gtin, lot)),
+                    quantity: Some(pb::Quantity { value: 240.0, unit: "EA".into() }),
+                })
+                .collect::<Vec<_>>();
+            pb::Event {
+                event_time,
+                subject: items[0].product.clone().map(|p| pb::Subject { kind: Some(Kind::Product(p)) }),
+                location: Some(pb::Location {
+                    read_point_gln: GLN_FACTORY.into(),
+                    business_location_gln: GLN_WAREHOUSE.into(),
+                    region: "320900".into(),
+                }),
+                biz_step: "shipping".into(),
+                disposition: "in_transit".into(),
+                documents: vec![
+                    pb::Document { kind: "desadv".into(), id: format!("DESADV-{i:010}"), sha256: document_hash },
+                    pb::Document { kind: "po".into(), id: format!("PO-2026-{:06}", i % 1_000_000), sha256: Vec::new() },
+                ],
+                attributes: vec![attribute("carrier", "顺丰冷链 SF cold chain"), attribute("vehicle", "苏J·12345")],
+                nonce: i,
+                body: Some(Body::Shipment(pb::Shipment {
+                    items,
+                    source: Some(pb::Party { uscc: FACTORY.into(), location_gln: GLN_FACTORY.into() }),
+                    destination: Some(pb::Party { uscc: RETAILER.into(), location_gln: GLN_WAREHOUSE.into() }),
+                    shipment_number: format!("SH-{i:010}"),
+                })),
+                ..Default::default()
+            }
+        }
+        _ => {
+            let tested = lot_of(i.saturating_sub(8));
+            let item = |name: &str, value: &str, unit: &str, limit: &str| pb::TestItem {
+                name: name.into(),
+                value: value.into(),
+                unit: unit.into(),
+                limit: limit.into(),
+                result: pb::Conclusion::Conformant as i32,
+            };
+            pb::Event {
+                event_time,
+                subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &tested))) }),
+                biz_step: "inspecting".into(),
+                documents: vec![pb::Document {
+                    kind: "inspection_report".into(),
+                    id: format!("SH-2026-{i:08}"),
+                    sha256: document_hash,
+                }],
+                nonce: i,
+                body: Some(Body::Inspection(pb::Inspection {
+                    report_number: format!("SH-2026-{i:08}"),
+                    product: Some(product(gtin, &tested)),
+                    standards: vec!["GB 10765-2021".into(), "GB 19644-2010".into()],
+                    items: vec![
+                        item("melamine (三聚氰胺)", "not detected", "mg/kg", "<= 2.5"),
+                        item("protein (蛋白质)", "2.31", "g/100 kJ", "0.45 - 0.70"),
+                        item("aflatoxin M1 (黄曲霉毒素M1)", "< 0.02", "µg/kg", "<= 0.5"),
+                    ],
+                    conclusion: pb::Conclusion::Conformant as i32,
+                    destructive: true,
+                    client_uscc: FACTORY.into(),
+                })),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+fn sign(key: &SecretKey, event: &pb::Event) -> pb::SignedEvent {
+    let bytes = event.encode_to_vec();
+    pb::SignedEvent {
+        signature: key.sign_event(&bytes).to_vec(),
+        signer: key.public_key().to_bytes().to_vec(),
+        event: bytes,
+    }
+}
+
+fn sign_event(signers: &Signers, i: u64, millis: i64) -> pb::SignedEvent {
+    let key = if i % 10 >= 8 { &signers.lab } else { &signers.factory };
+    sign(key, &event_at(i, millis))
+}
+
+/// Registers the factory (manufacturer) and the lab (testing lab accredited
+/// for both GTINs) and one key each, signed by the development authority.
+async fn register(
+    client: &mut LedgerClient<Channel>,
+    root: &SecretKey,
+    factory: &SecretKey,
+    lab: &SecretKey,
+) -> Result<()> {
+    let millis = now_millis();
+    let at = |subject: &str, body: Body| pb::Event {
+        event_time: Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 }),
+        subject: Some(pb::Subject { kind: Some(Kind::OrganisationUscc(subject.into())) }),
+        body: Some(body),
+        ..Default::default()
+    };
+    let org = |uscc: &str, name: &str, role: pb::Role, prefixes: &[&str]| {
+        let accreditations = if prefixes.is_empty() {
+            Vec::new()
+        } else {
+            vec![pb::Accreditation {
+                number: format!("ACC-{uscc}"),
+                gtin_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+                standards: Vec::new(),
+                valid_from: "2020-01-01".into(),
+                valid_until: "2099-12-31".into(),
+            }]
+        };
+        at(
+            uscc,
+            Body::OrgRegistered(pb::OrgRegistered {
+                uscc: uscc.into(),
+                name: name.into(),
+                roles: vec![role as i32],
+                accreditations,
+                address: String::new(),
+                region: "320900".into(),
+            }),
+        )
+    };
+    let key = |uscc: &str, key: &SecretKey, person: &str| {
+        at(
+            uscc,
+            Body::KeyRegistered(pb::KeyRegistered {
+                uscc: uscc.into(),
+                public_key: key.public_key().to_bytes().to_vec(),
+                person: person.into(),
+                title: "质量负责人".into(),
+                admin: false,
+            }),
+        )
+    };
+    let events = [
+        org(FACTORY, "Example Dairy Co. (示例乳业)", pb::Role::Manufacturer, &[]),
+        org(LAB, "Shanghai Food Testing Lab (上海食品检验所)", pb::Role::TestingLab, &["0952", "0693"]),
+        key(FACTORY, factory, "张伟"),
+        key(LAB, lab, "李娜"),
+    ];
+    for event in events {
+        client.append(pb::AppendRequest { event: Some(sign(root, &event)) }).await?;
+    }
+    Ok(())
+}
+
+fn scale_from_env_and_args() -> Result<Scale> {
+    let mut name = std::env::var("QTRACE_BENCH_SCALE").unwrap_or_default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "small" || arg == "full" {
+            name = arg;
+        } else if arg == "--scale" {
+            name = args.next().unwrap_or_default();
+        } else if let Some(value) = arg.strip_prefix("--scale=") {
+            name = value.to_string();
+        }
+        // Anything else (cargo bench passes `--bench`) is ignored.
+    }
+    match name.as_str() {
+        "small" => Ok(SMALL),
+        "" | "full" => Ok(FULL),
+        other => Err(format!("unknown scale {other:?}: use small or full").into()),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+// ---------------------------------------------------------------------------
+// Percentiles and the report (the same shape as the store benchmark's)
+
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles; an empty sample gives zeros.
+    fn of(samples: &[Duration]) -> Percentiles {
+        let mut sorted = samples.to_vec();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+            sorted.get(rank - 1).copied().unwrap_or_default()
+        };
+        Percentiles { p50: at(0.50), p99: at(0.99) }
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+struct Ratio {
+    value: f64,
+    against: String,
+}
+
+impl Ratio {
+    fn new(value: f64, against: &str) -> Ratio {
+        Ratio { value, against: against.to_string() }
+    }
+}
+
+enum Line {
+    Section(String),
+    Row { figure: String, value: f64, unit: &'static str, ratios: Vec<Ratio> },
+}
+
+/// The printed table and the JSON summary, filled side by side.
+struct Report {
+    lines: Vec<Line>,
+    summary: Map<String, Value>,
+    limits: Map<String, Value>,
+    limit_values: BTreeMap<String, f64>,
+    figures: Map<String, Value>,
+    ratios: Map<String, Value>,
+}
+
+impl Report {
+    fn new(bench: &str, scale: &str) -> Report {
+        let mut summary = Map::new();
+        summary.insert("bench".into(), json!(bench));
+        summary.insert("scale".into(), json!(scale));
+        summary.insert("cores".into(), json!(cores()));
+        Report {
+            lines: Vec::new(),
+            summary,
+            limits: Map::new(),
+            limit_values: BTreeMap::new(),
+            figures: Map::new(),
+            ratios: Map::new(),
+        }
+    }
+
+    fn section(&mut self, title: &str) {
+        self.lines.push(Line::Section(title.to_string()));
+    }
+
+    fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, reference: Option<f64>) {
+        self.limits.insert(key.into(), json!(round(value)));
+        self.limit_values.insert(key.into(), value);
+        let ratios = reference
+            .map(|r| vec![Ratio::new(value / r, &format!("÷ reference {}", number(r)))])
+            .unwrap_or_default();
+        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
+    }
+
+    fn limit_value(&self, key: &str) -> f64 {
+        self.limit_values.get(key).copied().unwrap_or(f64::NAN)
+    }
+
+    fn figure(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, ratios: Vec<Ratio>) {
+        self.figures.insert(key.into(), json!(round(value)));
+        if let Some(first) = ratios.first()
+            && first.value.is_finite()
+        {
+            self.ratios.insert(key.into(), json!(round(first.value)));
+        }
+        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
+    }
+
+    /// A descriptive number with no limit to compare it with.
+    fn info(&mut self, key: &str, figure: &str, value: f64, unit: &'static str) {
+        self.figures.insert(key.into(), json!(round(value)));
+        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios: Vec::new() });
+    }
+
+    fn print(&self) {
+        let figure_width = self
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Row { figure, .. } => Some(figure.chars().count()),
+                Line::Section(_) => None,
+            })
+            .max()
+            .unwrap_or(10);
+        println!();
+        println!("{:<figure_width$} | {:>12} | {:<8} | {:>8} | against", "figure", "value", "unit", "ratio");
+        println!("{}", "-".repeat(figure_width + 75));
+        for line in &self.lines {
+            match line {
+                Line::Section(title) => println!("\n## {title}"),
+                Line::Row { figure, value, unit, ratios } => {
+                    let pad = figure_width.saturating_sub(figure.chars().count());
+                    let head = format!("{figure}{} | {:>12} | {:<8}", " ".repeat(pad), number(*value), unit);
+                    match ratios.split_first() {
+                        None => println!("{head} |          |"),
+                        Some((first, rest)) => {
+                            println!("{head} | {:>8} | {}", ratio(first.value), first.against);
+                            for r in rest {
+                                println!(
+                                    "{} | {:>12} | {:<8} | {:>8} | {}",
+                                    " ".repeat(figure_width),
+                                    "",
+                                    "",
+                                    ratio(r.value),
+                                    r.against
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        println!();
+    }
+
+    fn summary(mut self, seconds: f64) -> String {
+        self.summary.insert("seconds".into(), json!(round(seconds)));
+        self.summary.insert("limits".into(), Value::Object(self.limits));
+        self.summary.insert("figures".into(), Value::Object(self.figures));
+        self.summary.insert("ratios".into(), Value::Object(self.ratios));
+        Value::Object(self.summary).to_string()
+    }
+}
+
+/// Three significant digits are all a noisy benchmark supports.
+fn round(value: f64) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let digits = 3 - value.abs().log10().ceil() as i32;
+    let factor = 10f64.powi(digits);
+    (value * factor).round() / factor
+}
+
+fn number(value: f64) -> String {
+    if !value.is_finite() {
+        "n/a".to_string()
+    } else if value.abs() >= 1_000.0 {
+        let whole = value.round() as i64;
+        let text = whole.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in text.chars().enumerate() {
+            if i > 0 && (text.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if whole < 0 { format!("-{out}") } else { out }
+    } else if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn ratio(value: f64) -> String {
+    if !value.is_finite() {
+        "n/a".to_string()
+    } else if value >= 100.0 {
+        format!("{value:.0}×")
+    } else if value >= 10.0 {
+        format!("{value:.1}×")
+    } else if value >= 0.01 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.1e}")
+    }
+}

@@ -3,3 +3,4 @@
 //! rust-analyzer does it, so the crates link once.
 
 mod append;
+mod scenario;

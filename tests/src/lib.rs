@@ -102,7 +102,7 @@ impl Node {
     }
 
     pub fn authority_key(&self) -> SecretKey {
-        keyfile::read(&self.data.join("authority.key")).expect("authority key")
+        keyfile::read_secret_key(&self.data.join("authority.key")).expect("authority key")
     }
 
     pub fn vkey(&self) -> Verifier {
@@ -340,4 +340,127 @@ impl Cast {
         }
         cast
     }
+}
+
+/// More organisations for the longer stories (valid USCCs).
+pub const FARM: &str = "91330100MA27XY3Q11";
+pub const DISTRIBUTOR: &str = "91440300MA5FGH2KXN";
+
+pub fn lot_quantity(gtin: &str, lot: &str, amount: f64, unit: &str) -> pb::LotQuantity {
+    pb::LotQuantity {
+        product: Some(product(gtin, lot)),
+        quantity: Some(pb::Quantity { value: amount, unit: unit.into() }),
+    }
+}
+
+/// Inputs turned into one output lot; the input records are the parents.
+pub fn transformation(inputs: &[(&str, &str)], output: (&str, &str), parents: Vec<pb::RecordRef>) -> pb::Event {
+    let mut e = event(
+        pb::subject::Kind::Product(product(output.0, output.1)),
+        Body::Transformation(pb::Transformation {
+            inputs: inputs.iter().map(|(g, l)| lot_quantity(g, l, 5_000.0, "LTR")).collect(),
+            outputs: vec![lot_quantity(output.0, output.1, 2_000.0, "EA")],
+            production_date: "2026-11-05".into(),
+            expiry_date: "2028-11-04".into(),
+            factory_gln: String::new(),
+        }),
+    );
+    e.parents = parents;
+    e
+}
+
+/// A movement of one lot between two organisations.
+pub fn shipment(gtin: &str, lot: &str, from: &str, to: &str, parents: Vec<pb::RecordRef>) -> pb::Event {
+    let mut e = event(
+        pb::subject::Kind::Product(product(gtin, lot)),
+        Body::Shipment(pb::Shipment {
+            items: vec![lot_quantity(gtin, lot, 500.0, "EA")],
+            source: Some(pb::Party { uscc: from.into(), location_gln: String::new() }),
+            destination: Some(pb::Party { uscc: to.into(), location_gln: String::new() }),
+            shipment_number: format!("DESADV-{lot}-{to}"),
+        }),
+    );
+    e.parents = parents;
+    e.biz_step = "shipping".into();
+    e
+}
+
+pub fn receipt(gtin: &str, lot: &str, from: &str, to: &str, shipment: &pb::AppendReceipt) -> pb::Event {
+    let mut e = event(
+        pb::subject::Kind::Product(product(gtin, lot)),
+        Body::Receipt(pb::Receipt {
+            items: vec![lot_quantity(gtin, lot, 500.0, "EA")],
+            source: Some(pb::Party { uscc: from.into(), location_gln: String::new() }),
+            destination: Some(pb::Party { uscc: to.into(), location_gln: String::new() }),
+            shipment_number: format!("DESADV-{lot}-{to}"),
+        }),
+    );
+    e.parents = vec![record_ref(shipment)];
+    e.biz_step = "receiving".into();
+    e
+}
+
+pub fn sale(gtin: &str, lot: &str, serial: &str) -> pb::Event {
+    let key = pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: serial.into() };
+    let mut e = event(
+        pb::subject::Kind::Product(key.clone()),
+        Body::Sale(pb::Sale {
+            items: vec![pb::LotQuantity {
+                product: Some(key),
+                quantity: Some(pb::Quantity { value: 1.0, unit: "EA".into() }),
+            }],
+            store_gln: String::new(),
+        }),
+    );
+    e.biz_step = "retail_selling".into();
+    e.disposition = "retail_sold".into();
+    e
+}
+
+pub fn recall(gtin: &str, lots: &[&str], ordered: bool, manufacturer: &str, reason: &str) -> pb::Event {
+    event(
+        pb::subject::Kind::Product(product(gtin, lots.first().copied().unwrap_or(""))),
+        Body::Recall(pb::Recall {
+            recall_number: format!("RC-{}", lots.join("-")),
+            gtin: gtin.into(),
+            lots: lots.iter().map(|l| l.to_string()).collect(),
+            risk_class: 1,
+            reason: reason.into(),
+            initiator: if ordered { pb::RecallInitiator::Ordered } else { pb::RecallInitiator::Voluntary } as i32,
+            manufacturer_uscc: manufacturer.into(),
+            remedy: "stop eating; return to the shop for a refund".into(),
+            ..Default::default()
+        }),
+    )
+}
+
+pub fn suspend(issuer: &str, number: &str, reason: &str) -> pb::Event {
+    cert_change(
+        issuer,
+        number,
+        Body::CertificateSuspended(pb::CertificateSuspended {
+            certificate: Some(cert_key(issuer, number)),
+            reason: reason.into(),
+            until: String::new(),
+        }),
+    )
+}
+
+/// Says, in the record's documents, which certificate the product is sold under.
+pub fn claiming(mut e: pb::Event, issuer: &str, number: &str) -> pb::Event {
+    e.documents.push(pb::Document { kind: "certificate".into(), id: format!("{issuer}/{number}"), sha256: Vec::new() });
+    e
+}
+
+/// Asks the node for a verdict.
+pub async fn verify(client: &mut LedgerClient<Channel>, subject: pb::verdict_subject::Kind) -> pb::VerdictReport {
+    client
+        .verify(pb::VerifyRequest { subject: Some(pb::VerdictSubject { kind: Some(subject) }), ..Default::default() })
+        .await
+        .expect("verify")
+        .into_inner()
+}
+
+pub fn code(text: &str) -> pb::verdict_subject::Kind {
+    pb::verdict_subject::Kind::ProductCode(text.to_string())
 }

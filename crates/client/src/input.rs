@@ -234,7 +234,11 @@ mod tests {
         for (input, expect) in cases {
             match (parse_test_item(input), expect) {
                 (Ok(item), Ok((name, value, unit))) => {
-                    assert_eq!((item.name.as_str(), item.value.as_str(), item.unit.as_str()), (name, value, unit), "{input}")
+                    assert_eq!(
+                        (item.name.as_str(), item.value.as_str(), item.unit.as_str()),
+                        (name, value, unit),
+                        "{input}"
+                    )
                 }
                 (Err(got), Err(want)) => assert!(got.0.starts_with(want), "{input}: {got}"),
                 (got, want) => panic!("{input}: got {got:?}, want {want:?}"),

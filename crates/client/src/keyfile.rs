@@ -37,7 +37,7 @@ pub enum KeyFileError {
 
 /// Writes `key` to a new file at `path` with mode 0600, refusing to replace
 /// an existing file. A partly written file is removed.
-pub fn write_new(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
+pub fn write_secret_key(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
     let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
     let mut file = OpenOptions::new().write(true).create_new(true).mode(KEY_FILE_MODE).open(path).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists { KeyFileError::Exists(path.to_owned()) } else { io_err(e) }
@@ -57,12 +57,12 @@ pub fn write_new(path: &Path, key: &SecretKey) -> Result<(), KeyFileError> {
 /// Generates a fresh key and writes it to a new file at `path`.
 pub fn generate(path: &Path) -> Result<SecretKey, KeyFileError> {
     let key = SecretKey::generate().map_err(KeyFileError::Generate)?;
-    write_new(path, &key)?;
+    write_secret_key(path, &key)?;
     Ok(key)
 }
 
 /// Reads a secret key file.
-pub fn read(path: &Path) -> Result<SecretKey, KeyFileError> {
+pub fn read_secret_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     let io_err = |source| KeyFileError::Io { path: path.to_owned(), source };
     let file = File::open(path).map_err(io_err)?;
     let mut text = String::new();
@@ -92,7 +92,7 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("metadata").permissions().mode();
         assert_eq!(mode & 0o777, KEY_FILE_MODE);
         assert_eq!(readable_by_others(&path), Some(false));
-        let back = read(&path).expect("reads back");
+        let back = read_secret_key(&path).expect("reads back");
         assert_eq!(back.seed(), key.seed());
     }
 
@@ -102,8 +102,8 @@ mod tests {
         let path = dir.path().join("signer.key");
         let first = generate(&path).expect("new key file");
         let second = SecretKey::from_seed(&[2; 32]);
-        assert!(matches!(write_new(&path, &second), Err(KeyFileError::Exists(_))));
-        assert_eq!(read(&path).expect("still there").seed(), first.seed(), "the first key is untouched");
+        assert!(matches!(write_secret_key(&path, &second), Err(KeyFileError::Exists(_))));
+        assert_eq!(read_secret_key(&path).expect("still there").seed(), first.seed(), "the first key is untouched");
     }
 
     #[test]
@@ -118,10 +118,10 @@ mod tests {
         for (name, bytes, want) in cases {
             let path = dir.path().join(name);
             std::fs::write(&path, bytes).expect("write test file");
-            let got = read(&path).map(drop).map_err(|e| e.to_string());
+            let got = read_secret_key(&path).map(drop).map_err(|e| e.to_string());
             assert!(got.as_ref().is_err_and(|e| e.contains(want)), "{name}: {got:?}");
         }
-        let missing = read(&dir.path().join("missing")).map(drop).map_err(|e| e.to_string());
+        let missing = read_secret_key(&dir.path().join("missing")).map(drop).map_err(|e| e.to_string());
         assert!(missing.is_err_and(|e| e.contains("No such file")));
     }
 }

@@ -1,8 +1,23 @@
-//! qtrace client library: the gRPC stubs, key files, and the verification
-//! core re-exported from `qtrace-ledger` (a light client verifies with the
-//! same code the node uses).
+//! qtrace client library: the gRPC stubs, key files, record builders and
+//! the verification core re-exported from `qtrace-ledger` (a light client
+//! verifies with the same code the node uses).
+//!
+//! - [`records`]: one builder per `qtrace` command, and [`records::seal`],
+//!   which validates an event with the ledger's own decoder and signs it.
+//! - [`connect`]: the gRPC connection and how failures are classed.
+//! - [`verify`]: rechecking what a node sends (entry hashes, signatures,
+//!   checkpoints, proofs).
+//! - [`render`]: JSON and text renderings of records.
+//! - [`keyfile`], [`time`], [`input`]: key files, RFC 3339 event times and
+//!   the other values a person types.
 
+pub mod connect;
+pub mod input;
 pub mod keyfile;
+pub mod records;
+pub mod render;
+pub mod time;
+pub mod verify;
 
 pub use qtrace_ledger::{entry, event, hash, ids, merkle, note, pb, registry, signing};
 

@@ -483,8 +483,11 @@ pub fn cert_issue(header: &Header, c: &CertificateIssue) -> pb::Event {
 /// `qtrace cert suspend` (暂停); `until` is the date by which the holder
 /// must remedy.
 pub fn cert_suspend(header: &Header, key: &CertificateKey, reason: &str, until: Option<Date>) -> pb::Event {
-    let body =
-        pb::CertificateSuspended { certificate: Some(key.to_pb()), reason: reason.to_owned(), until: opt_text(until.as_ref()) };
+    let body = pb::CertificateSuspended {
+        certificate: Some(key.to_pb()),
+        reason: reason.to_owned(),
+        until: opt_text(until.as_ref()),
+    };
     cert_event(header, key, Body::CertificateSuspended(body))
 }
 
@@ -592,8 +595,7 @@ pub fn blacklist(header: &Header, b: &Blacklisting) -> pb::Event {
 
 /// `qtrace delist` (移出黑名单, 信用修复).
 pub fn delist(header: &Header, uscc: &Uscc, reason: &str, delisted_on: Date) -> pb::Event {
-    let body =
-        pb::Delisted { uscc: uscc.to_string(), reason: reason.to_owned(), delisted_on: delisted_on.to_string() };
+    let body = pb::Delisted { uscc: uscc.to_string(), reason: reason.to_owned(), delisted_on: delisted_on.to_string() };
     event(header, Kind::OrganisationUscc(uscc.to_string()), Body::Delisted(body))
 }
 
@@ -885,7 +887,10 @@ pub(crate) mod fixtures {
             ("certificate_issued", cert_issue(&h, &issue)),
             ("certificate_suspended", cert_suspend(&h, &cert, "factory audit failed", Some(date("2027-01-31")))),
             ("certificate_restored", cert_restore(&h, &cert, "corrective actions verified")),
-            ("certificate_scope_reduced", cert_reduce(&h, &cert, &[GTIN.to_owned(), "0952".to_owned()], "model discontinued")),
+            (
+                "certificate_scope_reduced",
+                cert_reduce(&h, &cert, &[GTIN.to_owned(), "0952".to_owned()], "model discontinued"),
+            ),
             ("certificate_withdrawn", cert_withdraw(&h, &cert, "forged test report")),
             ("certificate_cancelled", cert_cancel(&h, &cert, "holder's request")),
             ("certificate_renewed", cert_renew(&h, &cert, date("2036-11-20"), "")),
@@ -943,7 +948,11 @@ mod tests {
         ];
         for (kind, step, disposition, n_parents) in cases {
             let e = &events[kind];
-            assert_eq!((e.biz_step.as_str(), e.disposition.as_str(), e.parents.len()), (step, disposition, n_parents), "{kind}");
+            assert_eq!(
+                (e.biz_step.as_str(), e.disposition.as_str(), e.parents.len()),
+                (step, disposition, n_parents),
+                "{kind}"
+            );
         }
         // Roles given twice are recorded once.
         match events["org_registered"].body.as_ref() {
@@ -985,32 +994,41 @@ mod tests {
         let public = key.public_key();
         let h = header();
         let cases: Vec<(pb::Event, &str)> = vec![
-            (key_revoke(&h, &uscc(LAB), &public, &"x".repeat(2001)), "key_revoked.reason: is 2001 bytes; at most 2000 are allowed"),
+            (
+                key_revoke(&h, &uscc(LAB), &public, &"x".repeat(2001)),
+                "key_revoked.reason: is 2001 bytes; at most 2000 are allowed",
+            ),
             (key_revoke(&h, &uscc(LAB), &public, "  "), "key_revoked.reason: is required"),
             (
                 key_register(&h, &uscc(LAB), &public, "张伟\n李", "QA", false),
                 "key_registered.person: must be a single line",
             ),
             (
-                produce(&Header { time: pb::EventTime { unix_millis: 0, offset_minutes: 480 }, nonce: 0 }, &Production {
-                    output: lot(GTIN, "A"),
-                    quantity: None,
-                    production_date: None,
-                    expiry_date: None,
-                    factory: None,
-                    inputs: vec![],
-                }),
+                produce(
+                    &Header { time: pb::EventTime { unix_millis: 0, offset_minutes: 480 }, nonce: 0 },
+                    &Production {
+                        output: lot(GTIN, "A"),
+                        quantity: None,
+                        production_date: None,
+                        expiry_date: None,
+                        factory: None,
+                        inputs: vec![],
+                    },
+                ),
                 "event_time.unix_millis: 0 is outside 2000-01-01 .. 2100-01-01 (milliseconds since 1970)",
             ),
             (
-                produce(&h, &Production {
-                    output: lot(GTIN, "A"),
-                    quantity: None,
-                    production_date: Some(date("2026-11-20")),
-                    expiry_date: Some(date("2026-11-19")),
-                    factory: None,
-                    inputs: vec![],
-                }),
+                produce(
+                    &h,
+                    &Production {
+                        output: lot(GTIN, "A"),
+                        quantity: None,
+                        production_date: Some(date("2026-11-20")),
+                        expiry_date: Some(date("2026-11-19")),
+                        factory: None,
+                        inputs: vec![],
+                    },
+                ),
                 "production.expiry_date: 2026-11-19 is before production_date 2026-11-20",
             ),
         ];

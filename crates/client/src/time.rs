@@ -51,13 +51,17 @@ pub fn parse_rfc3339(input: &str) -> Result<pb::EventTime, TimeError> {
         return Err(fail(format!("character {position} is {ch:?}; only ASCII is allowed")));
     }
     let bytes = input.as_bytes();
-    if bytes.len() < 20 {
-        return Err(fail("it is too short; write date, 'T', time and offset".to_owned()));
-    }
     // The input is ASCII, so every byte index is a character boundary.
-    let date = Date::parse_iso(&input[..10]).map_err(|e| fail(e.to_string()))?;
-    if !matches!(bytes[10], b'T' | b't') {
-        return Err(fail(format!("character 11 is {:?}; date and time are separated by 'T'", char::from(bytes[10]))));
+    let Some(date_text) = input.get(..10) else {
+        return Err(fail("it is too short; write date, 'T', time and offset".to_owned()));
+    };
+    let date = Date::parse_iso(date_text).map_err(|e| fail(e.to_string()))?;
+    match bytes.get(10) {
+        Some(b'T' | b't') => {}
+        Some(&other) => {
+            return Err(fail(format!("character 11 is {:?}; date and time are separated by 'T'", char::from(other))));
+        }
+        None => return Err(fail("the time of day is missing; write e.g. 2026-11-21T10:00:00+08:00".to_owned())),
     }
     let hour = two_digits(bytes, 11, "hour").map_err(&fail)?;
     let minute = colon_then_two_digits(bytes, 13, "minute").map_err(&fail)?;
@@ -68,7 +72,7 @@ pub fn parse_rfc3339(input: &str) -> Result<pb::EventTime, TimeError> {
     if second > 59 {
         return Err(fail(format!("second {second} does not exist (leap seconds are not supported)")));
     }
-    let mut rest = &bytes[19..];
+    let mut rest = bytes.get(19..).unwrap_or_default();
     let mut millis = 0i64;
     if let Some(fraction) = rest.strip_prefix(b".") {
         let n_digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -76,8 +80,9 @@ pub fn parse_rfc3339(input: &str) -> Result<pb::EventTime, TimeError> {
             return Err(fail("a '.' must be followed by the digits of a fraction of a second".to_owned()));
         }
         // Only milliseconds are kept: pad or truncate the fraction to 3 digits.
-        millis = fraction.iter().take(3).fold(0, |acc, b| acc * 10 + i64::from(b - b'0'))
-            * 10i64.pow(3u32.saturating_sub(n_digits.min(3) as u32));
+        let kept = n_digits.min(3);
+        millis =
+            fraction.iter().take(kept).fold(0, |acc, b| acc * 10 + i64::from(b - b'0')) * 10i64.pow(3 - kept as u32);
         rest = &fraction[n_digits..];
     }
     let offset_text = std::str::from_utf8(rest).unwrap_or_default();
@@ -216,7 +221,10 @@ mod tests {
             ("2024-02-29T23:59:59+14:00", "ok 1709200799000 840"),
             ("1969-12-31T23:59:59.999Z", "ok -1 0"),
             ("2026-11-21 10:00:00+08:00", "error: character 11 is ' '; date and time are separated by 'T'"),
-            ("2026-11-21T10:00:00", "error: it is too short; write date, 'T', time and offset"),
+            ("2026-11-21T10:00:00", "error: zone offset: it is missing; add Z or ±HH:MM"),
+            ("2026-11-21", "error: the time of day is missing; write e.g. 2026-11-21T10:00:00+08:00"),
+            ("2026-11-21T10:00", "error: character 17 must be ':' before the second"),
+            ("2026-11", "error: it is too short; write date, 'T', time and offset"),
             ("2026-11-21T10:00:00.000", "error: zone offset: it is missing; add Z or ±HH:MM"),
             ("2026-11-21T10:00:00+0800", "error: zone offset: write it as ±HH:MM"),
             ("2026-11-21T10:00:00+15:00", "error: zone offset: offsets range from -14:00 to +14:00"),

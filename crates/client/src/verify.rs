@@ -70,7 +70,11 @@ pub fn check_entry(wire: &pb::Entry) -> Result<CheckedEntry, CheckError> {
     let log_id = LogId::from_slice(&wire.log_id).map_err(CheckError::Length)?;
     let hash = entry.hash();
     if wire.entry_hash.as_slice() != hash.0.as_slice() {
-        return Err(CheckError::HashMismatch { seq: entry.seq, claimed: hex::encode(&wire.entry_hash), computed: hash });
+        return Err(CheckError::HashMismatch {
+            seq: entry.seq,
+            claimed: hex::encode(&wire.entry_hash),
+            computed: hash,
+        });
     }
     entry.verify_signature().map_err(|source| CheckError::Signature { seq: entry.seq, source })?;
     let event = decode_event(&entry.event).map_err(|source| CheckError::Event { seq: entry.seq, source })?;
@@ -229,7 +233,7 @@ mod tests {
         let cases: Vec<(&str, pb::Entry, &str)> = vec![
             ("claimed hash", lying_hash, "entry 5: the node claims entry hash"),
             ("field changed", other_time, "entry 5: the node claims entry hash"),
-            ("signature", bad_sig.clone(), "the node claims entry hash"),
+            ("signature", bad_sig.clone(), "entry 5: the node claims entry hash"),
             ("log id", short_log, "the node sent a malformed log_id must be 32 bytes, found 31"),
         ];
         for (name, wire, want) in cases {
@@ -246,14 +250,18 @@ mod tests {
 
     #[test]
     fn checkpoints_and_inclusion() {
-        let signer = note::Signer::new("qtrace.example/sh-amr", SecretKey::from_seed(&[7; 32]).signing_key().clone()).expect("signer");
+        let signer = note::Signer::new("qtrace.example/sh-amr", SecretKey::from_seed(&[7; 32]).signing_key().clone())
+            .expect("signer");
         let leaves: Vec<merkle::Hash> = (0u8..5).map(|i| merkle::leaf_hash(&[i])).collect();
         let tree = merkle::MemTree::from_leaf_hashes(leaves.clone()).expect("tree");
-        let cp = note::Checkpoint { origin: "qtrace.example/sh-amr".into(), size: 5, root: tree.root(), extensions: vec![] };
+        let cp =
+            note::Checkpoint { origin: "qtrace.example/sh-amr".into(), size: 5, root: tree.root(), extensions: vec![] };
         let text = note::sign_checkpoint(&cp, &signer).expect("signed");
         let wire = pb::Checkpoint { note: text, origin: cp.origin.clone(), size: 5, root: cp.root.to_vec() };
         let verifier = signer.verifier();
-        let other = note::Signer::new("qtrace.example/sh-amr", SecretKey::from_seed(&[8; 32]).signing_key().clone()).expect("signer").verifier();
+        let other = note::Signer::new("qtrace.example/sh-amr", SecretKey::from_seed(&[8; 32]).signing_key().clone())
+            .expect("signer")
+            .verifier();
 
         let unsigned = check_checkpoint(&wire, None).expect("parses");
         assert!(!unsigned.signed);
@@ -262,8 +270,7 @@ mod tests {
         let lying = pb::Checkpoint { size: 6, ..wire.clone() };
         assert!(matches!(check_checkpoint(&lying, None), Err(CheckError::CheckpointMismatch { field: "size", .. })));
 
-        let path: Vec<Vec<u8>> =
-            tree.inclusion_proof(3, 5).expect("proof").into_iter().map(|h| h.to_vec()).collect();
+        let path: Vec<Vec<u8>> = tree.inclusion_proof(3, 5).expect("proof").into_iter().map(|h| h.to_vec()).collect();
         let proof = pb::InclusionProof { leaf_index: 3, tree_size: 5, path };
         let hash = EntryHash(leaves[3]);
         assert!(check_inclusion(3, hash, &proof, &unsigned.checkpoint).is_ok());

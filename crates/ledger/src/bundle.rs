@@ -82,7 +82,9 @@ pub fn build(
             }
         };
         if section.checkpoint.as_ref().map(|c| c.note.as_str()) != Some(proven.checkpoint_note.as_str()) {
-            return Err(ViewError(format!("record {id} is proven against a different checkpoint than its log section")));
+            return Err(ViewError(format!(
+                "record {id} is proven against a different checkpoint than its log section"
+            )));
         }
         section.entries.push(pb::BundleEntry {
             entry: Some(record.entry.to_pb(&id.log)),
@@ -180,8 +182,14 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
         let verified = verified_logs.iter().find(|(id, _)| *id == record.id.log).is_some_and(|(_, checkpoint)| {
             record.entry.verify_signature().is_ok()
                 && checkpoint.size == proven.tree_size
-                && merkle::verify_inclusion(record.id.seq, checkpoint.size, &record.hash.0, &proven.path, &checkpoint.root)
-                    .is_ok()
+                && merkle::verify_inclusion(
+                    record.id.seq,
+                    checkpoint.size,
+                    &record.hash.0,
+                    &proven.path,
+                    &checkpoint.root,
+                )
+                .is_ok()
         });
         if !verified {
             rejected.push(format!("registry record {} does not verify against a trusted checkpoint", record.id));

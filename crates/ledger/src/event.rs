@@ -851,6 +851,9 @@ pub enum IndexKey {
     Parent(LogId, u64),
     /// Records signed by this key.
     Signer([u8; 32]),
+    /// Every registry record (genesis, organisations, keys, blacklist): what
+    /// an offline verifier replays to know who may sign what.
+    Registry,
 }
 
 /// The index keys of a valid event, derived from the event alone. The store
@@ -972,7 +975,922 @@ pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
         Some(Body::Delisted(d)) => add_org(&mut keys, &d.uscc),
         Some(Body::Correction(c)) => add_ref(&mut keys, c.target.as_ref()),
     }
+    if matches!(
+        event.body.as_ref(),
+        Some(
+            Body::Genesis(_)
+                | Body::OrgRegistered(_)
+                | Body::OrgUpdated(_)
+                | Body::KeyRegistered(_)
+                | Body::KeyRevoked(_)
+                | Body::Blacklisted(_)
+                | Body::Delisted(_)
+        )
+    ) {
+        keys.push(IndexKey::Registry);
+    }
     keys.sort();
     keys.dedup();
     keys
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testkit::{
+        self, CERT_BODY, CERT_NUMBER, DISTRIBUTOR, GTIN_FORMULA, GTIN_POWDER, LAB, LOT, MANUFACTURER, REGULATOR,
+        encode, example, placeholder_ref,
+    };
+
+    /// The body of `$event` as variant `$variant`, mutably; the tables below
+    /// edit one field of an example each.
+    macro_rules! body {
+        ($event:expr, $variant:ident) => {
+            match $event.body.as_mut() {
+                Some(Body::$variant(body)) => body,
+                other => panic!("expected a {} body, found {other:?}", stringify!($variant)),
+            }
+        };
+    }
+
+    fn gtin(code: &str) -> Gtin {
+        Gtin::parse(code).unwrap_or_else(|e| panic!("{code}: {e}"))
+    }
+
+    fn lot(code: &str) -> Lot {
+        Lot::parse(code).unwrap_or_else(|e| panic!("{code}: {e}"))
+    }
+
+    fn org(code: &str) -> IndexKey {
+        IndexKey::Organisation(Uscc::parse(code).unwrap_or_else(|e| panic!("{code}: {e}")))
+    }
+
+    #[test]
+    fn every_kind_has_a_valid_example() {
+        for kind in EventKind::ALL {
+            let event = example(kind);
+            let bytes = encode(&event);
+            let decoded = decode_event(&bytes);
+            assert_eq!(decoded, Ok(ValidEvent { event: event.clone(), kind }), "{kind}");
+            assert_eq!(decoded.map(|v| encode(&v.event)), Ok(bytes), "{kind}: re-encoding changed the bytes");
+            assert_eq!(validate(&event), Ok(kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn kinds_follow_the_wire_order_and_have_distinct_names() {
+        for (field_number, kind) in (20u64..).zip(EventKind::ALL) {
+            let body_only = pb::Event { body: example(kind).body, ..Default::default() };
+            assert_eq!(body_only.body.as_ref().map(EventKind::of), Some(kind));
+            // Body tags 20..=44 are two-byte varints: (number << 3) | 2 for a
+            // length-delimited field.
+            let bytes = encode(&body_only);
+            let tag = u64::from(bytes[0] & 0x7f) | (u64::from(bytes[1]) << 7);
+            assert_eq!(tag, (field_number << 3) | 2, "{kind}");
+            assert_eq!(kind.to_string(), kind.name());
+            assert!(!kind.name_zh().is_empty(), "{kind}");
+        }
+        let names: BTreeSet<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+        let names_zh: BTreeSet<&str> = EventKind::ALL.iter().map(|k| k.name_zh()).collect();
+        assert_eq!((names.len(), names_zh.len()), (EventKind::ALL.len(), EventKind::ALL.len()));
+    }
+
+    /// What a refusal must say: the problem's variant and, where it carries
+    /// data, the data (for `Invalid`, a fragment of the message).
+    #[derive(Debug)]
+    enum Want {
+        Missing,
+        Invalid(&'static str),
+        Id(IdError),
+        TooLong { max: usize, found: usize },
+        TooMany { max: usize, found: usize },
+    }
+
+    fn check_refused(name: &str, event: &pb::Event, field: &str, want: &Want) {
+        let err = match decode_event(&encode(event)) {
+            Err(err) => err,
+            Ok(accepted) => panic!("{name}: accepted as {}", accepted.kind),
+        };
+        assert_eq!(err.field, field, "{name}: {err}");
+        let matches = match (want, &err.problem) {
+            (Want::Missing, Problem::Missing) => true,
+            (Want::Invalid(fragment), Problem::Invalid(message)) => message.contains(fragment),
+            (Want::Id(want), Problem::Identifier(got)) => want == got,
+            (Want::TooLong { max, found }, Problem::TooLong { max: m, found: f }) => (max, found) == (m, f),
+            (Want::TooMany { max, found }, Problem::TooMany { max: m, found: f }) => (max, found) == (m, f),
+            _ => false,
+        };
+        assert!(matches, "{name}: expected {want:?}, got {:?}", err.problem);
+        // The bytes were canonical, so validating the message directly must
+        // give the same answer.
+        assert_eq!(validate(event), Err(err), "{name}");
+    }
+
+    fn gtin_check(expected: char, found: char) -> Want {
+        Want::Id(IdError::CheckDigit { kind: "GTIN", check: "check digit", expected, found })
+    }
+
+    fn gln_check(expected: char, found: char) -> Want {
+        Want::Id(IdError::CheckDigit { kind: "GLN", check: "check digit", expected, found })
+    }
+
+    /// The identity point: a valid encoding of a small-order (weak) key.
+    fn weak_key() -> Vec<u8> {
+        let mut key = vec![0u8; 32];
+        key[0] = 1;
+        key
+    }
+
+    #[test]
+    fn bad_events_name_the_field_and_the_problem() {
+        use EventKind as K;
+        type Edit = fn(&mut pb::Event);
+        let cases: &[(&str, EventKind, Edit, &str, Want)] = &[
+            ("no body", K::Shipment, |e| e.body = None, "body", Want::Missing),
+            ("no event time", K::Shipment, |e| e.event_time = None, "event_time", Want::Missing),
+            (
+                "event in 1970",
+                K::Shipment,
+                |e| e.event_time = Some(pb::EventTime { unix_millis: 0, offset_minutes: 480 }),
+                "event_time.unix_millis",
+                Want::Invalid("outside 2000-01-01 .. 2100-01-01"),
+            ),
+            (
+                "event a millisecond before 2000",
+                K::Production,
+                |e| e.event_time = Some(pb::EventTime { unix_millis: MIN_EVENT_MILLIS - 1, offset_minutes: 0 }),
+                "event_time.unix_millis",
+                Want::Invalid("outside"),
+            ),
+            (
+                "event on 2100-01-01",
+                K::Sale,
+                |e| e.event_time = Some(pb::EventTime { unix_millis: MAX_EVENT_MILLIS, offset_minutes: 0 }),
+                "event_time.unix_millis",
+                Want::Invalid("outside"),
+            ),
+            (
+                "offset of +14:01",
+                K::Shipment,
+                |e| e.event_time.get_or_insert_default().offset_minutes = 841,
+                "event_time.offset_minutes",
+                Want::Invalid("not a zone offset"),
+            ),
+            (
+                "offset of -14:01",
+                K::Recall,
+                |e| e.event_time.get_or_insert_default().offset_minutes = -841,
+                "event_time.offset_minutes",
+                Want::Invalid("not a zone offset"),
+            ),
+            ("no subject", K::Shipment, |e| e.subject = None, "subject", Want::Missing),
+            (
+                "empty subject",
+                K::Inspection,
+                |e| e.subject = Some(pb::Subject { kind: None }),
+                "subject.kind",
+                Want::Missing,
+            ),
+            (
+                "subject GTIN check digit",
+                K::Production,
+                |e| {
+                    e.subject = Some(pb::Subject {
+                        kind: Some(pb::subject::Kind::Product(pb::ProductKey {
+                            gtin: "09520123456789".into(),
+                            ..Default::default()
+                        })),
+                    })
+                },
+                "subject.product.gtin",
+                gtin_check('8', '9'),
+            ),
+            (
+                "subject certificate without issuer",
+                K::CertificateSuspended,
+                |e| {
+                    e.subject = Some(pb::Subject {
+                        kind: Some(pb::subject::Kind::Certificate(pb::CertificateKey {
+                            issuer_uscc: String::new(),
+                            number: CERT_NUMBER.into(),
+                        })),
+                    })
+                },
+                "subject.certificate.issuer_uscc",
+                Want::Missing,
+            ),
+            (
+                "GTIN check digit in the second shipped item",
+                K::Shipment,
+                |e| body!(e, Shipment).items[1].product.get_or_insert_default().gtin = "06931234567898".into(),
+                "shipment.items[1].product.gtin",
+                gtin_check('9', '8'),
+            ),
+            (
+                "lot of 21 characters",
+                K::Production,
+                |e| {
+                    body!(e, Production).output.get_or_insert_default().product.get_or_insert_default().lot =
+                        "L20250615A-ABCDEFGHIJ".into()
+                },
+                "production.output.product.lot",
+                Want::Id(IdError::Length { kind: "lot", expected: "1 to 20 characters", found: 21 }),
+            ),
+            (
+                "serial of 21 characters",
+                K::Sale,
+                |e| body!(e, Sale).items[0].product.get_or_insert_default().serial = "123456789012345678901".into(),
+                "sale.items[0].product.serial",
+                Want::Id(IdError::Length { kind: "serial", expected: "1 to 20 characters", found: 21 }),
+            ),
+            (
+                "transformation output without a lot",
+                K::Transformation,
+                |e| body!(e, Transformation).outputs[0].product.get_or_insert_default().lot.clear(),
+                "transformation.outputs[0].product.lot",
+                Want::Missing,
+            ),
+            (
+                "65 parents",
+                K::Receipt,
+                |e| e.parents = vec![placeholder_ref(); MAX_PARENTS + 1],
+                "parents",
+                Want::TooMany { max: 64, found: 65 },
+            ),
+            (
+                "parent entry hash of 31 bytes",
+                K::Shipment,
+                |e| {
+                    e.parents[0].entry_hash.pop();
+                },
+                "parents[0].entry_hash",
+                Want::Invalid("must be 32 bytes, found 31"),
+            ),
+            (
+                "correction target log id of 33 bytes",
+                K::Correction,
+                |e| body!(e, Correction).target.get_or_insert_default().log_id.push(0),
+                "correction.target.log_id",
+                Want::Invalid("must be 32 bytes, found 33"),
+            ),
+            (
+                "corrective record without hash",
+                K::Correction,
+                |e| body!(e, Correction).corrective[0].entry_hash.clear(),
+                "correction.corrective[0].entry_hash",
+                Want::Invalid("must be 32 bytes, found 0"),
+            ),
+            (
+                "recall progress without the recall",
+                K::RecallProgress,
+                |e| body!(e, RecallProgress).recall = None,
+                "recall_progress.recall",
+                Want::Missing,
+            ),
+            (
+                "recall reason over 2,000 bytes",
+                K::Recall,
+                // 667 three-byte characters: 2,001 bytes but only 667 characters.
+                |e| body!(e, Recall).reason = "召".repeat(667),
+                "recall.reason",
+                Want::TooLong { max: 2_000, found: 2_001 },
+            ),
+            (
+                "attribute value over 2,000 bytes",
+                K::Shipment,
+                |e| e.attributes[0].value = "x".repeat(MAX_TEXT_BYTES + 1),
+                "attributes[0].value",
+                Want::TooLong { max: 2_000, found: 2_001 },
+            ),
+            (
+                "organisation name with a newline",
+                K::OrgRegistered,
+                |e| body!(e, OrgRegistered).name = "深圳市计量\n质量检测研究院".into(),
+                "org_registered.name",
+                Want::Invalid("single line"),
+            ),
+            (
+                "organisation name over 200 bytes",
+                K::OrgUpdated,
+                |e| body!(e, OrgUpdated).name = "乳".repeat(67),
+                "org_updated.name",
+                Want::TooLong { max: 200, found: 201 },
+            ),
+            (
+                "biz_step with a bell character",
+                K::Shipment,
+                |e| e.biz_step = "shipping\u{7}".into(),
+                "biz_step",
+                Want::Invalid("control characters"),
+            ),
+            (
+                "blank person",
+                K::KeyRegistered,
+                |e| body!(e, KeyRegistered).person = "  ".into(),
+                "key_registered.person",
+                Want::Missing,
+            ),
+            (
+                "holder USCC with a wrong check character",
+                K::CertificateIssued,
+                |e| body!(e, CertificateIssued).holder_uscc = "91310000MA1K2Q7A5M".into(),
+                "certificate_issued.holder_uscc",
+                Want::Id(IdError::CheckDigit { kind: "USCC", check: "check character", expected: 'L', found: 'M' }),
+            ),
+            (
+                "manufacturer USCC of 17 characters",
+                K::CertificateIssued,
+                |e| body!(e, CertificateIssued).manufacturer_uscc = "92320900MA1N3T5C5".into(),
+                "certificate_issued.manufacturer_uscc",
+                Want::Id(IdError::Length { kind: "USCC", expected: "18 characters", found: 17 }),
+            ),
+            (
+                "certificate valid until the day before issue",
+                K::CertificateIssued,
+                |e| body!(e, CertificateIssued).valid_until = "2025-06-14".into(),
+                "certificate_issued.valid_until",
+                Want::Invalid("before issued_on 2025-06-15"),
+            ),
+            (
+                "certified product prefix with a letter O",
+                K::CertificateIssued,
+                |e| body!(e, CertificateIssued).products[0].gtin = "0952O12".into(),
+                "certificate_issued.products[0].gtin",
+                Want::Invalid("neither a 14-digit GTIN nor a prefix"),
+            ),
+            (
+                "certificate number with a slash",
+                K::CertificateWithdrawn,
+                |e| body!(e, CertificateWithdrawn).certificate.get_or_insert_default().number = "CQC/2025".into(),
+                "certificate_withdrawn.certificate.number",
+                Want::Invalid("'/'"),
+            ),
+            (
+                "cancellation without the certificate",
+                K::CertificateCancelled,
+                |e| body!(e, CertificateCancelled).certificate = None,
+                "certificate_cancelled.certificate",
+                Want::Missing,
+            ),
+            (
+                "renewal date with slashes",
+                K::CertificateRenewed,
+                |e| body!(e, CertificateRenewed).valid_until = "2031/06/14".into(),
+                "certificate_renewed.valid_until",
+                Want::Id(IdError::BadChar {
+                    kind: "date",
+                    position: 5,
+                    ch: '/',
+                    allowed: "digits in the form YYYY-MM-DD",
+                }),
+            ),
+            (
+                "scope reduced by nothing",
+                K::CertificateScopeReduced,
+                |e| body!(e, CertificateScopeReduced).removed_gtins.clear(),
+                "certificate_scope_reduced.removed_gtins",
+                Want::Missing,
+            ),
+            (
+                "risk class 0",
+                K::Recall,
+                |e| body!(e, Recall).risk_class = 0,
+                "recall.risk_class",
+                Want::Invalid("not a risk class"),
+            ),
+            (
+                "risk class 4",
+                K::Recall,
+                |e| body!(e, Recall).risk_class = 4,
+                "recall.risk_class",
+                Want::Invalid("not a risk class"),
+            ),
+            (
+                "recall initiator unspecified",
+                K::Recall,
+                |e| body!(e, Recall).initiator = pb::RecallInitiator::Unspecified.into(),
+                "recall.initiator",
+                Want::Invalid("voluntary or ordered"),
+            ),
+            (
+                "recall initiator 3, not in the enum",
+                K::Recall,
+                |e| body!(e, Recall).initiator = 3,
+                "recall.initiator",
+                Want::Invalid("voluntary or ordered"),
+            ),
+            (
+                "serial range reversed",
+                K::Recall,
+                |e| {
+                    let recall = body!(e, Recall);
+                    recall.serial_from = "SN000200".into();
+                    recall.serial_to = "SN000100".into();
+                },
+                "recall.serial_to",
+                Want::Invalid("ends before it starts"),
+            ),
+            (
+                "serial range without a start",
+                K::Recall,
+                |e| body!(e, Recall).serial_to = "SN000100".into(),
+                "recall.serial_from",
+                Want::Missing,
+            ),
+            (
+                "recall date range reversed",
+                K::Recall,
+                |e| {
+                    body!(e, Recall).dates = Some(pb::DateRange {
+                        kind: pb::DateKind::Production.into(),
+                        from: "2025-06-30".into(),
+                        to: "2025-06-01".into(),
+                    })
+                },
+                "recall.dates.to",
+                Want::Invalid("is before 2025-06-30"),
+            ),
+            (
+                "recall date range of unspecified kind",
+                K::Recall,
+                |e| {
+                    body!(e, Recall).dates =
+                        Some(pb::DateRange { kind: 0, from: "2025-06-01".into(), to: "2025-06-30".into() })
+                },
+                "recall.dates.kind",
+                Want::Invalid("production or expiry"),
+            ),
+            (
+                "empty recall region",
+                K::Recall,
+                |e| body!(e, Recall).regions[1].clear(),
+                "recall.regions[1]",
+                Want::Missing,
+            ),
+            (
+                "recall region of 5 digits",
+                K::Recall,
+                |e| body!(e, Recall).regions[0] = "44030".into(),
+                "recall.regions[0]",
+                Want::Invalid("6-digit administrative division code"),
+            ),
+            (
+                "weak public key registered",
+                K::KeyRegistered,
+                |e| body!(e, KeyRegistered).public_key = weak_key(),
+                "key_registered.public_key",
+                Want::Invalid("small order"),
+            ),
+            (
+                "revoked public key of 31 bytes",
+                K::KeyRevoked,
+                |e| body!(e, KeyRevoked).public_key = vec![7; 31],
+                "key_revoked.public_key",
+                Want::Invalid("must be 32 bytes, found 31"),
+            ),
+            (
+                "weak root authority key",
+                K::Genesis,
+                |e| body!(e, Genesis).root_authority_keys.push(weak_key()),
+                "genesis.root_authority_keys[1]",
+                Want::Invalid("small order"),
+            ),
+            (
+                "genesis without root authority",
+                K::Genesis,
+                |e| body!(e, Genesis).root_authority_keys.clear(),
+                "genesis.root_authority_keys",
+                Want::Missing,
+            ),
+            (
+                "genesis origin with a space",
+                K::Genesis,
+                |e| body!(e, Genesis).origin = "qtrace.example/sh amr".into(),
+                "genesis.origin",
+                Want::Invalid("whitespace"),
+            ),
+            (
+                "accreditation dates reversed",
+                K::OrgRegistered,
+                |e| body!(e, OrgRegistered).accreditations[0].valid_until = "2023-12-31".into(),
+                "org_registered.accreditations[0].valid_until",
+                Want::Invalid("before valid_from 2024-01-01"),
+            ),
+            (
+                "accreditation prefix with a letter",
+                K::OrgRegistered,
+                |e| body!(e, OrgRegistered).accreditations[0].gtin_prefixes[1] = "069312A".into(),
+                "org_registered.accreditations[0].gtin_prefixes[1]",
+                Want::Invalid("neither a 14-digit GTIN nor a prefix"),
+            ),
+            (
+                "unknown role value 9",
+                K::OrgRegistered,
+                |e| body!(e, OrgRegistered).roles.push(9),
+                "org_registered.roles[1]",
+                Want::Invalid("9 is not a role"),
+            ),
+            (
+                "role unspecified",
+                K::OrgUpdated,
+                |e| body!(e, OrgUpdated).roles = vec![0],
+                "org_updated.roles[0]",
+                Want::Invalid("0 is not a role"),
+            ),
+            (
+                "no roles",
+                K::OrgRegistered,
+                |e| body!(e, OrgRegistered).roles.clear(),
+                "org_registered.roles",
+                Want::Missing,
+            ),
+            (
+                "organisation region with a letter",
+                K::OrgRegistered,
+                |e| body!(e, OrgRegistered).region = "44030X".into(),
+                "org_registered.region",
+                Want::Invalid("6-digit"),
+            ),
+            (
+                "NaN quantity",
+                K::Shipment,
+                |e| body!(e, Shipment).items[0].quantity.get_or_insert_default().value = f64::NAN,
+                "shipment.items[0].quantity.value",
+                Want::Invalid("not a finite, non-negative amount"),
+            ),
+            (
+                "negative quantity",
+                K::Receipt,
+                |e| body!(e, Receipt).items[0].quantity.get_or_insert_default().value = -600.0,
+                "receipt.items[0].quantity.value",
+                Want::Invalid("not a finite, non-negative amount"),
+            ),
+            (
+                "infinite quantity recovered",
+                K::RecallProgress,
+                |e| body!(e, RecallProgress).quantity_recovered.get_or_insert_default().value = f64::INFINITY,
+                "recall_progress.quantity_recovered.value",
+                Want::Invalid("not a finite, non-negative amount"),
+            ),
+            (
+                "quantity without unit",
+                K::Transformation,
+                |e| body!(e, Transformation).inputs[0].quantity.get_or_insert_default().unit.clear(),
+                "transformation.inputs[0].quantity.unit",
+                Want::Missing,
+            ),
+            (
+                "bad region code",
+                K::Production,
+                |e| e.location.get_or_insert_default().region = "31000".into(),
+                "location.region",
+                Want::Invalid("6-digit administrative division code"),
+            ),
+            (
+                "read point GLN check digit",
+                K::Production,
+                |e| e.location.get_or_insert_default().read_point_gln = "6931234000012".into(),
+                "location.read_point_gln",
+                gln_check('3', '2'),
+            ),
+            (
+                "receipt source GLN check digit",
+                K::Receipt,
+                |e| body!(e, Receipt).source.get_or_insert_default().location_gln = "0614141000013".into(),
+                "receipt.source.location_gln",
+                gln_check('2', '3'),
+            ),
+            (
+                "expiry before production",
+                K::Production,
+                |e| body!(e, Production).expiry_date = "2025-06-14".into(),
+                "production.expiry_date",
+                Want::Invalid("before production_date 2025-06-15"),
+            ),
+            (
+                "inspection conclusion unspecified",
+                K::Inspection,
+                |e| body!(e, Inspection).conclusion = 0,
+                "inspection.conclusion",
+                Want::Invalid("conformant"),
+            ),
+            (
+                "test item result 7",
+                K::Inspection,
+                |e| body!(e, Inspection).items[1].result = 7,
+                "inspection.items[1].result",
+                Want::Invalid("conformant"),
+            ),
+            (
+                "spot check without the inspected party",
+                K::SpotCheck,
+                |e| body!(e, SpotCheck).inspected_uscc.clear(),
+                "spot_check.inspected_uscc",
+                Want::Missing,
+            ),
+            (
+                "blacklisting that ends before it starts",
+                K::Blacklisted,
+                |e| body!(e, Blacklisted).until = "2025-06-01".into(),
+                "blacklisted.until",
+                Want::Invalid("before listed_on 2025-06-15"),
+            ),
+            (
+                "delisting without reason",
+                K::Delisted,
+                |e| body!(e, Delisted).reason.clear(),
+                "delisted.reason",
+                Want::Missing,
+            ),
+            (
+                "correction kind unspecified",
+                K::Correction,
+                |e| body!(e, Correction).kind = pb::CorrectionKind::Unspecified.into(),
+                "correction.kind",
+                Want::Invalid("did_not_occur or incorrect_data"),
+            ),
+            ("sale of nothing", K::Sale, |e| body!(e, Sale).items.clear(), "sale.items", Want::Missing),
+            (
+                "shipment without destination",
+                K::Shipment,
+                |e| body!(e, Shipment).destination = None,
+                "shipment.destination",
+                Want::Missing,
+            ),
+            (
+                "document hash of 16 bytes",
+                K::Shipment,
+                |e| e.documents[0].sha256.truncate(16),
+                "documents[0].sha256",
+                Want::Invalid("must be empty or 32 bytes, found 16"),
+            ),
+            (
+                "attribute without name",
+                K::Shipment,
+                |e| e.attributes[0].name.clear(),
+                "attributes[0].name",
+                Want::Missing,
+            ),
+            (
+                "257 attributes",
+                K::Shipment,
+                |e| e.attributes = vec![pb::Attribute { name: "批次 batch".into(), value: "1".into() }; MAX_LIST + 1],
+                "attributes",
+                Want::TooMany { max: 256, found: 257 },
+            ),
+        ];
+        assert!(cases.len() >= 30);
+        for (name, kind, edit, field, want) in cases {
+            let mut event = example(*kind);
+            edit(&mut event);
+            check_refused(name, &event, field, want);
+        }
+    }
+
+    /// The wire contract (event.proto, `Event.attributes`) says "Free
+    /// attributes, at most 64", but `validate` lets up to [`MAX_LIST`] (256)
+    /// through.
+    #[test]
+    fn attributes_are_limited_to_what_the_proto_promises() {
+        let mut event = example(EventKind::Shipment);
+        event.attributes = vec![pb::Attribute { name: "批次 batch".into(), value: "1".into() }; 65];
+        check_refused("65 attributes", &event, "attributes", &Want::TooMany { max: 64, found: 65 });
+    }
+
+    /// event.proto says the ends of a recall's serial range are "compared as
+    /// strings of equal length"; ends of different lengths make the range
+    /// meaningless ("100" sorts before "99", so this reversed range passes
+    /// the order check) and must be refused.
+    #[test]
+    fn serial_range_ends_must_have_equal_length() {
+        let mut event = example(EventKind::Recall);
+        let recall = body!(event, Recall);
+        recall.serial_from = "100".into();
+        recall.serial_to = "99".into();
+        check_refused("serial range 100 ..= 99", &event, "recall.serial_to", &Want::Invalid("length"));
+    }
+
+    fn non_canonical() -> Result<ValidEvent, EventError> {
+        Err(EventError { field: "event".into(), problem: Problem::NonCanonical })
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        let event = pb::Event { nonce: 7, ..example(EventKind::Shipment) };
+        let canonical = encode(&event);
+        // Fields 1 to 8, the nonce (field 9) and the body (field 27) can be
+        // encoded apart and concatenated, which is how protobuf merges.
+        let head = encode(&pb::Event { nonce: 0, body: None, ..event.clone() });
+        let body = encode(&pb::Event { body: event.body.clone(), ..Default::default() });
+        let nonce = [0x48, 0x07];
+        assert_eq!([&head[..], &nonce, &body].concat(), canonical);
+        // The event time (field 1) apart from everything after it.
+        let time = encode(&pb::Event { event_time: event.event_time, ..Default::default() });
+        let after_time = encode(&pb::Event { event_time: None, ..event.clone() });
+        assert_eq!([&time[..], &after_time].concat(), canonical);
+        // The event time (with offset 0) written with its zero offset
+        // spelled out; the canonical form leaves a zero field out.
+        let millis = event.event_time.as_ref().map_or(0, |t| t.unix_millis);
+        let zero_offset_time = pb::EventTime { unix_millis: millis, offset_minutes: 0 };
+        let mut time_fields = vec![0x08];
+        prost::encoding::encode_varint(millis as u64, &mut time_fields);
+        assert_eq!(zero_offset_time.encode_to_vec(), time_fields);
+        time_fields.extend_from_slice(&[0x10, 0x00]);
+        let explicit_zero = [&[0x0a, time_fields.len() as u8][..], &time_fields, &after_time].concat();
+        let canonical_zero = encode(&pb::Event { event_time: Some(zero_offset_time), ..event.clone() });
+        assert_eq!(decode_event(&canonical_zero).map(|v| v.kind), Ok(EventKind::Shipment));
+
+        let cases: &[(&str, Vec<u8>)] = &[
+            ("unknown field 99 appended", [&canonical[..], &[0x98, 0x06, 0x01]].concat()),
+            ("unknown length-delimited field 15 appended", [&canonical[..], &[0x7a, 0x02, b'h', b'i']].concat()),
+            ("nonce 0 written explicitly", [&head[..], &[0x48, 0x00], &body].concat()),
+            ("nonce written twice", [&head[..], &nonce, &nonce, &body].concat()),
+            ("nonce as an over-long varint", [&head[..], &[0x48, 0x87, 0x00], &body].concat()),
+            ("event time written twice", [&time[..], &canonical].concat()),
+            ("body before the common fields", [&body[..], &head, &nonce].concat()),
+            ("zero offset written inside the event time", explicit_zero),
+        ];
+        for (name, bytes) in cases {
+            assert_eq!(decode_event(bytes), non_canonical(), "{name}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_garbage_are_refused() {
+        let event_error = |problem| Err(EventError { field: "event".into(), problem });
+        assert_eq!(decode_event(&[]), event_error(Problem::Empty));
+        assert_eq!(
+            decode_event(&vec![0u8; MAX_EVENT_BYTES + 1]),
+            event_error(Problem::TooLarge { found: MAX_EVENT_BYTES + 1 })
+        );
+        // A real event just at the limit is accepted and one byte more is
+        // refused for its size alone: grow the last attribute until the
+        // encoding is exactly MAX_EVENT_BYTES long.
+        let mut event = example(EventKind::Shipment);
+        event.attributes =
+            vec![pb::Attribute { name: "检测记录 test record".into(), value: "记".repeat(666) }; 32];
+        event.attributes.push(pb::Attribute { name: "备注 note".into(), value: String::new() });
+        let base = encode(&event).len();
+        assert!(base < MAX_EVENT_BYTES && MAX_EVENT_BYTES - base < MAX_TEXT_BYTES, "base size {base}");
+        let mut pad = MAX_EVENT_BYTES - base;
+        let at_limit = loop {
+            if let Some(last) = event.attributes.last_mut() {
+                last.value = "x".repeat(pad);
+            }
+            let bytes = encode(&event);
+            if bytes.len() <= MAX_EVENT_BYTES {
+                break bytes;
+            }
+            pad -= bytes.len() - MAX_EVENT_BYTES;
+        };
+        assert_eq!(at_limit.len(), MAX_EVENT_BYTES);
+        assert_eq!(decode_event(&at_limit).map(|v| v.kind), Ok(EventKind::Shipment));
+        if let Some(last) = event.attributes.last_mut() {
+            last.value.push('x');
+        }
+        let over = encode(&event);
+        assert_eq!(decode_event(&over), event_error(Problem::TooLarge { found: MAX_EVENT_BYTES + 1 }));
+
+        let garbage: &[(&str, &[u8])] = &[
+            ("0xff bytes", &[0xff; 12]),
+            ("length beyond the end", &[0x0a, 0x05, 0x08]),
+            ("invalid UTF-8 in biz_step", &[0x2a, 0x02, 0xff, 0xfe]),
+            ("wire type 7", &[0x0f, 0x00]),
+            ("end of a group never started", &[0x0c]),
+            ("varint of 11 bytes", &[0x48, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            ("field number 0", &[0x00, 0x01]),
+        ];
+        for (name, bytes) in garbage {
+            let got = decode_event(bytes);
+            assert!(
+                matches!(&got, Err(EventError { field, problem: Problem::Decode(_) }) if field == "event"),
+                "{name}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn index_keys_of_examples() {
+        use EventKind as K;
+        let formula = gtin(GTIN_FORMULA);
+        let parent = IndexKey::Parent(LogId([0x5a; 32]), 41);
+        let cert = IndexKey::Certificate(Uscc::parse(CERT_BODY).unwrap_or_else(|e| panic!("{e}")), CERT_NUMBER.into());
+        let cases: Vec<(EventKind, Vec<IndexKey>)> = vec![
+            (
+                K::Shipment,
+                vec![
+                    IndexKey::Gtin(formula.clone()),
+                    IndexKey::Gtin(gtin(GTIN_POWDER)),
+                    IndexKey::Lot(formula.clone(), lot(LOT)),
+                    IndexKey::Lot(gtin(GTIN_POWDER), lot("B7")),
+                    org(MANUFACTURER),
+                    org(DISTRIBUTOR),
+                    parent.clone(),
+                ],
+            ),
+            // The certificate, holder and manufacturer (the same
+            // organisation, once), each full GTIN it covers, the report it
+            // rests on.
+            (
+                K::CertificateIssued,
+                vec![cert.clone(), org(MANUFACTURER), IndexKey::Gtin(formula.clone()), parent.clone()],
+            ),
+            (K::CertificateSuspended, vec![cert.clone()]),
+            // A scope reduction is found under the certificate only, not
+            // under the GTINs it removes.
+            (K::CertificateScopeReduced, vec![cert]),
+            (
+                K::Recall,
+                vec![
+                    IndexKey::Gtin(formula.clone()),
+                    IndexKey::Lot(formula.clone(), lot(LOT)),
+                    IndexKey::Lot(formula.clone(), lot("L20250616B")),
+                    org(MANUFACTURER),
+                ],
+            ),
+            // The corrected record is found as a parent; corrective records
+            // are not indexed.
+            (
+                K::Correction,
+                vec![IndexKey::Gtin(formula.clone()), IndexKey::Lot(formula.clone(), lot(LOT)), parent.clone()],
+            ),
+            (K::RecallProgress, vec![IndexKey::Gtin(formula.clone()), parent]),
+            (
+                K::Sale,
+                vec![
+                    IndexKey::Gtin(formula.clone()),
+                    IndexKey::Lot(formula.clone(), lot(LOT)),
+                    IndexKey::Serial(formula.clone(), Serial::parse("12345").unwrap_or_else(|e| panic!("{e}"))),
+                ],
+            ),
+            (
+                K::SpotCheck,
+                vec![IndexKey::Gtin(formula.clone()), IndexKey::Lot(formula, lot(LOT)), org(MANUFACTURER), org(LAB)],
+            ),
+            // Registry records are also found under the registry key, which
+            // is what an offline verifier replays.
+            (K::Genesis, vec![org(REGULATOR), IndexKey::Registry]),
+            (K::KeyRevoked, vec![org(MANUFACTURER), IndexKey::Registry]),
+            (K::OrgRegistered, vec![org(LAB), IndexKey::Registry]),
+            (K::Delisted, vec![org(testkit::MANUFACTURER_2), IndexKey::Registry]),
+        ];
+        for (kind, mut want) in cases {
+            want.sort();
+            assert_eq!(index_keys(&example(kind)), want, "{kind}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2_048)) {
+            let _ = decode_event(&bytes);
+        }
+
+        /// Whatever a corrupted or truncated valid event decodes to, if it
+        /// is accepted at all its bytes are the canonical encoding.
+        #[test]
+        fn accepted_bytes_are_canonical(
+            kind in 0..EventKind::ALL.len(),
+            position: prop::sample::Index,
+            byte: u8,
+            keep: prop::sample::Index,
+        ) {
+            let mut bytes = encode(&example(EventKind::ALL[kind]));
+            let at = position.index(bytes.len());
+            bytes[at] = byte;
+            bytes.truncate(keep.index(bytes.len()) + 1);
+            if let Ok(accepted) = decode_event(&bytes) {
+                prop_assert_eq!(encode(&accepted.event), bytes);
+            }
+        }
+
+        #[test]
+        fn valid_events_round_trip(
+            kind in 0..EventKind::ALL.len(),
+            nonce: u64,
+            unix_millis in MIN_EVENT_MILLIS..MAX_EVENT_MILLIS,
+            offset_minutes in -840i32..=840,
+            note in "\\PC{0,60}",
+            new_lot in "[A-Za-z0-9!%&()*+,./:;<=>?_-]{1,20}",
+        ) {
+            let kind = EventKind::ALL[kind];
+            let mut event = example(kind);
+            event.nonce = nonce;
+            event.event_time = Some(pb::EventTime { unix_millis, offset_minutes });
+            event.attributes.push(pb::Attribute { name: "备注 note".into(), value: note });
+            if let Some(pb::Subject { kind: Some(pb::subject::Kind::Product(p)) }) = event.subject.as_mut()
+                && !p.lot.is_empty()
+            {
+                p.lot = new_lot;
+            }
+            let bytes = encode(&event);
+            let decoded = decode_event(&bytes);
+            prop_assert_eq!(&decoded, &Ok(ValidEvent { event, kind }));
+            prop_assert_eq!(decoded.map(|v| encode(&v.event)), Ok(bytes));
+        }
+    }
 }

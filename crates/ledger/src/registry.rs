@@ -730,7 +730,9 @@ fn gtin_for_scope(value: &str) -> Option<Gtin> {
     Gtin::parse(value).ok()
 }
 
-fn check_accreditation<'a>(
+/// Checks that one of the organisation's accreditations is valid on `date`
+/// and covers every GTIN (and the standards) given.
+pub fn check_accreditation<'a>(
     org: &Organisation,
     date: Option<&Date>,
     gtins: impl Iterator<Item = &'a Gtin>,
@@ -774,11 +776,40 @@ fn parse_uscc(value: &str) -> Result<Uscc, AuthError> {
     Uscc::parse(value).map_err(|e| AuthError::Other(e.to_string()))
 }
 
-fn roles_text(roles: &[pb::Role]) -> String {
+/// Roles as their CLI names, comma separated.
+pub fn roles_text(roles: &[pb::Role]) -> String {
     if roles.is_empty() {
         return "none".into();
     }
     roles.iter().map(|r| role_name(*r)).collect::<Vec<_>>().join(", ")
+}
+
+/// Which roles may sign a kind of record (the matrix in the module docs).
+/// Key records may also be signed by an admin key of the key's own
+/// organisation, and corrections by the original signer's organisation
+/// whatever its role; those rules need the record and are checked apart.
+pub fn allowed_roles(kind: EventKind) -> &'static [pb::Role] {
+    use pb::Role::*;
+    match kind {
+        EventKind::Genesis => &[],
+        EventKind::OrgRegistered | EventKind::OrgUpdated => &[Regulator],
+        EventKind::KeyRegistered | EventKind::KeyRevoked => &[Regulator],
+        EventKind::Production | EventKind::Transformation => &[Manufacturer],
+        EventKind::Shipment | EventKind::Receipt => &[Manufacturer, Distributor, Retailer],
+        EventKind::Sale => &[Retailer],
+        EventKind::Inspection => &[TestingLab],
+        EventKind::SpotCheck => &[Regulator],
+        EventKind::CertificateIssued
+        | EventKind::CertificateSuspended
+        | EventKind::CertificateRestored
+        | EventKind::CertificateScopeReduced
+        | EventKind::CertificateWithdrawn
+        | EventKind::CertificateCancelled
+        | EventKind::CertificateRenewed => &[CertificationBody],
+        EventKind::Recall | EventKind::RecallProgress | EventKind::RecallClosed => &[Manufacturer, Regulator],
+        EventKind::Blacklisted | EventKind::Delisted => &[Regulator],
+        EventKind::Correction => &[Regulator, CertificationBody, TestingLab, Manufacturer, Distributor, Retailer],
+    }
 }
 
 /// The CLI name of a role.
@@ -813,4 +844,887 @@ pub fn event_date(event: &pb::Event) -> Option<Date> {
     let t = event.event_time.as_ref()?;
     let local_millis = t.unix_millis.checked_add(i64::from(t.offset_minutes) * 60_000)?;
     Some(Date::from_days_since_epoch(local_millis.div_euclid(86_400_000)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind as K;
+    use crate::pb::subject::Kind;
+    use crate::testkit::{
+        self, CERT_BODY, CERT_BODY_2, CERT_NUMBER, DISTRIBUTOR, EVENT_DATE, GTIN_OUT_OF_SCOPE, GTIN_POWDER, LAB,
+        MANUFACTURER, MANUFACTURER_2, REGULATOR, RETAILER, TestLog, UNREGISTERED, Who, example, on, valid, with_refs,
+    };
+    use RefusalClass as C;
+
+    /// The variant's name, so tables can say which refusal they expect
+    /// without spelling out the evidence each carries.
+    fn variant(e: &AuthError) -> &'static str {
+        match e {
+            AuthError::UnknownKey { .. } => "UnknownKey",
+            AuthError::RevokedKey { .. } => "RevokedKey",
+            AuthError::UnknownOrganisation { .. } => "UnknownOrganisation",
+            AuthError::RoleNotAllowed { .. } => "RoleNotAllowed",
+            AuthError::NotAccredited { .. } => "NotAccredited",
+            AuthError::Blacklisted { .. } => "Blacklisted",
+            AuthError::Mismatch { .. } => "Mismatch",
+            AuthError::CertificateExists { .. } => "CertificateExists",
+            AuthError::UnknownCertificate { .. } => "UnknownCertificate",
+            AuthError::IllegalTransition { .. } => "IllegalTransition",
+            AuthError::UnknownRecord { .. } => "UnknownRecord",
+            AuthError::RecordHashMismatch { .. } => "RecordHashMismatch",
+            AuthError::Genesis => "Genesis",
+            AuthError::NoGenesis => "NoGenesis",
+            AuthError::Other(_) => "Other",
+        }
+    }
+
+    /// Accepted, or refused with this variant and class.
+    type Want = Result<(), (&'static str, RefusalClass)>;
+    const OK: Want = Ok(());
+    const ROLE: Want = Err(("RoleNotAllowed", C::PermissionDenied));
+    const NOT_ACCREDITED: Want = Err(("NotAccredited", C::PermissionDenied));
+    const BLACKLISTED: Want = Err(("Blacklisted", C::FailedPrecondition));
+    const MISMATCH: Want = Err(("Mismatch", C::InvalidArgument));
+
+    fn check(name: &str, got: Result<Authority, AuthError>, want: Want) {
+        match (got, want) {
+            (Ok(_), Ok(())) => {}
+            (Err(e), Err(want)) => assert_eq!((variant(&e), e.class()), want, "{name}: {e}"),
+            (Ok(authority), Err(want)) => panic!("{name}: accepted (signed by {authority:?}), expected {want:?}"),
+            (Err(e), Ok(())) => panic!("{name}: refused: {e}"),
+        }
+    }
+
+    fn uscc(code: &str) -> Uscc {
+        Uscc::parse(code).unwrap_or_else(|e| panic!("{code}: {e}"))
+    }
+
+    /// `event`, a certificate record, about certificate `number` of `issuer`.
+    fn about_cert(mut event: pb::Event, issuer: &str, number: &str) -> pb::Event {
+        let key = testkit::cert_key(issuer, number);
+        event.subject = Some(pb::Subject { kind: Some(Kind::Certificate(key.clone())) });
+        let slot = match event.body.as_mut() {
+            Some(Body::CertificateIssued(c)) => &mut c.certificate,
+            Some(Body::CertificateSuspended(c)) => &mut c.certificate,
+            Some(Body::CertificateRestored(c)) => &mut c.certificate,
+            Some(Body::CertificateScopeReduced(c)) => &mut c.certificate,
+            Some(Body::CertificateWithdrawn(c)) => &mut c.certificate,
+            Some(Body::CertificateCancelled(c)) => &mut c.certificate,
+            Some(Body::CertificateRenewed(c)) => &mut c.certificate,
+            other => panic!("not a certificate record: {other:?}"),
+        };
+        *slot = Some(key);
+        event
+    }
+
+    fn blacklist(code: &str) -> pb::Event {
+        let mut event = example(K::Blacklisted);
+        event.subject = Some(pb::Subject { kind: Some(Kind::OrganisationUscc(code.into())) });
+        if let Some(Body::Blacklisted(b)) = event.body.as_mut() {
+            b.uscc = code.into();
+        }
+        event
+    }
+
+    fn delist(code: &str) -> pb::Event {
+        let mut event = example(K::Delisted);
+        event.subject = Some(pb::Subject { kind: Some(Kind::OrganisationUscc(code.into())) });
+        if let Some(Body::Delisted(d)) = event.body.as_mut() {
+            d.uscc = code.into();
+        }
+        event
+    }
+
+    fn recall(initiator: pb::RecallInitiator, manufacturer: &str) -> pb::Event {
+        let mut event = example(K::Recall);
+        if let Some(Body::Recall(r)) = event.body.as_mut() {
+            r.initiator = initiator.into();
+            r.manufacturer_uscc = manufacturer.into();
+        }
+        event
+    }
+
+    /// Appends an inspection report and the certificate [`CERT_NUMBER`]
+    /// resting on it, issued by [`CERT_BODY`] to the manufacturer, valid
+    /// until 2028-06-14; returns the report.
+    fn with_certificate(log: &mut TestLog) -> pb::RecordRef {
+        let report = log.accept(Who::Lab, &example(K::Inspection));
+        log.accept(Who::CertBody, &with_refs(example(K::CertificateIssued), &report));
+        report
+    }
+
+    /// The standard log plus the records the matrix's events need: a
+    /// production, a shipment, certificate A (active) and B (suspended), a
+    /// voluntary recall, and the second manufacturer on the blacklist.
+    struct MatrixLog {
+        log: TestLog,
+        production: pb::RecordRef,
+        shipment: pb::RecordRef,
+        report: pb::RecordRef,
+        recall: pb::RecordRef,
+    }
+
+    const CERT_B: &str = "CQC2025010801234568";
+
+    fn matrix_log() -> MatrixLog {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        let shipment = log.accept(Who::Manufacturer, &with_refs(example(K::Shipment), &production));
+        let report = with_certificate(&mut log);
+        log.accept(Who::CertBody, &about_cert(with_refs(example(K::CertificateIssued), &report), CERT_BODY, CERT_B));
+        log.accept(Who::CertBody, &about_cert(example(K::CertificateSuspended), CERT_BODY, CERT_B));
+        let recall = log.accept(Who::Manufacturer, &example(K::Recall));
+        log.accept(Who::Regulator, &blacklist(MANUFACTURER_2));
+        MatrixLog { log, production, shipment, report, recall }
+    }
+
+    #[test]
+    fn role_by_kind_matrix() {
+        let MatrixLog { log, production, shipment, report, recall: recall_ref } = matrix_log();
+        const Y: bool = true;
+        const N: bool = false;
+        let signers = [Who::Regulator, Who::CertBody, Who::Lab, Who::Manufacturer, Who::Distributor, Who::Retailer];
+        let new_org = testkit::org_registered(
+            UNREGISTERED,
+            "成都市蓉城副食品批发部",
+            &[pb::Role::Distributor],
+            Vec::new(),
+            "510100",
+        );
+        let cert = |kind| about_cert(example(kind), CERT_BODY, CERT_NUMBER);
+        #[rustfmt::skip]
+        let rows: Vec<(&str, pb::Event, [bool; 6])> = vec![
+            //                                                                              REG CB LAB MFR DIST RET
+            ("genesis", example(K::Genesis),                                                [N, N, N, N, N, N]),
+            ("org_registered", new_org,                                                     [Y, N, N, N, N, N]),
+            ("org_updated", example(K::OrgUpdated),                                         [Y, N, N, N, N, N]),
+            // A key of the manufacturer: the regulator or the manufacturer's admin key.
+            ("key_registered", example(K::KeyRegistered),                                   [Y, N, N, Y, N, N]),
+            ("key_revoked", example(K::KeyRevoked),                                         [Y, N, N, Y, N, N]),
+            ("production", example(K::Production),                                          [N, N, N, Y, N, N]),
+            ("transformation", with_refs(example(K::Transformation), &production),          [N, N, N, Y, N, N]),
+            ("shipment", with_refs(example(K::Shipment), &production),                      [N, N, N, Y, Y, Y]),
+            ("receipt", with_refs(example(K::Receipt), &shipment),                          [N, N, N, Y, Y, Y]),
+            ("sale", example(K::Sale),                                                      [N, N, N, N, N, Y]),
+            ("inspection", example(K::Inspection),                                          [N, N, Y, N, N, N]),
+            ("spot_check", example(K::SpotCheck),                                           [Y, N, N, N, N, N]),
+            ("certificate_issued", about_cert(with_refs(example(K::CertificateIssued), &report), CERT_BODY, "CQC2025010801234569"),
+                                                                                            [N, Y, N, N, N, N]),
+            ("certificate_suspended", cert(K::CertificateSuspended),                        [N, Y, N, N, N, N]),
+            ("certificate_restored", about_cert(example(K::CertificateRestored), CERT_BODY, CERT_B),
+                                                                                            [N, Y, N, N, N, N]),
+            ("certificate_scope_reduced", cert(K::CertificateScopeReduced),                 [N, Y, N, N, N, N]),
+            ("certificate_withdrawn", cert(K::CertificateWithdrawn),                        [N, Y, N, N, N, N]),
+            ("certificate_cancelled", cert(K::CertificateCancelled),                        [N, Y, N, N, N, N]),
+            ("certificate_renewed", cert(K::CertificateRenewed),                            [N, Y, N, N, N, N]),
+            ("recall (voluntary)", recall(pb::RecallInitiator::Voluntary, MANUFACTURER),    [N, N, N, Y, N, N]),
+            ("recall (ordered)", recall(pb::RecallInitiator::Ordered, MANUFACTURER),        [Y, N, N, N, N, N]),
+            // The recall was initiated by the manufacturer.
+            ("recall_progress", with_refs(example(K::RecallProgress), &recall_ref),         [Y, N, N, Y, N, N]),
+            ("recall_closed", with_refs(example(K::RecallClosed), &recall_ref),             [Y, N, N, Y, N, N]),
+            ("blacklisted", blacklist(DISTRIBUTOR),                                         [Y, N, N, N, N, N]),
+            ("delisted", delist(MANUFACTURER_2),                                            [Y, N, N, N, N, N]),
+            // The shipment was signed by the manufacturer.
+            ("correction", with_refs(example(K::Correction), &shipment),                    [N, N, N, Y, N, N]),
+        ];
+        let kinds: std::collections::BTreeSet<EventKind> = rows.iter().map(|(_, e, _)| valid(e).kind).collect();
+        assert_eq!(kinds.len(), EventKind::ALL.len(), "the matrix covers every kind");
+        let mut wrong = Vec::new();
+        for (name, event, allowed) in &rows {
+            for (who, allowed) in signers.iter().zip(allowed) {
+                let got = log.authorize(*who, event);
+                let denied = if *name == "genesis" { "Genesis" } else { "RoleNotAllowed" };
+                let fits = match &got {
+                    Ok(_) => *allowed,
+                    Err(e) => !allowed && variant(e) == denied && e.class() == C::PermissionDenied,
+                };
+                if !fits {
+                    wrong.push(format!(
+                        "{name} signed by {who:?}: expected {}, got {got:?}",
+                        if *allowed { "allowed" } else { denied }
+                    ));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{} cells differ from the matrix:\n{}", wrong.len(), wrong.join("\n"));
+    }
+
+    #[test]
+    fn accepted_events_carry_the_signer_authority() {
+        let mut log = TestLog::standard();
+        let authority = log.authorize(Who::Staff, &example(K::Production));
+        assert_eq!(
+            authority,
+            Ok(Authority {
+                uscc: Some(uscc(MANUFACTURER)),
+                person: "李娜".into(),
+                title: "质检员 quality clerk".into(),
+                root: false,
+            })
+        );
+        let root = log.authorize(Who::Regulator, &example(K::SpotCheck)).map(|a| (a.uscc, a.root));
+        assert_eq!(root, Ok((Some(uscc(REGULATOR)), true)));
+        log.accept(Who::Manufacturer, &example(K::Production));
+        let org = log.registry.organisation(&uscc(LAB)).map(|o| (o.roles.clone(), o.accreditations.len()));
+        assert_eq!(org, Some((vec![pb::Role::TestingLab], 1)));
+        assert_eq!(log.registry.log_id(), Some(log.log_id));
+    }
+
+    #[test]
+    fn testing_lab_accreditation() {
+        type Edit = fn(&mut pb::Event);
+        fn set_gtin(event: &mut pb::Event, gtin: &str) {
+            if let Some(Body::Inspection(i)) = event.body.as_mut() {
+                i.product.get_or_insert_default().gtin = gtin.into();
+            }
+            if let Some(pb::Subject { kind: Some(Kind::Product(p)) }) = event.subject.as_mut() {
+                p.gtin = gtin.into();
+            }
+        }
+        fn set_standards(event: &mut pb::Event, standards: &[&str]) {
+            if let Some(Body::Inspection(i)) = event.body.as_mut() {
+                i.standards = standards.iter().map(|s| s.to_string()).collect();
+            }
+        }
+        // 20:00 UTC on the last day of validity is already 04:00 the next
+        // day in Beijing, where the sample was taken.
+        fn last_evening_utc(event: &mut pb::Event) {
+            let utc_evening = testkit::time_on("2027-12-31").unix_millis + 18 * 3_600_000;
+            event.event_time = Some(pb::EventTime { unix_millis: utc_evening, offset_minutes: 480 });
+        }
+        let keep: Edit = |_| {};
+        let cases: &[(&str, &str, Edit, Want)] = &[
+            ("in scope, inside validity", EVENT_DATE, keep, OK),
+            ("first day of validity", "2024-01-01", keep, OK),
+            ("last day of validity", "2027-12-31", keep, OK),
+            ("the day before validity", "2023-12-31", keep, NOT_ACCREDITED),
+            ("expired accreditation", "2028-01-01", keep, NOT_ACCREDITED),
+            ("expired in local time", EVENT_DATE, last_evening_utc, NOT_ACCREDITED),
+            ("another in-scope prefix", EVENT_DATE, |e| set_gtin(e, GTIN_POWDER), OK),
+            ("GTIN outside every scope prefix", EVENT_DATE, |e| set_gtin(e, GTIN_OUT_OF_SCOPE), NOT_ACCREDITED),
+            ("standard not covered", EVENT_DATE, |e| set_standards(e, &["GB 2760-2014"]), NOT_ACCREDITED),
+            (
+                "one of two standards not covered",
+                EVENT_DATE,
+                |e| set_standards(e, &["GB 10766-2021", "GB 2760-2014"]),
+                NOT_ACCREDITED,
+            ),
+            ("part of a covered standard", EVENT_DATE, |e| set_standards(e, &["GB 5009.3-2016"]), OK),
+            ("two covered standards", EVENT_DATE, |e| set_standards(e, &["GB 10766-2021", "GB 19644-2010"]), OK),
+        ];
+        let log = TestLog::standard();
+        for (name, date, edit, want) in cases {
+            let mut event = on(example(K::Inspection), date);
+            edit(&mut event);
+            check(name, log.authorize(Who::Lab, &event), *want);
+        }
+    }
+
+    /// `check_accreditation` compares standards with `starts_with`, so an
+    /// accreditation for "GB 5009" (food test methods) also covers "GB
+    /// 50090-2006", a railway design code. A covered standard must match up
+    /// to the end of its number: end of text, '-', '.' or ' '.
+    #[test]
+    fn standards_match_whole_standard_numbers() {
+        let mut event = example(K::Inspection);
+        if let Some(Body::Inspection(i)) = event.body.as_mut() {
+            i.standards = vec!["GB 50090-2006".into()];
+        }
+        check("GB 5009 does not cover GB 50090", TestLog::standard().authorize(Who::Lab, &event), NOT_ACCREDITED);
+    }
+
+    #[test]
+    fn certification_body_accreditation() {
+        let cases: &[(&str, &str, &str, Want)] = &[
+            ("in scope", EVENT_DATE, testkit::GTIN_FORMULA, OK),
+            ("after the accreditation expired", "2028-03-01", testkit::GTIN_FORMULA, NOT_ACCREDITED),
+            ("product out of scope", EVENT_DATE, GTIN_OUT_OF_SCOPE, NOT_ACCREDITED),
+        ];
+        let log = TestLog::standard();
+        for (name, date, gtin, want) in cases {
+            let mut event = on(example(K::CertificateIssued), date);
+            event.parents.clear();
+            if let Some(Body::CertificateIssued(c)) = event.body.as_mut() {
+                c.products[0].gtin = (*gtin).into();
+                c.issued_on = (*date).into();
+                c.valid_until = "2031-01-01".into();
+            }
+            check(name, log.authorize(Who::CertBody, &event), *want);
+        }
+    }
+
+    /// `gtin_for_scope` drops every certified product given as a GTIN prefix,
+    /// though its comment says prefixes "are checked by their digits against
+    /// accreditation prefixes below", so a body may certify a whole range of
+    /// products outside its scope.
+    #[test]
+    fn certified_gtin_prefixes_are_checked_against_scope() {
+        let mut event = example(K::CertificateIssued);
+        event.parents.clear();
+        if let Some(Body::CertificateIssued(c)) = event.body.as_mut() {
+            c.products[0].gtin = "0400638".into();
+        }
+        check("prefix 0400638", TestLog::standard().authorize(Who::CertBody, &event), NOT_ACCREDITED);
+    }
+
+    /// Issues [`CERT_NUMBER`] (valid until 2028-06-14), appends `history`
+    /// (each on [`EVENT_DATE`]), then asks whether `then` may follow on
+    /// `date`.
+    fn lifecycle(history: &[EventKind], then: EventKind, date: &str) -> (TestLog, Result<Authority, AuthError>) {
+        let mut log = TestLog::standard();
+        with_certificate(&mut log);
+        for kind in history {
+            log.accept(Who::CertBody, &example(*kind));
+        }
+        let got = log.authorize(Who::CertBody, &on(example(then), date));
+        (log, got)
+    }
+
+    #[test]
+    fn certificate_lifecycle() {
+        const ACTIVE: &str = "active (有效)";
+        const SUSPENDED: &str = "suspended (暂停)";
+        const WITHDRAWN: &str = "withdrawn (撤销)";
+        const CANCELLED: &str = "cancelled (注销)";
+        const EXPIRED: &str = "expired (过期)";
+        const AFTER_EXPIRY: &str = "2028-06-15";
+        const TRANSITIONS: [EventKind; 6] = [
+            K::CertificateSuspended,
+            K::CertificateRestored,
+            K::CertificateScopeReduced,
+            K::CertificateWithdrawn,
+            K::CertificateCancelled,
+            K::CertificateRenewed,
+        ];
+        // (history, next record, its date, None if legal or the state the
+        // refusal names).
+        let mut cases: Vec<(Vec<EventKind>, EventKind, &str, Option<&str>)> = vec![
+            (vec![], K::CertificateSuspended, EVENT_DATE, None),
+            (vec![], K::CertificateScopeReduced, EVENT_DATE, None),
+            (vec![], K::CertificateWithdrawn, EVENT_DATE, None),
+            (vec![], K::CertificateCancelled, EVENT_DATE, None),
+            (vec![], K::CertificateRenewed, EVENT_DATE, None),
+            (vec![], K::CertificateSuspended, "2028-06-14", None),
+            (vec![K::CertificateSuspended], K::CertificateRestored, EVENT_DATE, None),
+            (vec![K::CertificateSuspended], K::CertificateWithdrawn, EVENT_DATE, None),
+            (vec![K::CertificateSuspended], K::CertificateCancelled, EVENT_DATE, None),
+            (vec![K::CertificateSuspended, K::CertificateRestored], K::CertificateSuspended, EVENT_DATE, None),
+            (vec![K::CertificateScopeReduced], K::CertificateSuspended, EVENT_DATE, None),
+            (vec![K::CertificateScopeReduced], K::CertificateRenewed, EVENT_DATE, None),
+            // Renewed until 2031, so still in force after the first expiry.
+            (vec![K::CertificateRenewed], K::CertificateSuspended, "2029-01-10", None),
+            (vec![], K::CertificateRestored, EVENT_DATE, Some(ACTIVE)),
+            (vec![K::CertificateSuspended], K::CertificateSuspended, EVENT_DATE, Some(SUSPENDED)),
+            (vec![K::CertificateSuspended], K::CertificateScopeReduced, EVENT_DATE, Some(SUSPENDED)),
+            (vec![K::CertificateSuspended], K::CertificateRenewed, EVENT_DATE, Some(SUSPENDED)),
+            (
+                vec![K::CertificateSuspended, K::CertificateWithdrawn],
+                K::CertificateRestored,
+                EVENT_DATE,
+                Some(WITHDRAWN),
+            ),
+            (vec![], K::CertificateSuspended, AFTER_EXPIRY, Some(EXPIRED)),
+            (vec![], K::CertificateScopeReduced, AFTER_EXPIRY, Some(EXPIRED)),
+            (vec![], K::CertificateRenewed, AFTER_EXPIRY, Some(EXPIRED)),
+            (vec![], K::CertificateRestored, AFTER_EXPIRY, Some(EXPIRED)),
+            (vec![K::CertificateSuspended], K::CertificateRestored, AFTER_EXPIRY, Some(EXPIRED)),
+            (vec![K::CertificateSuspended], K::CertificateRenewed, AFTER_EXPIRY, Some(EXPIRED)),
+        ];
+        // Nothing follows a withdrawal or a cancellation.
+        for (terminal, state) in [(K::CertificateWithdrawn, WITHDRAWN), (K::CertificateCancelled, CANCELLED)] {
+            for then in TRANSITIONS {
+                cases.push((vec![terminal], then, EVENT_DATE, Some(state)));
+            }
+        }
+        for (history, then, date, refused_in) in &cases {
+            let name = format!("{history:?} then {then} on {date}");
+            let (log, got) = lifecycle(history, *then, date);
+            match (got, refused_in) {
+                (Ok(_), None) => {}
+                (Err(AuthError::IllegalTransition { state, kind, number, issuer }), Some(want_state)) => {
+                    assert_eq!((state, kind), (*want_state, *then), "{name}");
+                    assert_eq!((issuer.as_str(), number.as_str()), (CERT_BODY, CERT_NUMBER), "{name}");
+                }
+                (got, _) => panic!("{name}: got {got:?}, expected refusal in state {refused_in:?}"),
+            }
+            let recorded = history.iter().fold(CertState::Active, |state, kind| match kind {
+                K::CertificateSuspended => CertState::Suspended,
+                K::CertificateRestored => CertState::Active,
+                K::CertificateWithdrawn => CertState::Withdrawn,
+                K::CertificateCancelled => CertState::Cancelled,
+                _ => state,
+            });
+            let cert = log.registry.certificate(&uscc(CERT_BODY), CERT_NUMBER);
+            assert_eq!(cert.map(|c| c.state), Some(recorded), "{name}");
+        }
+        let illegal = AuthError::IllegalTransition {
+            issuer: CERT_BODY.into(),
+            number: CERT_NUMBER.into(),
+            state: ACTIVE,
+            kind: K::CertificateRestored,
+        };
+        assert_eq!(illegal.class(), C::FailedPrecondition);
+
+        // A renewal moves the expiry.
+        let (log, _) = lifecycle(&[K::CertificateRenewed], K::CertificateSuspended, EVENT_DATE);
+        let until = log.registry.certificate(&uscc(CERT_BODY), CERT_NUMBER).map(|c| c.valid_until.to_string());
+        assert_eq!(until.as_deref(), Some("2031-06-14"));
+
+        // A transition of a certificate nobody issued.
+        let unknown = about_cert(example(K::CertificateSuspended), CERT_BODY, "CQC2025999999999999");
+        let log = TestLog::standard();
+        check("unknown certificate", log.authorize(Who::CertBody, &unknown), Err(("UnknownCertificate", C::NotFound)));
+    }
+
+    /// DOMAIN.md: "Withdrawn, Cancelled and Expired are terminal", but
+    /// `authorize` allows withdrawing or cancelling an expired certificate.
+    #[test]
+    fn expired_certificates_are_terminal() {
+        for then in [K::CertificateWithdrawn, K::CertificateCancelled] {
+            let (_, got) = lifecycle(&[], then, "2028-06-15");
+            assert!(
+                matches!(&got, Err(AuthError::IllegalTransition { state: "expired (过期)", .. })),
+                "{then} after expiry: {got:?}"
+            );
+        }
+    }
+
+    /// DOMAIN.md: "Renewed extends validity"; a renewal to a date before the
+    /// current expiry would shorten it, and is accepted.
+    #[test]
+    fn renewal_does_not_shorten_validity() {
+        let mut log = TestLog::standard();
+        with_certificate(&mut log);
+        let mut renewal = example(K::CertificateRenewed);
+        if let Some(Body::CertificateRenewed(r)) = renewal.body.as_mut() {
+            r.valid_until = "2026-01-31".into();
+        }
+        let got = log.authorize(Who::CertBody, &renewal);
+        assert!(got.is_err(), "renewal from 2028-06-14 back to 2026-01-31 was accepted: {got:?}");
+    }
+
+    /// The module docs and DESIGN.md: certificate records (issue … renew)
+    /// are signed by a certification body "accredited and in scope", but
+    /// only issuance checks the accreditation: this body renews on
+    /// 2028-03-10, after its accreditation ended on 2028-02-28.
+    #[test]
+    fn renewal_needs_an_accreditation_in_force() {
+        let mut log = TestLog::standard();
+        with_certificate(&mut log);
+        let renewal = on(example(K::CertificateRenewed), "2028-03-10");
+        check("renewal after the accreditation ended", log.authorize(Who::CertBody, &renewal), NOT_ACCREDITED);
+    }
+
+    /// The module docs: organisations on the blacklist "may not sign …
+    /// certificate records", but only issuance checks the signing body.
+    #[test]
+    fn blacklisted_body_cannot_renew_or_restore() {
+        let mut accepted = Vec::new();
+        for kind in [K::CertificateRenewed, K::CertificateRestored] {
+            let mut log = TestLog::standard();
+            with_certificate(&mut log);
+            if kind == K::CertificateRestored {
+                log.accept(Who::CertBody, &example(K::CertificateSuspended));
+            }
+            log.accept(Who::Regulator, &blacklist(CERT_BODY));
+            match log.authorize(Who::CertBody, &example(kind)) {
+                Err(e) => assert_eq!((variant(&e), e.class()), ("Blacklisted", C::FailedPrecondition), "{kind}: {e}"),
+                Ok(_) => accepted.push(kind),
+            }
+        }
+        assert!(accepted.is_empty(), "a blacklisted certification body signed {accepted:?}");
+    }
+
+    #[test]
+    fn certificates_belong_to_their_issuer() {
+        let mut log = TestLog::standard();
+        let report = with_certificate(&mut log);
+        let again = with_refs(example(K::CertificateIssued), &report);
+        check("same number again", log.authorize(Who::CertBody, &again), Err(("CertificateExists", C::AlreadyExists)));
+        // Numbers are per issuer: another body may use the same number.
+        let other_issuer = about_cert(again.clone(), CERT_BODY_2, CERT_NUMBER);
+        check("same number, another issuer", log.authorize(Who::CertBody2, &other_issuer), OK);
+        check("issuing in another body's name", log.authorize(Who::CertBody2, &again), MISMATCH);
+        for kind in [K::CertificateSuspended, K::CertificateWithdrawn, K::CertificateRenewed] {
+            check(
+                &format!("{kind} of another body's certificate"),
+                log.authorize(Who::CertBody2, &example(kind)),
+                MISMATCH,
+            );
+        }
+    }
+
+    #[test]
+    fn blacklist_blocks_and_delisting_restores() {
+        let mut log = TestLog::standard();
+        let report = with_certificate(&mut log);
+        log.accept(Who::CertBody, &example(K::CertificateSuspended));
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        check(
+            "delisting an organisation not listed",
+            log.authorize(Who::Regulator, &delist(MANUFACTURER)),
+            Err(("Other", C::FailedPrecondition)),
+        );
+        log.accept(Who::Regulator, &blacklist(MANUFACTURER));
+        let listing = log.registry.blacklisting(&uscc(MANUFACTURER)).map(|p| (p.listed_on.clone(), p.delisted_at));
+        assert_eq!(listing, Some(("2025-06-15".into(), None)));
+
+        let new_certificate =
+            about_cert(with_refs(example(K::CertificateIssued), &report), CERT_BODY, "CQC2025010801234570");
+        let shipment = with_refs(example(K::Shipment), &production);
+        let while_listed: Vec<(&str, Who, pb::Event, Want)> = vec![
+            ("production", Who::Manufacturer, example(K::Production), BLACKLISTED),
+            ("production by a clerk of the listed company", Who::Staff, example(K::Production), BLACKLISTED),
+            ("transformation", Who::Manufacturer, with_refs(example(K::Transformation), &production), BLACKLISTED),
+            ("shipment", Who::Manufacturer, shipment.clone(), BLACKLISTED),
+            ("new certificate for the listed holder", Who::CertBody, new_certificate.clone(), BLACKLISTED),
+            ("restoring the listed holder's certificate", Who::CertBody, example(K::CertificateRestored), BLACKLISTED),
+            // Others go on trading, and the listed company still recalls.
+            ("the distributor ships", Who::Distributor, shipment.clone(), OK),
+            ("voluntary recall by the listed company", Who::Manufacturer, example(K::Recall), OK),
+        ];
+        for (name, who, event, want) in &while_listed {
+            check(name, log.authorize(*who, event), *want);
+        }
+
+        log.accept(Who::Regulator, &delist(MANUFACTURER));
+        assert_eq!(log.registry.blacklisting(&uscc(MANUFACTURER)), None);
+        let history = log.registry.blacklist_history(&uscc(MANUFACTURER));
+        assert_eq!(
+            history.iter().map(|p| (p.delisted_at.is_some(), p.delisted_on.as_str())).collect::<Vec<_>>(),
+            [(true, "2025-06-15")]
+        );
+        for (name, who, event, _) in &while_listed {
+            check(&format!("after delisting: {name}"), log.authorize(*who, event), OK);
+        }
+    }
+
+    #[test]
+    fn keys_are_registered_and_revoked_by_the_right_signers() {
+        let mut log = TestLog::standard();
+        let newcomer_for =
+            |org: &str, admin: bool| testkit::key_registered(org, Who::Newcomer, "王芳", "生产经理", admin);
+        let revoke = |key: Who| {
+            let mut event = example(K::KeyRevoked);
+            if let Some(Body::KeyRevoked(k)) = event.body.as_mut() {
+                k.public_key = key.public().to_vec();
+            }
+            event
+        };
+        let cases: Vec<(&str, Who, pb::Event, Want)> = vec![
+            (
+                "unknown key signs a production",
+                Who::Newcomer,
+                example(K::Production),
+                Err(("UnknownKey", C::PermissionDenied)),
+            ),
+            ("admin registers a key of its own organisation", Who::Manufacturer, newcomer_for(MANUFACTURER, false), OK),
+            (
+                "admin registers a key of another organisation",
+                Who::Manufacturer,
+                newcomer_for(DISTRIBUTOR, false),
+                ROLE,
+            ),
+            ("non-admin registers a key of its own organisation", Who::Staff, newcomer_for(MANUFACTURER, false), ROLE),
+            ("regulator registers a key of any organisation", Who::Regulator, newcomer_for(RETAILER, true), OK),
+            (
+                "key for an organisation nobody registered",
+                Who::Regulator,
+                newcomer_for(UNREGISTERED, false),
+                Err(("UnknownOrganisation", C::NotFound)),
+            ),
+            (
+                "registering a registered key again",
+                Who::Regulator,
+                testkit::key_registered(LAB, Who::Staff, "李娜", "质检员", false),
+                Err(("Other", C::FailedPrecondition)),
+            ),
+            ("admin revokes a key of its own organisation", Who::Manufacturer, revoke(Who::Staff), OK),
+            ("admin revokes a key of another organisation", Who::Distributor, revoke(Who::Staff), ROLE),
+            ("non-admin revokes a key", Who::Staff, revoke(Who::Manufacturer), ROLE),
+            (
+                "revoking a key nobody registered",
+                Who::Regulator,
+                revoke(Who::Newcomer),
+                Err(("UnknownKey", C::PermissionDenied)),
+            ),
+        ];
+        for (name, who, event, want) in &cases {
+            check(name, log.authorize(*who, event), *want);
+        }
+
+        // The registered key signs; the revoked one no longer does.
+        log.accept(Who::Manufacturer, &newcomer_for(MANUFACTURER, false));
+        check("newly registered key signs", log.authorize(Who::Newcomer, &example(K::Production)), OK);
+        let revocation = log.accept(Who::Manufacturer, &revoke(Who::Staff));
+        assert_eq!(log.registry.key(&Who::Staff.public()).and_then(|k| k.revoked_at), Some(revocation.seq));
+        let revoked = Err(("RevokedKey", C::PermissionDenied));
+        check("revoked key signs a production", log.authorize(Who::Staff, &example(K::Production)), revoked);
+        check("revoking a revoked key", log.authorize(Who::Regulator, &revoke(Who::Staff)), revoked);
+        // A revoked admin key loses its admin rights too.
+        log.accept(Who::Regulator, &revoke(Who::Manufacturer));
+        check(
+            "revoked admin registers a key",
+            log.authorize(Who::Manufacturer, &newcomer_for(MANUFACTURER, false)),
+            revoked,
+        );
+    }
+
+    #[test]
+    fn organisations_are_registered_once_and_updated_when_known() {
+        let log = TestLog::standard();
+        let again =
+            testkit::org_registered(LAB, "深圳市计量质量检测研究院", &[pb::Role::TestingLab], Vec::new(), "440300");
+        check(
+            "registering a registered organisation",
+            log.authorize(Who::Regulator, &again),
+            Err(("Other", C::FailedPrecondition)),
+        );
+        let mut update = example(K::OrgUpdated);
+        if let Some(Body::OrgUpdated(o)) = update.body.as_mut() {
+            o.uscc = UNREGISTERED.into();
+        }
+        check(
+            "updating an unknown organisation",
+            log.authorize(Who::Regulator, &update),
+            Err(("UnknownOrganisation", C::NotFound)),
+        );
+    }
+
+    #[test]
+    fn genesis_only_first_and_by_the_log_key() {
+        let genesis = valid(&example(K::Genesis));
+        let production = valid(&example(K::Production));
+        let mut log = TestLog::empty();
+        let registry = &log.registry;
+        let at = |seq: u64, who: Who, event| registry.authorize(seq, &who.public(), event, &log).map(drop);
+        assert_eq!(at(0, Who::Log, &genesis), Ok(()));
+        assert_eq!(at(0, Who::Regulator, &genesis), Err(AuthError::Genesis));
+        assert_eq!(at(1, Who::Log, &genesis), Err(AuthError::Genesis));
+        assert_eq!(at(0, Who::Regulator, &production), Err(AuthError::NoGenesis));
+        assert_eq!(AuthError::Genesis.class(), C::PermissionDenied);
+        assert_eq!(AuthError::NoGenesis.class(), C::FailedPrecondition);
+
+        // A genesis applied by any other key, or later than entry 0, starts
+        // nothing.
+        let mut registry = Registry::new(Who::Log.public());
+        registry.apply(0, &Who::Regulator.public(), &genesis);
+        registry.apply(1, &Who::Log.public(), &genesis);
+        assert_eq!(
+            registry.authorize(2, &Who::Regulator.public(), &production, &log).map(drop),
+            Err(AuthError::NoGenesis)
+        );
+        assert_eq!(registry.key(&Who::Regulator.public()), None);
+
+        log.accept(Who::Log, &example(K::Genesis));
+        check("a second genesis", log.authorize(Who::Log, &example(K::Genesis)), Err(("Genesis", C::PermissionDenied)));
+        let root = log.registry.key(&Who::Regulator.public()).map(|k| (k.uscc.to_string(), k.admin, k.root));
+        assert_eq!(root, Some((REGULATOR.to_string(), true, true)));
+    }
+
+    #[test]
+    fn referenced_records_must_exist_with_their_hash() {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        let shipment = log.accept(Who::Manufacturer, &with_refs(example(K::Shipment), &production));
+        let recall_ref = log.accept(Who::Manufacturer, &example(K::Recall));
+        let beyond = pb::RecordRef { seq: 999, ..production.clone() };
+        let wrong_hash = pb::RecordRef { entry_hash: shipment.entry_hash.clone(), ..production.clone() };
+        let other_log = testkit::placeholder_ref();
+        let unknown = Err(("UnknownRecord", C::NotFound));
+        let mismatch = Err(("RecordHashMismatch", C::InvalidArgument));
+        let progress = |parent: &pb::RecordRef, recall_ref: &pb::RecordRef| {
+            let mut event = with_refs(example(K::RecallProgress), parent);
+            if let Some(Body::RecallProgress(p)) = event.body.as_mut() {
+                p.recall = Some(recall_ref.clone());
+            }
+            event
+        };
+        let correction = |target: &pb::RecordRef, corrective: &pb::RecordRef| {
+            let mut event = with_refs(example(K::Correction), target);
+            if let Some(Body::Correction(c)) = event.body.as_mut() {
+                c.corrective = vec![corrective.clone()];
+            }
+            event
+        };
+        let cases: Vec<(&str, pb::Event, Want, &str)> = vec![
+            ("parent exists", with_refs(example(K::Shipment), &production), OK, ""),
+            ("parent beyond the log", with_refs(example(K::Shipment), &beyond), unknown, "parents"),
+            ("parent with another record's hash", with_refs(example(K::Shipment), &wrong_hash), mismatch, "parents"),
+            (
+                "parent in a log this registry does not know",
+                with_refs(example(K::Shipment), &other_log),
+                unknown,
+                "parents",
+            ),
+            ("recall beyond the log", progress(&recall_ref, &beyond), unknown, "recall_progress.recall"),
+            ("recall with a wrong hash", progress(&recall_ref, &wrong_hash), mismatch, "recall_progress.recall"),
+            (
+                "corrective record with a wrong hash",
+                correction(&shipment, &wrong_hash),
+                mismatch,
+                "correction.corrective",
+            ),
+            ("correction target beyond the log", correction(&beyond, &shipment), unknown, "correction.target"),
+        ];
+        for (name, event, want, want_field) in &cases {
+            let got = log.authorize(Who::Manufacturer, event);
+            let field = match &got {
+                Err(AuthError::UnknownRecord { field, .. } | AuthError::RecordHashMismatch { field, .. }) => *field,
+                _ => "",
+            };
+            assert_eq!(field, *want_field, "{name}: {got:?}");
+            check(name, got, *want);
+        }
+    }
+
+    #[test]
+    fn corrections_come_from_the_original_signer_organisation() {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        let shipment = log.accept(Who::Manufacturer, &with_refs(example(K::Shipment), &production));
+        let correct_shipment = with_refs(example(K::Correction), &shipment);
+        let correct_genesis = with_refs(example(K::Correction), &log.record_ref(0));
+        let cases: Vec<(&str, Who, &pb::Event, Want)> = vec![
+            ("the signer's own key", Who::Manufacturer, &correct_shipment, OK),
+            ("another key of the same organisation", Who::Staff, &correct_shipment, OK),
+            ("the receiving distributor", Who::Distributor, &correct_shipment, ROLE),
+            ("a regulator", Who::Regulator, &correct_shipment, ROLE),
+            ("a competitor", Who::Manufacturer2, &correct_shipment, ROLE),
+            ("genesis, signed by the log key, by a root authority", Who::Regulator, &correct_genesis, ROLE),
+        ];
+        for (name, who, event, want) in cases {
+            check(name, log.authorize(who, event), want);
+        }
+    }
+
+    #[test]
+    fn recalls_and_their_progress() {
+        use pb::RecallInitiator::{Ordered, Voluntary};
+        let mut log = TestLog::standard();
+        let cases: Vec<(&str, Who, pb::Event, Want)> = vec![
+            ("voluntary recall by the manufacturer", Who::Manufacturer, recall(Voluntary, MANUFACTURER), OK),
+            ("voluntary recall naming no manufacturer", Who::Manufacturer, recall(Voluntary, ""), OK),
+            ("voluntary recall by a regulator", Who::Regulator, recall(Voluntary, MANUFACTURER), ROLE),
+            ("ordered recall by a regulator", Who::Regulator, recall(Ordered, MANUFACTURER), OK),
+            ("ordered recall by the manufacturer", Who::Manufacturer, recall(Ordered, MANUFACTURER), ROLE),
+            (
+                "voluntary recall of a competitor's product",
+                Who::Manufacturer2,
+                recall(Voluntary, MANUFACTURER),
+                MISMATCH,
+            ),
+            ("voluntary recall by a distributor", Who::Distributor, recall(Voluntary, MANUFACTURER), ROLE),
+        ];
+        for (name, who, event, want) in &cases {
+            check(name, log.authorize(*who, event), *want);
+        }
+
+        let voluntary = log.accept(Who::Manufacturer, &recall(Voluntary, MANUFACTURER));
+        let ordered = log.accept(Who::Regulator, &recall(Ordered, MANUFACTURER));
+        let progress = |r: &pb::RecordRef| with_refs(example(K::RecallProgress), r);
+        let closed = |r: &pb::RecordRef| with_refs(example(K::RecallClosed), r);
+        let cases: Vec<(&str, Who, pb::Event, Want)> = vec![
+            ("progress by the initiator", Who::Manufacturer, progress(&voluntary), OK),
+            ("progress by another key of the initiator", Who::Staff, progress(&voluntary), OK),
+            ("progress by a regulator", Who::Regulator, progress(&voluntary), OK),
+            ("progress by another manufacturer", Who::Manufacturer2, progress(&voluntary), ROLE),
+            ("progress by a distributor", Who::Distributor, progress(&voluntary), ROLE),
+            ("closing by the initiator", Who::Manufacturer, closed(&voluntary), OK),
+            ("closing by another manufacturer", Who::Manufacturer2, closed(&voluntary), ROLE),
+            // The regulator initiated the ordered recall.
+            ("progress of an ordered recall by the manufacturer", Who::Manufacturer, progress(&ordered), ROLE),
+            ("progress of an ordered recall by the regulator", Who::Regulator, progress(&ordered), OK),
+        ];
+        for (name, who, event, want) in &cases {
+            check(name, log.authorize(*who, event), *want);
+        }
+    }
+
+    #[test]
+    fn every_refusal_has_its_class() {
+        let cases = [
+            (AuthError::UnknownKey { key: String::new() }, C::PermissionDenied),
+            (AuthError::RevokedKey { key: String::new(), revoked_at: 3 }, C::PermissionDenied),
+            (AuthError::UnknownOrganisation { uscc: String::new() }, C::NotFound),
+            (
+                AuthError::RoleNotAllowed {
+                    kind: K::Sale,
+                    allowed: "a retailer",
+                    uscc: String::new(),
+                    roles: String::new(),
+                },
+                C::PermissionDenied,
+            ),
+            (
+                AuthError::NotAccredited { uscc: String::new(), date: String::new(), what: String::new() },
+                C::PermissionDenied,
+            ),
+            (
+                AuthError::Blacklisted { uscc: String::new(), since: String::new(), reason: String::new() },
+                C::FailedPrecondition,
+            ),
+            (AuthError::Mismatch { field: "f", detail: String::new() }, C::InvalidArgument),
+            (AuthError::CertificateExists { issuer: String::new(), number: String::new() }, C::AlreadyExists),
+            (AuthError::UnknownCertificate { issuer: String::new(), number: String::new() }, C::NotFound),
+            (
+                AuthError::IllegalTransition {
+                    issuer: String::new(),
+                    number: String::new(),
+                    state: "s",
+                    kind: K::CertificateRestored,
+                },
+                C::FailedPrecondition,
+            ),
+            (AuthError::UnknownRecord { field: "parents", log: String::new(), seq: 0 }, C::NotFound),
+            (
+                AuthError::RecordHashMismatch {
+                    field: "parents",
+                    log: String::new(),
+                    seq: 0,
+                    given: String::new(),
+                    found: String::new(),
+                },
+                C::InvalidArgument,
+            ),
+            (AuthError::Genesis, C::PermissionDenied),
+            (AuthError::NoGenesis, C::FailedPrecondition),
+            (AuthError::Other(String::new()), C::FailedPrecondition),
+        ];
+        for (error, class) in cases {
+            assert_eq!(error.class(), class, "{}", variant(&error));
+        }
+    }
+
+    #[test]
+    fn role_names_round_trip() {
+        for role in [
+            pb::Role::Regulator,
+            pb::Role::CertificationBody,
+            pb::Role::TestingLab,
+            pb::Role::Manufacturer,
+            pb::Role::Distributor,
+            pb::Role::Retailer,
+        ] {
+            assert_eq!(parse_role(role_name(role)), Some(role));
+        }
+        assert_eq!(parse_role("unspecified"), None);
+        assert_eq!(parse_role("Regulator"), None);
+    }
+
+    #[test]
+    fn event_date_is_the_local_date() {
+        let at = |unix_millis, offset_minutes| {
+            let event =
+                pb::Event { event_time: Some(pb::EventTime { unix_millis, offset_minutes }), ..Default::default() };
+            event_date(&event).map(|d| d.to_string())
+        };
+        // 2025-06-14T20:00Z is the 15th in Beijing and still the 14th in New York.
+        let evening = testkit::time_on("2025-06-14").unix_millis + 18 * 3_600_000;
+        assert_eq!(at(evening, 480).as_deref(), Some("2025-06-15"));
+        assert_eq!(at(evening, -300).as_deref(), Some("2025-06-14"));
+        assert_eq!(at(i64::MAX, 840), None);
+        assert_eq!(event_date(&pb::Event::default()), None);
+    }
 }

@@ -474,6 +474,7 @@ pub fn index_prefix(index: &IndexKey) -> Vec<u8> {
             k.push(b'k');
             k.extend_from_slice(key);
         }
+        IndexKey::Registry => k.push(b'r'),
     }
     k
 }
@@ -510,5 +511,515 @@ impl NodeSource for TreeNodes<'_> {
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LogStore({})", self.log_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::event::EventKind as K;
+    use crate::ids::{Gtin, Lot, Serial, Uscc};
+    use crate::merkle::MemTree;
+    use crate::note::{self, Checkpoint, Signer};
+    use crate::pb::{self, event::Body};
+    use crate::testkit::{self, GTIN_FORMULA, TestLog, Who, example, with_refs};
+
+    const ORIGIN: &str = "qtrace.example/sh-amr";
+
+    #[track_caller]
+    fn ok<T>(result: Result<T>) -> T {
+        result.unwrap_or_else(|e| panic!("store error: {e}"))
+    }
+
+    fn note_signer() -> Signer {
+        Signer::new(ORIGIN, Who::Log.secret().signing_key().clone()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Signs the checkpoint as the node does: a C2SP checkpoint in a note
+    /// signed by the log key. Ed25519 is deterministic, so the same head
+    /// always gives the same note.
+    fn sign(size: u64, root: &Hash) -> String {
+        let checkpoint = Checkpoint { origin: ORIGIN.into(), size, root: *root, extensions: Vec::new() };
+        note::sign_checkpoint(&checkpoint, &note_signer()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The size and root a stored note commits to, after checking its
+    /// signature.
+    fn opened(note: &str) -> (u64, Hash) {
+        let opened = note::open_checkpoint(note, &note_signer().verifier(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        (opened.checkpoint.size, opened.checkpoint.root)
+    }
+
+    /// `event` about lot `lot` of the formula, wherever it names that lot.
+    fn with_lot(mut event: pb::Event, lot: &str) -> pb::Event {
+        let set = |p: Option<&mut pb::ProductKey>| {
+            if let Some(p) = p
+                && p.gtin == GTIN_FORMULA
+            {
+                p.lot = lot.into();
+            }
+        };
+        if let Some(pb::Subject { kind: Some(pb::subject::Kind::Product(p)) }) = event.subject.as_mut() {
+            set(Some(p));
+        }
+        match event.body.as_mut() {
+            Some(Body::Production(b)) => set(b.output.as_mut().and_then(|o| o.product.as_mut())),
+            Some(Body::Shipment(b)) => b.items.iter_mut().for_each(|i| set(i.product.as_mut())),
+            Some(Body::Sale(b)) => b.items.iter_mut().for_each(|i| set(i.product.as_mut())),
+            Some(Body::Inspection(b)) => set(b.product.as_mut()),
+            _ => {}
+        }
+        event
+    }
+
+    /// A log of `n` entries (at least the standard registrations), each
+    /// authorised: a cycle of production, shipment, sale, inspection,
+    /// certificate and correction. Lots ("L1", "L10", "L100"), serials ("S1",
+    /// "S10") and certificate numbers ("CQC4", "CQC40") share prefixes, so
+    /// the index must keep them apart.
+    fn sample_log(n: usize) -> TestLog {
+        let mut log = TestLog::standard();
+        let (mut production, mut shipment, mut report) = (None, None, None);
+        for i in 0u64.. {
+            if log.entries.len() >= n {
+                break;
+            }
+            let lot = ["L1", "L10", "L100"][(i / 6 % 3) as usize];
+            let serial = ["S1", "S10"][(i / 6 % 2) as usize];
+            let placeholder = testkit::placeholder_ref();
+            let (who, mut event) = match i % 6 {
+                0 => (Who::Manufacturer, with_lot(example(K::Production), lot)),
+                1 => (
+                    Who::Manufacturer,
+                    with_lot(with_refs(example(K::Shipment), production.as_ref().unwrap_or(&placeholder)), lot),
+                ),
+                2 => {
+                    let mut sale = with_lot(example(K::Sale), lot);
+                    if let Some(pb::Subject { kind: Some(pb::subject::Kind::Product(p)) }) = sale.subject.as_mut() {
+                        p.serial = serial.into();
+                    }
+                    if let Some(Body::Sale(s)) = sale.body.as_mut() {
+                        s.items
+                            .iter_mut()
+                            .filter_map(|item| item.product.as_mut())
+                            .for_each(|p| p.serial = serial.into());
+                    }
+                    (Who::Retailer, sale)
+                }
+                3 => (Who::Lab, with_lot(example(K::Inspection), lot)),
+                4 => {
+                    let number = format!("CQC{i}");
+                    let mut issued = with_refs(example(K::CertificateIssued), report.as_ref().unwrap_or(&placeholder));
+                    let key = testkit::cert_key(testkit::CERT_BODY, &number);
+                    issued.subject = Some(pb::Subject { kind: Some(pb::subject::Kind::Certificate(key.clone())) });
+                    if let Some(Body::CertificateIssued(c)) = issued.body.as_mut() {
+                        c.certificate = Some(key);
+                    }
+                    (Who::CertBody, issued)
+                }
+                _ => (Who::Staff, with_refs(example(K::Correction), shipment.as_ref().unwrap_or(&placeholder))),
+            };
+            event.nonce = i;
+            let record = log.accept(who, &event);
+            match i % 6 {
+                0 => production = Some(record),
+                1 => shipment = Some(record),
+                3 => report = Some(record),
+                _ => {}
+            }
+        }
+        log
+    }
+
+    fn new_entries(entries: &[Entry]) -> Vec<NewEntry> {
+        entries
+            .iter()
+            .map(|entry| NewEntry {
+                entry: entry.clone(),
+                hash: entry.hash(),
+                index_keys: event::decode_event(&entry.event)
+                    .map(|v| event::index_keys(&v.event))
+                    .unwrap_or_else(|e| panic!("entry {}: {e}", entry.seq)),
+            })
+            .collect()
+    }
+
+    fn tree_of(entries: &[NewEntry]) -> MemTree {
+        MemTree::from_leaf_hashes(entries.iter().map(|e| e.hash.0)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The same tests run against a temporary store and one in a directory.
+    fn stores() -> Vec<(&'static str, SledStore, Option<TempDir>)> {
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let on_disk = ok(SledStore::open(dir.path()));
+        vec![("temporary", ok(SledStore::temporary()), None), ("directory", on_disk, Some(dir))]
+    }
+
+    fn appended(n: usize) -> (SledStore, LogStore, Vec<NewEntry>) {
+        let log = sample_log(n);
+        let new = new_entries(&log.entries);
+        let store = ok(SledStore::temporary());
+        let logs = ok(store.log(log.log_id));
+        ok(logs.append(&new, true, sign));
+        (store, logs, new)
+    }
+
+    #[test]
+    fn append_batches_of_1_3_and_100() {
+        let log = sample_log(104);
+        let new = new_entries(&log.entries);
+        for (name, store, _dir) in stores() {
+            let logs = ok(store.log(log.log_id));
+            assert_eq!(
+                logs.head(),
+                Head { size: 0, last_hash: EntryHash(log.log_id.0), root: merkle::empty_root() },
+                "{name}"
+            );
+            assert_eq!(ok(logs.latest_checkpoint()), None, "{name}");
+            let mut start = 0;
+            for batch in [1, 3, 100] {
+                let chunk = &new[start..start + batch];
+                let head = ok(logs.append(chunk, true, sign));
+                start += batch;
+                let tree = tree_of(&new[..start]);
+                let want = Head { size: start as u64, last_hash: chunk[batch - 1].hash, root: tree.root() };
+                assert_eq!((head, logs.head()), (want, want), "{name}: batch of {batch}");
+                let note = sign(head.size, &head.root);
+                assert_eq!(ok(logs.checkpoint(head.size)).as_deref(), Some(note.as_str()), "{name}");
+                assert_eq!(ok(logs.latest_checkpoint()), Some((head.size, note.clone())), "{name}");
+                assert_eq!(opened(&note), (head.size, head.root), "{name}");
+            }
+            assert_eq!(ok(logs.checkpoint_sizes()), [1, 4, 104], "{name}");
+            assert_eq!(ok(logs.checkpoint(2)), None, "{name}");
+            for (seq, new_entry) in (0u64..).zip(&new) {
+                assert_eq!(ok(logs.entry(seq)).as_ref(), Some(&new_entry.entry), "{name}: entry {seq}");
+                assert_eq!(ok(logs.seq_of(&new_entry.hash)), Some(seq), "{name}: seq of {seq}");
+            }
+            assert_eq!(ok(logs.entry(104)), None, "{name}");
+            assert_eq!(ok(logs.seq_of(&EntryHash([0xee; 32]))), None, "{name}");
+            let range = |from, to| ok(logs.range(from, to).collect::<Result<Vec<Entry>>>());
+            let entries: Vec<Entry> = new.iter().map(|n| n.entry.clone()).collect();
+            assert_eq!(range(10, 20), entries[10..20], "{name}");
+            assert_eq!(range(100, 200), entries[100..], "{name}");
+            assert_eq!(range(0, u64::MAX), entries, "{name}");
+            assert!(range(7, 7).is_empty() && range(20, 10).is_empty(), "{name}");
+            assert_eq!(ok(store.logs()), [log.log_id], "{name}");
+            assert_eq!(ok(logs.live_derived()), ok(logs.derived_from_entries()), "{name}");
+        }
+    }
+
+    #[test]
+    fn lookup_by_every_index_key_with_pagination() {
+        let (_store, logs, new) = appended(104);
+        // Every key, with the entries under it, worked out from the events.
+        let mut expected: BTreeMap<IndexKey, Vec<u64>> = BTreeMap::new();
+        for n in &new {
+            for key in n.index_keys.iter().cloned().chain([IndexKey::Signer(n.entry.signer)]) {
+                expected.entry(key).or_default().push(n.entry.seq);
+            }
+        }
+        let kinds: BTreeSet<&str> = expected
+            .keys()
+            .map(|key| match key {
+                IndexKey::Gtin(_) => "gtin",
+                IndexKey::Lot(..) => "lot",
+                IndexKey::Serial(..) => "serial",
+                IndexKey::Certificate(..) => "certificate",
+                IndexKey::Organisation(_) => "organisation",
+                IndexKey::Parent(..) => "parent",
+                IndexKey::Signer(_) => "signer",
+                IndexKey::Registry => "registry",
+            })
+            .collect();
+        assert_eq!(kinds.len(), 8, "the sample log has a key of every kind, not just {kinds:?}");
+        for (key, seqs) in &expected {
+            assert_eq!(&ok(logs.lookup(key, None, usize::MAX)), seqs, "{key:?}");
+        }
+
+        let formula = Gtin::parse(GTIN_FORMULA).unwrap_or_else(|e| panic!("{e}"));
+        let lot = |l: &str| IndexKey::Lot(formula.clone(), Lot::parse(l).unwrap_or_else(|e| panic!("{e}")));
+        let serial = |s: &str| IndexKey::Serial(formula.clone(), Serial::parse(s).unwrap_or_else(|e| panic!("{e}")));
+        let issuer = Uscc::parse(testkit::CERT_BODY).unwrap_or_else(|e| panic!("{e}"));
+        let cert = |n: &str| IndexKey::Certificate(issuer.clone(), n.into());
+        // Keys whose text is a prefix of another's find only their own entries.
+        for (short, long) in [
+            (lot("L1"), lot("L10")),
+            (lot("L10"), lot("L100")),
+            (serial("S1"), serial("S10")),
+            (cert("CQC4"), cert("CQC40")),
+        ] {
+            let (a, b) = (ok(logs.lookup(&short, None, usize::MAX)), ok(logs.lookup(&long, None, usize::MAX)));
+            assert!(!a.is_empty() && !b.is_empty(), "{short:?} / {long:?}");
+            assert!(a.iter().all(|seq| !b.contains(seq)), "{short:?} and {long:?} share entries: {a:?} {b:?}");
+        }
+        let nothing = [
+            lot("L2"),
+            IndexKey::Gtin(Gtin::parse(testkit::GTIN_OUT_OF_SCOPE).unwrap_or_else(|e| panic!("{e}"))),
+            IndexKey::Signer(Who::Newcomer.public()),
+            IndexKey::Parent(LogId([1; 32]), 3),
+        ];
+        for key in &nothing {
+            assert_eq!(ok(logs.lookup(key, None, 10)), Vec::<u64>::new(), "{key:?}");
+        }
+
+        // Pages of every size reassemble the whole list, each page starting
+        // after the last seq of the one before.
+        let paged = [
+            IndexKey::Registry,
+            IndexKey::Signer(Who::Manufacturer.public()),
+            IndexKey::Gtin(formula.clone()),
+            lot("L1"),
+            IndexKey::Organisation(Uscc::parse(testkit::MANUFACTURER).unwrap_or_else(|e| panic!("{e}"))),
+        ];
+        for key in &paged {
+            let all = &expected[key];
+            assert!(all.len() > 5, "{key:?}");
+            for limit in [1, 2, 5, all.len(), all.len() + 1] {
+                let mut pages = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = ok(logs.lookup(key, after, limit));
+                    assert!(page.len() <= limit, "{key:?}: page of {} over limit {limit}", page.len());
+                    let Some(&last) = page.last() else { break };
+                    pages.extend_from_slice(&page);
+                    after = Some(last);
+                }
+                assert_eq!(&pages, all, "{key:?} in pages of {limit}");
+            }
+            // `after` need not be one of the key's own entries.
+            for after in [0, all[2] - 1, all[2], all[2] + 1, u64::MAX - 1, u64::MAX] {
+                let want: Vec<u64> = all.iter().copied().filter(|&s| s > after).collect();
+                assert_eq!(ok(logs.lookup(key, Some(after), usize::MAX)), want, "{key:?} after {after}");
+            }
+            assert_eq!(ok(logs.lookup(key, None, 0)), Vec::<u64>::new(), "{key:?} limit 0");
+        }
+    }
+
+    #[test]
+    fn duplicates_are_found_by_signer_and_event_bytes() {
+        let (_store, logs, new) = appended(40);
+        for n in &new {
+            let entry = &n.entry;
+            assert_eq!(ok(logs.duplicate_of(&entry.signer, &entry.event)), Some(entry.seq), "entry {}", entry.seq);
+            assert_eq!(ok(logs.duplicate_of(&Who::Newcomer.public(), &entry.event)), None, "another signer");
+            let mut other = entry.event.clone();
+            other.push(0);
+            assert_eq!(ok(logs.duplicate_of(&entry.signer, &other)), None, "other bytes");
+        }
+    }
+
+    #[test]
+    fn proofs_verify_against_stored_roots() {
+        let (_store, logs, new) = appended(104);
+        let tree = tree_of(&new);
+        let sizes = [1u64, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 103, 104];
+        assert_eq!(ok(logs.root(0)), merkle::empty_root());
+        for size in sizes {
+            let root = ok(logs.root(size));
+            assert_eq!(Ok(root), tree.root_at(size), "root of {size}");
+            for leaf in [0, size / 2, size - 1] {
+                let proof = ok(logs.inclusion_proof(leaf, size));
+                let hash = new[leaf as usize].hash.0;
+                assert_eq!(merkle::verify_inclusion(leaf, size, &hash, &proof, &root), Ok(()), "leaf {leaf} in {size}");
+                if size > 1 {
+                    // The same proof does not hold for another leaf.
+                    let other = new[((leaf + 1) % size) as usize].hash.0;
+                    assert!(
+                        merkle::verify_inclusion(leaf, size, &other, &proof, &root).is_err(),
+                        "leaf {leaf} in {size}"
+                    );
+                }
+            }
+            for old in sizes.into_iter().filter(|&old| old <= size) {
+                let old_root = ok(logs.root(old));
+                let proof = ok(logs.consistency_proof(old, size));
+                assert_eq!(merkle::verify_consistency(old, size, &proof, &old_root, &root), Ok(()), "{old} -> {size}");
+                if old < size {
+                    assert!(
+                        merkle::verify_consistency(old, size, &proof, &root, &old_root).is_err(),
+                        "{old} -> {size} with the roots swapped"
+                    );
+                }
+            }
+        }
+        let beyond =
+            |result: Result<Vec<Hash>>| matches!(result, Err(StoreError::BeyondLog { requested: 105, size: 104 }));
+        assert!(matches!(logs.root(105), Err(StoreError::BeyondLog { requested: 105, size: 104 })));
+        assert!(beyond(logs.inclusion_proof(0, 105)));
+        assert!(beyond(logs.consistency_proof(1, 105)));
+        assert!(matches!(logs.inclusion_proof(104, 104), Err(StoreError::Merkle(_))));
+        assert!(matches!(logs.consistency_proof(0, 10), Err(StoreError::Merkle(_))));
+    }
+
+    /// Everything a refused append could have touched: head, latest
+    /// checkpoint, checkpoint sizes, entry count and derived keys.
+    type Snapshot = (Head, Option<(u64, String)>, Vec<u64>, usize, BTreeSet<(Vec<u8>, Vec<u8>)>);
+
+    fn snapshot(logs: &LogStore) -> Snapshot {
+        (
+            logs.head(),
+            ok(logs.latest_checkpoint()),
+            ok(logs.checkpoint_sizes()),
+            logs.range(0, u64::MAX).count(),
+            ok(logs.live_derived()),
+        )
+    }
+
+    #[test]
+    fn refused_appends_write_nothing() {
+        let log = sample_log(30);
+        let new = new_entries(&log.entries);
+        let store = ok(SledStore::temporary());
+        let logs = ok(store.log(log.log_id));
+        ok(logs.append(&new[..20], true, sign));
+        let before = snapshot(&logs);
+        let relinked = |n: &NewEntry, prev: EntryHash| {
+            let entry = Entry { prev_hash: prev, ..n.entry.clone() };
+            NewEntry { hash: entry.hash(), entry, index_keys: n.index_keys.clone() }
+        };
+        type Refusal = fn(&StoreError) -> bool;
+        let cases: Vec<(&str, Vec<NewEntry>, Refusal)> = vec![
+            ("skips a sequence number", vec![new[21].clone()], |e| {
+                matches!(e, StoreError::Sequence { expected: 20, found: 21 })
+            }),
+            ("repeats the last sequence number", vec![new[19].clone()], |e| {
+                matches!(e, StoreError::Sequence { expected: 20, found: 19 })
+            }),
+            ("links to nothing", vec![relinked(&new[20], EntryHash([0; 32]))], |e| {
+                matches!(e, StoreError::Chain { seq: 20 })
+            }),
+            ("links to the log id as if it were entry 0", vec![relinked(&new[20], EntryHash(log.log_id.0))], |e| {
+                matches!(e, StoreError::Chain { seq: 20 })
+            }),
+            ("second of the batch out of order", vec![new[20].clone(), new[22].clone()], |e| {
+                matches!(e, StoreError::Sequence { expected: 21, found: 22 })
+            }),
+            (
+                "third of the batch links to the first",
+                vec![new[20].clone(), new[21].clone(), relinked(&new[22], new[20].hash)],
+                |e| matches!(e, StoreError::Chain { seq: 22 }),
+            ),
+        ];
+        for (name, batch, refusal) in &cases {
+            let mut signed = false;
+            let result = logs.append(batch, true, |size, root| {
+                signed = true;
+                sign(size, root)
+            });
+            match result {
+                Err(e) => assert!(refusal(&e), "{name}: {e}"),
+                Ok(head) => panic!("{name}: accepted, head {head:?}"),
+            }
+            assert!(!signed, "{name}: a checkpoint was signed");
+            assert!(snapshot(&logs) == before, "{name}: the store changed");
+            assert_eq!(ok(logs.entry(20)), None, "{name}");
+            assert_eq!(ok(logs.seq_of(&new[20].hash)), None, "{name}");
+        }
+        // The right continuation is still accepted.
+        let head = ok(logs.append(&new[20..], true, sign));
+        assert_eq!((head.size, head.root), (30, tree_of(&new).root()));
+    }
+
+    #[test]
+    fn reopening_restores_the_head() {
+        let log = sample_log(60);
+        let new = new_entries(&log.entries);
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let (head, derived) = {
+            let store = ok(SledStore::open(dir.path()));
+            let logs = ok(store.log(log.log_id));
+            ok(logs.append(&new[..17], true, sign));
+            let head = ok(logs.append(&new[17..50], true, sign));
+            (head, ok(logs.live_derived()))
+        };
+        let store = ok(SledStore::open(dir.path()));
+        assert_eq!(ok(store.logs()), [log.log_id]);
+        let logs = ok(store.log(log.log_id));
+        assert_eq!(logs.head(), head);
+        assert_eq!(ok(logs.latest_checkpoint()), Some((50, sign(50, &head.root))));
+        assert_eq!(ok(logs.checkpoint_sizes()), [17, 50]);
+        assert_eq!(ok(logs.entry(49)).as_ref(), Some(&new[49].entry));
+        assert_eq!(ok(logs.live_derived()), derived);
+        assert_eq!(derived, ok(logs.derived_from_entries()));
+        // The reloaded frontier carries on where the old one stopped.
+        let head = ok(logs.append(&new[50..], true, sign));
+        assert_eq!(head, Head { size: 60, last_hash: new[59].hash, root: tree_of(&new).root() });
+        assert_eq!(ok(logs.root(60)), head.root);
+    }
+
+    #[test]
+    fn rebuild_restores_tampered_derived_keys() {
+        let (_store, logs, new) = appended(60);
+        let tree = tree_of(&new);
+        let original = ok(logs.live_derived());
+        assert_eq!(original, ok(logs.derived_from_entries()));
+        for prefix in DERIVED {
+            assert!(original.iter().any(|(k, _)| k[0] == prefix), "no {} keys", prefix as char);
+        }
+        let manufacturer = IndexKey::Signer(Who::Manufacturer.public());
+        let first_by_manufacturer = ok(logs.lookup(&manufacturer, None, 1))[0];
+        let mut index_entry = index_prefix(&manufacturer);
+        index_entry.extend_from_slice(&first_by_manufacturer.to_be_bytes());
+        let primary = (ok(logs.checkpoint_sizes()), logs.range(0, u64::MAX).count());
+
+        // The test module can reach the sled tree that the store keeps
+        // private, which is how a disk fault or a careless tool would change
+        // it.
+        type Tamper = fn(&LogStore, &[NewEntry], &[u8]);
+        let cases: Vec<(&str, Tamper)> = vec![
+            ("an index key removed", |logs, _, index_entry| {
+                ok(logs.tree.remove(index_entry).map_err(StoreError::from));
+            }),
+            ("a stray index key added", |logs, _, _| {
+                let mut k = index_prefix(&IndexKey::Parent(LogId([3; 32]), 9));
+                k.extend_from_slice(&7u64.to_be_bytes());
+                ok(logs.tree.insert(k, Vec::<u8>::new()).map_err(StoreError::from));
+            }),
+            ("a node hash changed", |logs, _, _| {
+                ok(logs.tree.insert(node_key(NodeId { level: 3, index: 1 }), vec![0xee; 32]).map_err(StoreError::from));
+            }),
+            ("a leaf node removed", |logs, _, _| {
+                ok(logs.tree.remove(node_key(NodeId { level: 0, index: 5 })).map_err(StoreError::from));
+            }),
+            ("a hash index entry pointing elsewhere", |logs, new, _| {
+                ok(logs.tree.insert(key(HASH, &new[7].hash.0), 8u64.to_be_bytes().to_vec()).map_err(StoreError::from));
+            }),
+            ("a dedup entry removed", |logs, new, _| {
+                let k = key(DEDUP, &dedup_key(&new[30].entry.signer, &new[30].entry.event));
+                ok(logs.tree.remove(k).map_err(StoreError::from));
+            }),
+            ("every derived key dropped", |logs, _, _| {
+                for (k, _) in ok(logs.live_derived()) {
+                    ok(logs.tree.remove(k).map_err(StoreError::from));
+                }
+            }),
+        ];
+        for (name, tamper) in &cases {
+            tamper(&logs, &new, &index_entry);
+            assert_ne!(ok(logs.live_derived()), original, "{name}: tampering changed nothing");
+            assert_eq!(ok(logs.derived_from_entries()), original, "{name}: recomputed from the entries");
+            ok(logs.rebuild_derived());
+            assert_eq!(ok(logs.live_derived()), original, "{name}: rebuilt");
+            assert_eq!((ok(logs.checkpoint_sizes()), logs.range(0, u64::MAX).count()), primary, "{name}");
+            assert_eq!(ok(logs.root(60)), tree.root(), "{name}");
+            assert_eq!(ok(logs.seq_of(&new[7].hash)), Some(7), "{name}");
+            assert_eq!(ok(logs.lookup(&manufacturer, None, 1)), [first_by_manufacturer], "{name}");
+        }
+
+        // What tampering looks like from outside, before a rebuild.
+        ok(logs.tree.insert(node_key(NodeId { level: 3, index: 1 }), vec![0xee; 32]).map_err(StoreError::from));
+        let proof_of_first = |logs: &LogStore| {
+            merkle::verify_inclusion(0, 60, &new[0].hash.0, &ok(logs.inclusion_proof(0, 60)), &tree.root())
+        };
+        assert!(proof_of_first(&logs).is_err());
+        ok(logs.tree.remove(&index_entry[..]).map_err(StoreError::from));
+        assert_ne!(ok(logs.lookup(&manufacturer, None, 1)), [first_by_manufacturer]);
+        ok(logs.rebuild_derived());
+        assert_eq!(proof_of_first(&logs), Ok(()));
+        assert_eq!(ok(logs.lookup(&manufacturer, None, 1)), [first_by_manufacturer]);
     }
 }

@@ -110,9 +110,12 @@ pub fn lots_of(body: &Body) -> (Vec<LotKey>, Vec<LotKey>) {
         let p = p?;
         Some((Gtin::parse(&p.gtin).ok()?, Lot::parse(&p.lot).ok()?))
     };
-    let items = |items: &[pb::LotQuantity]| -> Vec<LotKey> { items.iter().filter_map(|i| lot(i.product.as_ref())).collect() };
+    let items =
+        |items: &[pb::LotQuantity]| -> Vec<LotKey> { items.iter().filter_map(|i| lot(i.product.as_ref())).collect() };
     match body {
-        Body::Production(p) => (Vec::new(), lot(p.output.as_ref().and_then(|o| o.product.as_ref())).into_iter().collect()),
+        Body::Production(p) => {
+            (Vec::new(), lot(p.output.as_ref().and_then(|o| o.product.as_ref())).into_iter().collect())
+        }
         Body::Transformation(t) => (items(&t.inputs), items(&t.outputs)),
         Body::Shipment(s) => (items(&s.items), Vec::new()),
         Body::Receipt(r) => (items(&r.items), Vec::new()),
@@ -156,10 +159,12 @@ pub fn corrections_of(view: &dyn View, record: &Record) -> Result<Vec<Record>, V
     for id in view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY)? {
         let Some(child) = view.record(id)? else { continue };
         let Some(Body::Correction(c)) = child.body() else { continue };
-        let targets = c.target.as_ref().is_some_and(|t| {
-            t.log_id == record.id.log.0 && t.seq == record.id.seq && t.entry_hash == record.hash.0
-        });
-        let same_org = signer_org.is_some() && view.registry().key(&child.entry.signer).map(|k| k.uscc.clone()) == signer_org;
+        let targets = c
+            .target
+            .as_ref()
+            .is_some_and(|t| t.log_id == record.id.log.0 && t.seq == record.id.seq && t.entry_hash == record.hash.0);
+        let same_org =
+            signer_org.is_some() && view.registry().key(&child.entry.signer).map(|k| k.uscc.clone()) == signer_org;
         if targets && same_org {
             out.push(child);
         }

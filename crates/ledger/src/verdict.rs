@@ -315,8 +315,7 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| format!("record {id}: signer's organisation {} is not registered", key.uscc))?;
         let allowed = registry::allowed_roles(event.kind);
         let admin_key_record = matches!(event.kind, EventKind::KeyRegistered | EventKind::KeyRevoked) && key.admin;
-        if !(admin_key_record || event.kind == EventKind::Correction || org.roles.iter().any(|r| allowed.contains(r)))
-        {
+        if !(admin_key_record || event.kind == EventKind::Correction || org.roles.iter().any(|r| allowed.contains(r))) {
             return Err(format!(
                 "record {id}: {} records may not be signed by {} ({}), whose roles are {}",
                 event.kind,
@@ -450,12 +449,7 @@ fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>)
 
 fn step(ctx: &Ctx<'_>, record: &Record) -> Step {
     let kind = record.event.as_ref().map(|e| e.kind).unwrap_or(EventKind::Genesis);
-    let when = record
-        .event
-        .as_ref()
-        .and_then(|e| event_date(&e.event))
-        .map(|d| d.to_string())
-        .unwrap_or_default();
+    let when = record.event.as_ref().and_then(|e| event_date(&e.event)).map(|d| d.to_string()).unwrap_or_default();
     let organisation = ctx
         .view
         .registry()
@@ -470,9 +464,11 @@ fn step(ctx: &Ctx<'_>, record: &Record) -> Step {
 /// A short description of a record body for paths and histories.
 pub fn describe(body: &Body) -> String {
     let lot = |p: Option<&pb::ProductKey>| {
-        p.map(|p| if p.lot.is_empty() { p.gtin.clone() } else { format!("{} lot {}", p.gtin, p.lot) }).unwrap_or_default()
+        p.map(|p| if p.lot.is_empty() { p.gtin.clone() } else { format!("{} lot {}", p.gtin, p.lot) })
+            .unwrap_or_default()
     };
-    let items = |items: &[pb::LotQuantity]| items.iter().map(|i| lot(i.product.as_ref())).collect::<Vec<_>>().join(", ");
+    let items =
+        |items: &[pb::LotQuantity]| items.iter().map(|i| lot(i.product.as_ref())).collect::<Vec<_>>().join(", ");
     match body {
         Body::Genesis(g) => format!("log {} opened by {}", g.origin, g.operator_name),
         Body::OrgRegistered(o) => format!("registered {} ({})", o.name, o.uscc),
@@ -500,7 +496,12 @@ pub fn describe(body: &Body) -> String {
             conclusion_text(i.conclusion)
         ),
         Body::SpotCheck(s) => {
-            format!("spot check {} on {}: {} (监督抽查)", s.plan_number, lot(s.product.as_ref()), conclusion_text(s.result))
+            format!(
+                "spot check {} on {}: {} (监督抽查)",
+                s.plan_number,
+                lot(s.product.as_ref()),
+                conclusion_text(s.result)
+            )
         }
         Body::CertificateIssued(c) => format!(
             "certificate {} issued to {} until {} (发证)",
@@ -646,7 +647,14 @@ impl CertificateHistory {
                 Some((event_date(&event.event).map(|d| d.to_string()).unwrap_or_default(), event.kind, reason))
             })
             .collect();
-        CertificateView { issuer, number, holder, status: self.status_on(today).name().to_string(), valid_until, history }
+        CertificateView {
+            issuer,
+            number,
+            holder,
+            status: self.status_on(today).name().to_string(),
+            valid_until,
+            history,
+        }
     }
 }
 
@@ -705,7 +713,8 @@ fn certificate_checks(
                 None => basis_problems.push(format!("basis record {id} is not available")),
                 Some(record) => {
                     if record.hash.0.as_slice() != parent.entry_hash.as_slice() {
-                        basis_problems.push(format!("basis record {id} has a different hash than the certificate names"));
+                        basis_problems
+                            .push(format!("basis record {id} has a different hash than the certificate names"));
                     }
                     if let Some(Body::Inspection(i)) = record.body()
                         && i.conclusion != pb::Conclusion::Conformant as i32
@@ -884,7 +893,10 @@ fn lot_status_checks(
         checks.push(Check::new(
             "recall",
             Severity::Ok,
-            format!("no recall covers this product or any of its {} input lot(s) (未召回)", lots.len().saturating_sub(1)),
+            format!(
+                "no recall covers this product or any of its {} input lot(s) (未召回)",
+                lots.len().saturating_sub(1)
+            ),
             Vec::new(),
         ));
     }
@@ -983,7 +995,9 @@ pub fn verify_product(
         let ids: Vec<RecordId> = origins.iter().map(|o| o.id).collect();
         trace::trace(view, &ids, Direction::Downstream, options.limits, options.raw)?
     };
-    let count = |kind: EventKind| downstream.nodes.iter().filter(|n| n.record.event.as_ref().is_some_and(|e| e.kind == kind)).count();
+    let count = |kind: EventKind| {
+        downstream.nodes.iter().filter(|n| n.record.event.as_ref().is_some_and(|e| e.kind == kind)).count()
+    };
     checks.push(Check::new(
         "destination",
         Severity::Ok,
@@ -1013,16 +1027,17 @@ pub fn verify_product(
     certificates_for_product(&ctx, &code.gtin, &origins, &mut checks, &mut used, &mut certificate_views)?;
 
     // Blacklist: the producers of this lot.
-    let producers: BTreeSet<Uscc> = origins
-        .iter()
-        .filter_map(|o| view.registry().key(&o.entry.signer).map(|k| k.uscc.clone()))
-        .collect();
+    let producers: BTreeSet<Uscc> =
+        origins.iter().filter_map(|o| view.registry().key(&o.entry.signer).map(|k| k.uscc.clone())).collect();
     blacklist_check(&ctx, &producers.into_iter().collect::<Vec<_>>(), &mut checks);
     if !corrected.is_empty() {
         checks.push(Check::new(
             "correction",
             Severity::Ok,
-            format!("{} record(s) about this lot were corrected by their signers and are left out (更正)", corrected.len()),
+            format!(
+                "{} record(s) about this lot were corrected by their signers and are left out (更正)",
+                corrected.len()
+            ),
             corrected.iter().map(|r| r.cite()).collect(),
         ));
     }
@@ -1117,7 +1132,9 @@ fn certificates_for_product(
         let status = history.status_on(today);
         let view = history.view(today);
         match status {
-            CertStatus::Active => good.push(format!("{}/{} {} until {}", key.0, key.1, status.name(), view.valid_until)),
+            CertStatus::Active => {
+                good.push(format!("{}/{} {} until {}", key.0, key.1, status.name(), view.valid_until))
+            }
             _ => warnings.push(format!(
                 "certificate {}/{} is {}: {}",
                 key.0,
@@ -1140,7 +1157,12 @@ fn certificates_for_product(
             evidence,
         ));
     } else {
-        checks.push(Check::new("certificate", Severity::Ok, format!("certified (已认证): {}", good.join("; ")), evidence));
+        checks.push(Check::new(
+            "certificate",
+            Severity::Ok,
+            format!("certified (已认证): {}", good.join("; ")),
+            evidence,
+        ));
     }
     Ok(())
 }
@@ -1150,7 +1172,11 @@ fn product_line(ctx: Ctx<'_>, code: &ProductCode, subject: String) -> Result<Rep
     let today = ctx.view.today();
     let ids = ctx.view.lookup(&IndexKey::Gtin(code.gtin.clone()), trace::MAX_PER_KEY)?;
     if ids.is_empty() {
-        return Ok(Report::not_found(subject, format!("the ledger has no record of GTIN {} (查无此产品)", code.gtin), today));
+        return Ok(Report::not_found(
+            subject,
+            format!("the ledger has no record of GTIN {} (查无此产品)", code.gtin),
+            today,
+        ));
     }
     let mut used = Vec::new();
     let mut checks = vec![Check::new(
@@ -1331,13 +1357,8 @@ pub fn verify_record(view: &dyn View, trust: &Trust, id: RecordId, options: Opti
     report.recalled = report.check("recall").is_some_and(|c| c.severity == Severity::Invalid);
     report.responsible = responsible;
     report.certificates = certificate_views;
-    report.path = upstream
-        .nodes
-        .iter()
-        .rev()
-        .chain(downstream.nodes.iter().skip(1))
-        .map(|n| step(&ctx, &n.record))
-        .collect();
+    report.path =
+        upstream.nodes.iter().rev().chain(downstream.nodes.iter().skip(1)).map(|n| step(&ctx, &n.record)).collect();
     Ok(report)
 }
 

@@ -132,7 +132,12 @@ fn main() -> Result<()> {
     let status = node.stop()?;
     outcome?;
     report.section("shutdown");
-    report.info("node_exit_code", "node exit status after SIGTERM (must be 0)", f64::from(status.code().unwrap_or(-1)), "");
+    report.info(
+        "node_exit_code",
+        "node exit status after SIGTERM (must be 0)",
+        f64::from(status.code().unwrap_or(-1)),
+        "",
+    );
 
     let seconds = started.elapsed().as_secs_f64();
     report.print();
@@ -161,10 +166,9 @@ async fn run(node: &NodeProcess, report: &mut Report, settings: Settings<'_>) ->
     let mut bench = Bench { node, report, signers, verifier, next_event: 0, noop: BTreeMap::new() };
     let enabled = settings.enabled;
 
-    bench.report.section(&format!(
-        "no-op RPC: GetLogInfo on the same node ({:.1} s each)",
-        settings.noop.as_secs_f64()
-    ));
+    bench
+        .report
+        .section(&format!("no-op RPC: GetLogInfo on the same node ({:.1} s each)", settings.noop.as_secs_f64()));
     for (name, clients, mode) in [
         ("noop1", 1, Mode::Separate),
         ("noop16", 16, Mode::Separate),
@@ -429,8 +433,14 @@ impl Bench<'_> {
             per_s,
             "event/s",
             vec![
-                Ratio::new(per_s / batch_verify, &format!("÷ batch-verify(64) sig/s, 1 core (target ≥ {TARGET_BATCH_VS_VERIFY})")),
-                Ratio::new(per_s / self.report.limit_value("ed25519_verify_per_s"), "÷ ed25519 verify_strict/s, 1 core"),
+                Ratio::new(
+                    per_s / batch_verify,
+                    &format!("÷ batch-verify(64) sig/s, 1 core (target ≥ {TARGET_BATCH_VS_VERIFY})"),
+                ),
+                Ratio::new(
+                    per_s / self.report.limit_value("ed25519_verify_per_s"),
+                    "÷ ed25519 verify_strict/s, 1 core",
+                ),
             ],
         );
         let ideal = Duration::from_secs_f64(BATCH as f64 / batch_verify);
@@ -642,7 +652,9 @@ where
 
 async fn connect(url: &str) -> Result<LedgerClient<Channel>> {
     let channel = Endpoint::from_shared(url.to_string())?.connect().await?;
-    Ok(LedgerClient::new(channel).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024))
+    Ok(LedgerClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024))
 }
 
 // ---------------------------------------------------------------------------
@@ -747,13 +759,7 @@ struct UsageDelta {
 
 impl Usage {
     fn start(pid: u32) -> Usage {
-        Usage {
-            pid,
-            node_total: process_cpu(pid),
-            node: threads(pid),
-            client: own_cpu(),
-            written: written_bytes(pid),
-        }
+        Usage { pid, node_total: process_cpu(pid), node: threads(pid), client: own_cpu(), written: written_bytes(pid) }
     }
 
     fn finish(self) -> UsageDelta {
@@ -922,7 +928,11 @@ fn event_at(i: u64, millis: i64) -> pb::Event {
             }),
             biz_step: "commissioning".into(),
             disposition: "active".into(),
-            documents: vec![pb::Document { kind: "batch_record".into(), id: format!("BR-{i:010}"), sha256: document_hash }],
+            documents: vec![pb::Document {
+                kind: "batch_record".into(),
+                id: format!("BR-{i:010}"),
+                sha256: document_hash,
+            }],
             attributes: vec![
                 attribute("line", "3"),
                 attribute("shift", "B"),
@@ -1189,9 +1199,8 @@ impl Report {
     fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, reference: Option<f64>) {
         self.limits.insert(key.into(), json!(round(value)));
         self.limit_values.insert(key.into(), value);
-        let ratios = reference
-            .map(|r| vec![Ratio::new(value / r, &format!("÷ reference {}", number(r)))])
-            .unwrap_or_default();
+        let ratios =
+            reference.map(|r| vec![Ratio::new(value / r, &format!("÷ reference {}", number(r)))]).unwrap_or_default();
         self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
     }
 

@@ -10,9 +10,9 @@
 //! a submission is refused with RESOURCE_EXHAUSTED instead of growing memory.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use qtrace_ledger::entry::Entry;

@@ -122,10 +122,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         appender: appender.clone(),
         entries: entries_tx,
         registry,
-        trace_limits: qtrace_ledger::trace::Limits {
-            max_depth: args.max_trace_depth,
-            max_nodes: args.max_trace_nodes,
-        },
+        trace_limits: qtrace_ledger::trace::Limits { max_depth: args.max_trace_depth, max_nodes: args.max_trace_nodes },
         origin: opened.origin.clone(),
         signer: opened.signer.clone(),
     };

@@ -8,14 +8,14 @@ use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{IndexKey, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::ids::{Date, Gtin, ProductCode, Uscc};
+use qtrace_ledger::note::Signer;
+use qtrace_ledger::pb;
 use qtrace_ledger::registry::Registry;
+use qtrace_ledger::signing::PublicKey;
+use qtrace_ledger::store::LogStore;
 use qtrace_ledger::trace::{self, Direction, Limits};
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::{RecordId, Recorder, View};
-use qtrace_ledger::note::Signer;
-use qtrace_ledger::pb;
-use qtrace_ledger::signing::PublicKey;
-use qtrace_ledger::store::LogStore;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -596,7 +596,10 @@ fn trace_starts(view: &StoreView<'_>, start: &pb::VerdictSubject) -> Result<Vec<
                 .lookup(&IndexKey::Certificate(issuer, c.number.clone()), trace::MAX_PER_KEY)
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             if ids.is_empty() {
-                return Err(Failure::NotFound(format!("certificate {}/{} is not in the ledger", c.issuer_uscc, c.number)));
+                return Err(Failure::NotFound(format!(
+                    "certificate {}/{} is not in the ledger",
+                    c.issuer_uscc, c.number
+                )));
             }
             Ok(ids)
         }
@@ -606,7 +609,11 @@ fn trace_starts(view: &StoreView<'_>, start: &pb::VerdictSubject) -> Result<Vec<
             let key = (code.gtin, lot);
             let origins = trace::lot_origins(view, &key).map_err(|e| Failure::Internal(e.to_string()))?;
             let ids: Vec<RecordId> = if origins.is_empty() {
-                trace::lot_records(view, &key).map_err(|e| Failure::Internal(e.to_string()))?.iter().map(|r| r.id).collect()
+                trace::lot_records(view, &key)
+                    .map_err(|e| Failure::Internal(e.to_string()))?
+                    .iter()
+                    .map(|r| r.id)
+                    .collect()
             } else {
                 origins.iter().map(|r| r.id).collect()
             };

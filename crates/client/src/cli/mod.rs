@@ -1,0 +1,380 @@
+//! The `qtrace` command line: argument definitions, the context every
+//! command runs in, output, and the mapping from failures to exit codes.
+
+mod args;
+mod import;
+mod query;
+mod submit;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use qtrace_client::connect::{self, ConnectError, code_name};
+use qtrace_client::ids::Uscc;
+use qtrace_client::input::RecordKey;
+use qtrace_client::keyfile;
+use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_client::signing::SecretKey;
+use qtrace_client::verify::{self, CheckError, CheckedEntry};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+pub use args::*;
+
+/// Printed under every command's `--help`.
+const HELP_FOOTER: &str = "\
+Environment 环境变量:
+  QTRACE_NODE  node address, as --node (default http://127.0.0.1:7700)
+  QTRACE_KEY   secret key file that signs records, as --key
+  QTRACE_ORG   USCC (统一社会信用代码) of the signer's organisation, as --org
+  QTRACE_VKEY  the log's C2SP verifier key, as --vkey (checkpoint, proof, consistency)
+
+Exit codes 退出码:
+  0  done
+  1  refused by the node (its gRPC code and message are printed, e.g.
+     \"refused (PERMISSION_DENIED): ...\"), or what the node sent does not verify
+  2  usage or bad input: unknown flag, invalid code or date, bad key file;
+     nothing was sent
+  3  node unreachable";
+
+/// The heading of the options every command takes.
+const GLOBAL: &str = "Global options 全局选项";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "qtrace",
+    version,
+    about = "qtrace: sign, submit and verify quality traceability records (质量追溯记录)",
+    long_about = "qtrace: sign, submit and verify quality traceability records (质量追溯记录).\n\n\
+        Every record command builds the record, checks it with the ledger's own rules before \
+        signing (so a mistake is reported here, exit 2, with the node's exact message), signs it \
+        with --key and submits it to --node. Records are named on the command line by their \
+        sequence number (e.g. 42) or their entry hash (64 hex digits). Hashes print as lowercase hex.",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Address of the qtrace node (plain-text gRPC).
+    #[arg(long, global = true, help_heading = GLOBAL, env = "QTRACE_NODE", default_value = connect::DEFAULT_NODE, value_name = "URL")]
+    pub node: String,
+    /// Secret key file that signs records (made by `qtrace keygen`).
+    #[arg(long, global = true, help_heading = GLOBAL, env = "QTRACE_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// USCC of the signer's organisation (统一社会信用代码). Needed by `cert ...`
+    /// (the issuer) and `blacklist` (the deciding authority); the default
+    /// for `key revoke --uscc` and a voluntary `recall --manufacturer`.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "QTRACE_ORG", value_name = "USCC")]
+    pub org: Option<Uscc>,
+    /// Print exactly one JSON object on stdout (also for failures), hashes
+    /// in lowercase hex.
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a secret key file (mode 0600, never overwrites) and print its public key.
+    Keygen {
+        /// Where to write the new key file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Register or update an organisation (机构登记); signed by a regulator.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Bind a key to an organisation and a person, or revoke it (密钥登记/撤销).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Record a production run (生产): a new lot, or with --input a transformation (加工) of input lots.
+    Produce(ProduceArgs),
+    /// Record a shipment (发货) from one party to another.
+    Ship(MoveArgs),
+    /// Record a receipt (收货); name the shipment with --parent.
+    Receive(MoveArgs),
+    /// Record a retail sale (销售).
+    Sell(SellArgs),
+    /// Record a testing lab's inspection report (检验报告).
+    Inspect(InspectArgs),
+    /// Issue a certificate (发证) or change its status (暂停/恢复/撤销/注销/缩小范围/延续).
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Record a recall (召回): voluntary (主动召回) or, with --ordered, ordered by a regulator (责令召回).
+    Recall(RecallArgs),
+    /// Publish a supervision spot-check result (监督抽查); signed by a regulator.
+    Spotcheck(SpotCheckArgs),
+    /// Put an organisation on the quality blacklist (质量失信黑名单); signed by a regulator.
+    Blacklist(BlacklistArgs),
+    /// Remove an organisation from the blacklist (移出黑名单, 信用修复); signed by a regulator.
+    Delist(DelistArgs),
+    /// Declare an earlier record wrong (更正); nothing is deleted.
+    Correct(CorrectArgs),
+    /// Show a record (记录), after recomputing its entry hash and verifying its signature.
+    Get {
+        /// The record: sequence number or entry hash (64 hex digits).
+        #[arg(value_name = "RECORD")]
+        record: RecordKey,
+    },
+    /// Show the log's latest signed checkpoint (检查点), verified with --vkey when given.
+    Checkpoint(CheckpointArgs),
+    /// Prove a record is in the log (包含证明): fetch and verify its inclusion proof locally.
+    Proof(ProofArgs),
+    /// Prove the log only grew between two sizes (一致性证明), verified locally.
+    Consistency(ConsistencyArgs),
+    /// Submit records in bulk from a JSON Lines file (批量导入); resumable.
+    ///
+    /// Records are sent with AppendBatch in chunks of up to 500, with a progress bar on stderr
+    /// (hidden with --json or when stderr is not a terminal). After each chunk the node
+    /// acknowledges, the number of lines done is written to FILE.jsonl.progress (atomically), and
+    /// a later run skips that many lines, so an interrupted import resumes where it stopped. A
+    /// crash between the node's acknowledgement and the progress write is harmless: the node
+    /// answers a record it already holds with its original receipt (counted as a duplicate) and
+    /// appends nothing. The progress file is removed once the whole file is done.
+    ///
+    /// The summary counts records appended, duplicates and refusals, and lists the first 20
+    /// refusals with their line numbers, gRPC codes and messages; any refusal makes the exit code
+    /// 1. Lines that are not valid JSON, base64 or hex, or whose event fails validation before
+    /// signing, are refused here without being sent.
+    Import(ImportArgs),
+}
+
+/// Why a command failed; each kind has its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad usage or input: nothing was sent (exit 2).
+    Usage(String),
+    /// The node answered with a refusal (exit 1).
+    Refused { code: tonic::Code, message: String },
+    /// What the node sent does not verify (exit 1).
+    Unverified(String),
+    /// A local operation failed after work started, e.g. writing a file (exit 1).
+    Failed(String),
+    /// The node could not be reached (exit 3).
+    Unreachable(String),
+    /// The command printed its own account of what failed (e.g. an import
+    /// summary listing refusals); exit 1 without another message.
+    Reported,
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Refused { .. } | Failure::Unverified(_) | Failure::Failed(_) | Failure::Reported => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Usage(_) => "usage",
+            Failure::Refused { .. } => "refused",
+            Failure::Unverified(_) => "unverified",
+            Failure::Failed(_) => "failed",
+            Failure::Unreachable(_) => "unreachable",
+            Failure::Reported => "reported",
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Unverified(m) | Failure::Failed(m) | Failure::Unreachable(m) => m,
+            Failure::Refused { message, .. } => message,
+            Failure::Reported => "",
+        }
+    }
+
+    /// The line a person reads on stderr.
+    fn line(&self) -> String {
+        match self {
+            Failure::Usage(m) => format!("error: {m}"),
+            Failure::Refused { code, message } => format!("refused ({}): {message}", code_name(*code)),
+            Failure::Unverified(m) => format!("does not verify (验证失败): {m}"),
+            Failure::Failed(m) => format!("failed: {m}"),
+            Failure::Unreachable(m) => format!("unreachable (无法连接节点): {m}"),
+            Failure::Reported => String::new(),
+        }
+    }
+
+    fn json(&self) -> Value {
+        let code = match self {
+            Failure::Refused { code, .. } => Value::from(code_name(*code)),
+            _ => Value::Null,
+        };
+        json!({"error": {"exit_code": self.exit_code(), "kind": self.kind(), "code": code, "message": self.message()}})
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(status: tonic::Status) -> Self {
+        if connect::is_unreachable(&status) {
+            Failure::Unreachable(status.message().to_owned())
+        } else {
+            Failure::Refused { code: status.code(), message: status.message().to_owned() }
+        }
+    }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(error: ConnectError) -> Self {
+        match error {
+            ConnectError::BadUrl { .. } => Failure::Usage(error.to_string()),
+            _ => Failure::Unreachable(error.to_string()),
+        }
+    }
+}
+
+impl From<CheckError> for Failure {
+    fn from(error: CheckError) -> Self {
+        Failure::Unverified(error.to_string())
+    }
+}
+
+/// What every command runs with: the global options and, once needed, the
+/// connection to the node.
+pub struct Ctx {
+    pub node: String,
+    pub key_path: Option<PathBuf>,
+    pub org: Option<Uscc>,
+    pub json: bool,
+    client: Option<LedgerClient<Channel>>,
+}
+
+impl Ctx {
+    fn new(cli: &Cli) -> Self {
+        Ctx { node: cli.node.clone(), key_path: cli.key.clone(), org: cli.org.clone(), json: cli.json, client: None }
+    }
+
+    /// Loads the signing key given by --key / QTRACE_KEY.
+    pub fn key(&self) -> Result<SecretKey, Failure> {
+        let path = self.key_path.as_ref().ok_or_else(|| {
+            Failure::Usage("this command signs a record: give --key FILE or set QTRACE_KEY".to_owned())
+        })?;
+        let key = keyfile::read_secret_key(path).map_err(|e| Failure::Usage(e.to_string()))?;
+        if keyfile::readable_by_others(path) == Some(true) {
+            self.warn(&format!("{} can be read by other users; `chmod 600` it", path.display()));
+        }
+        Ok(key)
+    }
+
+    /// The signer's organisation from --org / QTRACE_ORG, which `what` needs.
+    pub fn org(&self, what: &str) -> Result<Uscc, Failure> {
+        self.org.clone().ok_or_else(|| {
+            Failure::Usage(format!("{what} needs the signer's organisation: give --org USCC or set QTRACE_ORG"))
+        })
+    }
+
+    /// The connection to the node, opened on first use.
+    pub async fn client(&mut self) -> Result<&mut LedgerClient<Channel>, Failure> {
+        if self.client.is_none() {
+            self.client = Some(connect::connect(&self.node).await?);
+        }
+        self.client.as_mut().ok_or_else(|| Failure::Failed("no connection to the node".to_owned()))
+    }
+
+    /// Fetches a record and checks it: the entry hash is recomputed from its
+    /// fields, the signature verified and the event decoded, and it must be
+    /// the record that was asked for.
+    pub async fn fetch(&mut self, key: RecordKey) -> Result<CheckedEntry, Failure> {
+        let wire = self.client().await?.get_entry(key.to_request()).await?.into_inner();
+        let checked = verify::check_entry(&wire)?;
+        verify::check_answer(key, &checked)?;
+        Ok(checked)
+    }
+
+    /// Prints a result: the JSON object with --json, otherwise the text.
+    pub fn emit(&self, value: Value, text: &str) {
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (e.g. `| head`) leaves nothing useful to do.
+        let _ = if self.json { writeln!(out, "{value}") } else { write!(out, "{text}") };
+    }
+
+    /// A warning on stderr, which --json leaves alone so stdout stays one object.
+    pub fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// Adds the environment and exit-code footer to every command's help.
+fn with_footer(command: clap::Command) -> clap::Command {
+    command.after_help(HELP_FOOTER).mut_subcommands(with_footer)
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let matches = with_footer(Cli::command()).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return report(json, &Failure::Failed(format!("cannot start the async runtime: {e}"))),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => report(json, &failure),
+    }
+}
+
+fn report(json: bool, failure: &Failure) -> ExitCode {
+    if !matches!(failure, Failure::Reported) {
+        eprintln!("{}", failure.line());
+        if json {
+            println!("{}", failure.json());
+        }
+    }
+    ExitCode::from(failure.exit_code())
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let mut ctx = Ctx::new(&cli);
+    match cli.command {
+        Command::Keygen { out } => keygen(&ctx, &out),
+        Command::Org(c) => submit::org(&mut ctx, c).await,
+        Command::Key(c) => submit::key(&mut ctx, c).await,
+        Command::Produce(a) => submit::produce(&mut ctx, a).await,
+        Command::Ship(a) => submit::movement(&mut ctx, a, false).await,
+        Command::Receive(a) => submit::movement(&mut ctx, a, true).await,
+        Command::Sell(a) => submit::sell(&mut ctx, a).await,
+        Command::Inspect(a) => submit::inspect(&mut ctx, a).await,
+        Command::Cert(c) => submit::cert(&mut ctx, c).await,
+        Command::Recall(a) => submit::recall(&mut ctx, a).await,
+        Command::Spotcheck(a) => submit::spot_check(&mut ctx, a).await,
+        Command::Blacklist(a) => submit::blacklist(&mut ctx, a).await,
+        Command::Delist(a) => submit::delist(&mut ctx, a).await,
+        Command::Correct(a) => submit::correct(&mut ctx, a).await,
+        Command::Get { record } => query::get(&mut ctx, record).await,
+        Command::Checkpoint(a) => query::checkpoint(&mut ctx, a).await,
+        Command::Proof(a) => query::proof(&mut ctx, a).await,
+        Command::Consistency(a) => query::consistency(&mut ctx, a).await,
+        Command::Import(a) => import::run(&mut ctx, a).await,
+    }
+}
+
+fn keygen(ctx: &Ctx, out: &std::path::Path) -> Result<(), Failure> {
+    // A path that exists or cannot be written is the user's to fix (exit 2);
+    // only a failing random number generator is not.
+    let key = keyfile::generate(out).map_err(|e| match e {
+        keyfile::KeyFileError::Generate(_) => Failure::Failed(e.to_string()),
+        other => Failure::Usage(other.to_string()),
+    })?;
+    let public = key.public_key().to_hex();
+    let text = format!(
+        "{public}\n\nSecret key 私钥 written to {} (mode 0600). Keep it secret; register the public key \
+         above with `qtrace key register --pubkey {public} ...` (signed by a regulator or your organisation's \
+         admin key).\n",
+        out.display()
+    );
+    // The public key alone goes to stdout first, so `$(qtrace keygen --out k)` captures it.
+    if ctx.json {
+        ctx.emit(json!({"public_key": public, "file": out.display().to_string()}), "");
+    } else {
+        println!("{public}");
+        eprint!("{}", text.trim_start_matches(&public).trim_start());
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The `qtrace` binary as a user runs it, without a node: help text, key
+//! generation, and the exit codes for bad input (2) and an unreachable node
+//! (3). Tests against a real node live in the workspace's `tests/` crate.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Valid identifiers from the shared test vectors.
+const REGULATOR: &str = "9144030071526726XG";
+const MAKER: &str = "914403007152672A21";
+const GTIN: &str = "09520123456788";
+/// Nothing listens on port 1, so connecting fails at once.
+const NO_NODE: &str = "http://127.0.0.1:1";
+
+/// Runs `qtrace` with `args`, isolated from the caller's QTRACE_* variables.
+fn qtrace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qtrace"))
+        .args(args)
+        .env_remove("QTRACE_NODE")
+        .env_remove("QTRACE_KEY")
+        .env_remove("QTRACE_ORG")
+        .env_remove("QTRACE_VKEY")
+        .output()
+        .expect("running qtrace")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn keygen(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    let out = qtrace(&["keygen", "--out", path.to_str().expect("UTF-8 temp path")]);
+    assert_eq!(out.status.code(), Some(0), "keygen: {}", text(&out.stderr));
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+#[test]
+fn help_names_the_environment_and_the_exit_codes() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["keygen"],
+        &["org", "register"],
+        &["org", "update"],
+        &["key", "register"],
+        &["key", "revoke"],
+        &["produce"],
+        &["ship"],
+        &["receive"],
+        &["sell"],
+        &["inspect"],
+        &["cert", "issue"],
+        &["cert", "suspend"],
+        &["cert", "restore"],
+        &["cert", "withdraw"],
+        &["cert", "cancel"],
+        &["cert", "reduce"],
+        &["cert", "renew"],
+        &["recall"],
+        &["spotcheck"],
+        &["blacklist"],
+        &["delist"],
+        &["correct"],
+        &["get"],
+        &["checkpoint"],
+        &["proof"],
+        &["consistency"],
+        &["import"],
+    ];
+    for command in commands {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = qtrace(&args);
+        let help = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{command:?}");
+        for want in
+            ["QTRACE_NODE", "QTRACE_KEY", "QTRACE_ORG", "QTRACE_VKEY", "Exit codes", "3  node unreachable", "--json"]
+        {
+            assert!(help.contains(want), "{command:?} --help lacks {want:?}:\n{help}");
+        }
+    }
+    let import = text(&qtrace(&["import", "--help"]).stdout);
+    for want in ["FILE.jsonl.progress", "duplicate", "first 20"] {
+        assert!(import.contains(want), "import --help lacks {want:?}:\n{import}");
+    }
+    let root = text(&qtrace(&["--help"]).stdout);
+    assert!(root.contains("[default: http://127.0.0.1:7700]"), "{root}");
+}
+
+#[test]
+fn keygen_writes_a_private_file_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("signer.key");
+    let path_text = path.to_str().expect("UTF-8 temp path");
+    let out = qtrace(&["keygen", "--out", path_text]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let public = text(&out.stdout);
+    let public = public.trim_end();
+    assert_eq!(public.len(), 64, "stdout is the public key: {public:?}");
+    assert!(public.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{public}");
+    let mode = std::fs::metadata(&path).expect("key file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let secret = std::fs::read_to_string(&path).expect("key file");
+    assert!(secret.starts_with("qtrace-ed25519-secret-key-v1\n"), "{secret}");
+
+    // A second keygen on the same path is refused and leaves the key alone.
+    let again = qtrace(&["keygen", "--out", path_text]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("already exists"), "{}", text(&again.stderr));
+    assert_eq!(std::fs::read_to_string(&path).expect("key file"), secret);
+
+    // --json prints one object naming the key and the file.
+    let other = dir.path().join("other.key");
+    let out = qtrace(&["--json", "keygen", "--out", other.to_str().expect("UTF-8 temp path")]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["public_key"].as_str().map(str::len), Some(64), "{value}");
+    assert_eq!(value["file"], other.to_str().expect("UTF-8 temp path"));
+}
+
+#[test]
+fn bad_input_exits_2_before_contacting_a_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = keygen(dir.path(), "signer.key");
+    let bad_key = dir.path().join("bad.key");
+    std::fs::write(&bad_key, "not a key\n").expect("write");
+    let bad_key = bad_key.to_str().expect("UTF-8 temp path");
+    let long_reason = "x".repeat(2001);
+    let blacklist = |key: &str, reason: &str| -> Vec<String> {
+        [
+            "--node",
+            NO_NODE,
+            "--key",
+            key,
+            "--org",
+            REGULATOR,
+            "blacklist",
+            "--uscc",
+            MAKER,
+            "--reason",
+            reason,
+            "--basis",
+            "产品质量法",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            [
+                "--json",
+                "inspect",
+                "--product",
+                "09520123456789",
+                "--report-no",
+                "R1",
+                "--standard",
+                "GB 19644",
+                "--conclusion",
+                "conformant",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "GTIN check digit is 9, expected 8",
+        ),
+        (
+            ["inspect", "--product", GTIN, "--report-no", "R1", "--standard", "GB 19644", "--conclusion", "good"]
+                .map(str::to_owned)
+                .to_vec(),
+            "invalid value 'good'",
+        ),
+        (
+            [
+                "inspect",
+                "--product",
+                GTIN,
+                "--report-no",
+                "R1",
+                "--standard",
+                "S",
+                "--conclusion",
+                "conformant",
+                "--item",
+                "melamine",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "is not NAME=VALUE[UNIT]",
+        ),
+        (
+            ["org", "register", "--uscc", "91310000MA1K2Q7A5M", "--name", "n", "--role", "regulator"]
+                .map(str::to_owned)
+                .to_vec(),
+            "USCC check character is M, expected L",
+        ),
+        (
+            ["org", "register", "--uscc", MAKER, "--name", "n", "--role", "factory"].map(str::to_owned).to_vec(),
+            "invalid value 'factory'",
+        ),
+        (
+            ["org", "register", "--uscc", MAKER, "--name", "n", "--role", "testing_lab", "--scope", "0952"]
+                .map(str::to_owned)
+                .to_vec(),
+            "--accreditation-no",
+        ),
+        (
+            ["produce", "--gtin", GTIN, "--lot", "L1", "--at", "2026-11-21 10:00:00+08:00"].map(str::to_owned).to_vec(),
+            "date and time are separated by 'T'",
+        ),
+        (["produce", "--gtin", GTIN, "--lot", "L1", "--quantity", "5"].map(str::to_owned).to_vec(), "--unit"),
+        (["produce", "--gtin", GTIN, "--lot", "L1", "--input", "zz"].map(str::to_owned).to_vec(), "is not a record"),
+        (
+            ["recall", "--gtin", GTIN, "--risk-class", "4", "--reason", "r"].map(str::to_owned).to_vec(),
+            "4 is not in 1..=3",
+        ),
+        (["get", "3f3f"].map(str::to_owned).to_vec(), "is not a record"),
+        (["consistency", "0", "5"].map(str::to_owned).to_vec(), "invalid value '0'"),
+        (blacklist(bad_key, "reason"), "not a qtrace secret key file"),
+        (blacklist(&key, &long_reason), "blacklisted.reason: is 2001 bytes; at most 2000 are allowed"),
+        (
+            ["--node", NO_NODE, "--key", &key, "cert", "suspend", "--number", "C1", "--reason", "r"]
+                .map(str::to_owned)
+                .to_vec(),
+            "needs the signer's organisation",
+        ),
+        (
+            [
+                "--node",
+                NO_NODE,
+                "--key",
+                &key,
+                "produce",
+                "--gtin",
+                GTIN,
+                "--lot",
+                "L1",
+                "--production-date",
+                "2026-11-21",
+                "--expiry-date",
+                "2026-11-20",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            "production.expiry_date: 2026-11-20 is before production_date 2026-11-21",
+        ),
+        (["--node", NO_NODE, "produce", "--gtin", GTIN, "--lot", "L1"].map(str::to_owned).to_vec(), "give --key FILE"),
+    ];
+    for (args, want) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = qtrace(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: stderr lacks {want:?}: {stderr}");
+    }
+
+    // With --json, a failure after parsing is one JSON object on stdout too.
+    let mut args = vec!["--json".to_owned()];
+    args.extend(blacklist(&key, &long_reason));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = qtrace(&args);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["error"]["exit_code"], 2, "{value}");
+    assert_eq!(value["error"]["kind"], "usage", "{value}");
+}
+
+#[test]
+fn an_unreachable_node_exits_3() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = keygen(dir.path(), "signer.key");
+    let jsonl = dir.path().join("events.jsonl");
+    std::fs::write(&jsonl, "{\"event_b64\": \"CAE=\", \"signer\": \"00\", \"signature\": \"00\"}\n").expect("write");
+    let jsonl = jsonl.to_str().expect("UTF-8 temp path");
+    let commands: &[&[&str]] = &[
+        &["--key", &key, "--org", REGULATOR, "blacklist", "--uscc", MAKER, "--reason", "r", "--basis", "b"],
+        &["--key", &key, "produce", "--gtin", GTIN, "--lot", "L1", "--quantity", "5", "--unit", "EA"],
+        &["--key", &key, "ship", "--gtin", GTIN, "--lot", "L1", "--from", MAKER, "--to", REGULATOR, "--parent", "7"],
+        &["get", "0"],
+        &["checkpoint"],
+        &["proof", "3"],
+        &["consistency", "1", "2"],
+        &["import", jsonl],
+    ];
+    for command in commands {
+        let mut args = vec!["--node", NO_NODE];
+        args.extend_from_slice(command);
+        let out = qtrace(&args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{command:?}: {stderr}");
+        assert!(stderr.contains("cannot reach the node at http://127.0.0.1:1"), "{command:?}: {stderr}");
+    }
+    let out = qtrace(&["--json", "--node", "127.0.0.1:1", "get", "0"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["error"]["kind"], "unreachable", "{value}");
+    assert_eq!(value["error"]["exit_code"], 3, "{value}");
+}

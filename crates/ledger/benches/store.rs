@@ -1,0 +1,1091 @@
+//! What the sled store and the Merkle code cost, next to machine limits
+//! measured in the same run.
+//!
+//! `cargo bench -p qtrace-ledger --bench store` runs the full version, the
+//! one whose figures we quote; `QTRACE_BENCH_SCALE=small` (or the argument
+//! `small`) runs a smoke version in a few seconds. The program prints one
+//! table and ends with a single line `BENCH-SUMMARY {json}`. It never asserts
+//! a time: a slow machine gives smaller numbers, and the ratios against the
+//! limits measured here say whether the code or the machine is slow.
+//!
+//! Measured, in order:
+//!
+//! 1. Limits: Ed25519 `verify_strict` and 64-signature batch verification
+//!    (one thread), raw sled inserts of 512-byte values (unflushed, flushing
+//!    every insert, and 1,024-insert batches flushed once), random sled
+//!    reads, SHA-256 on 1 KiB inputs and on Merkle node inputs.
+//! 2. `LogStore::append` with `durable = true` (one flush per call) for
+//!    batches of 1, 64 and 1,024 realistic entries: signed production,
+//!    shipment and inspection events of a few hundred bytes, with the index
+//!    keys `event::index_keys` gives them.
+//! 3. A store of 1,000,000 entries (20,000 at small scale) built in batches
+//!    of 10,000 without flushing, then flushed once: build rate, bytes on
+//!    disk per entry, and from it inclusion and consistency proofs (random
+//!    leaves and sizes): generation rate and latency, verification rate.
+
+use std::error::Error;
+use std::hint::black_box;
+use std::ops::Range;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer as _, SigningKey};
+use prost::Message;
+use qtrace_ledger::entry::{ENTRY_HEADER_LEN, Entry};
+use qtrace_ledger::event::{self, IndexKey};
+use qtrace_ledger::hash::{EntryHash, LogId};
+use qtrace_ledger::merkle::{self, Hash};
+use qtrace_ledger::note;
+use qtrace_ledger::pb::{self, event::Body, subject::Kind};
+use qtrace_ledger::signing::{self, SecretKey};
+use qtrace_ledger::store::{NewEntry, SledStore};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
+
+/// How much work each measurement does.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    name: &'static str,
+    /// Signatures for the verify limits.
+    signatures: usize,
+    /// Raw sled inserts without a flush.
+    sled_unflushed: usize,
+    /// Raw sled inserts with a flush after each.
+    sled_flushed: usize,
+    /// Raw sled batches of [`SLED_BATCH`] inserts, each flushed.
+    sled_batches: usize,
+    /// 1 KiB SHA-256 inputs.
+    sha_inputs: usize,
+    /// Merkle node hashes (65-byte inputs).
+    node_hashes: usize,
+    /// (entries per `append` call, calls) for the durable append runs.
+    appends: [(usize, usize); 3],
+    /// Entries in the big store.
+    build_entries: u64,
+    /// Inclusion proofs, and consistency proofs, from the big store.
+    proofs: usize,
+}
+
+const FULL: Scale = Scale {
+    name: "full",
+    signatures: 20_000,
+    sled_unflushed: 200_000,
+    sled_flushed: 5_000,
+    sled_batches: 100,
+    sha_inputs: 1_000_000,
+    node_hashes: 2_000_000,
+    appends: [(1, 3_000), (64, 300), (1_024, 50)],
+    build_entries: 1_000_000,
+    proofs: 10_000,
+};
+
+const SMALL: Scale = Scale {
+    name: "small",
+    signatures: 2_000,
+    sled_unflushed: 20_000,
+    sled_flushed: 300,
+    sled_batches: 5,
+    sha_inputs: 100_000,
+    node_hashes: 200_000,
+    appends: [(1, 200), (64, 20), (1_024, 4)],
+    build_entries: 20_000,
+    proofs: 2_000,
+};
+
+/// Entries per `append` call while building the big store.
+const BUILD_BATCH: usize = 10_000;
+/// Inserts per raw sled batch.
+const SLED_BATCH: usize = 1_024;
+/// Size of the raw sled values.
+const SLED_VALUE: usize = 512;
+/// Signatures per batch verification.
+const VERIFY_BATCH: usize = 64;
+const ORIGIN: &str = "bench.qtrace.local/store";
+
+/// Reference values from shared/CRATES.md (same machine kind), printed next
+/// to this run's limits so a noisy run shows up as such.
+mod reference {
+    pub const VERIFY: f64 = 28_000.0;
+    pub const BATCH_VERIFY: f64 = 60_000.0;
+    pub const SLED_UNFLUSHED: f64 = 143_000.0;
+    pub const SLED_FLUSH_EACH: f64 = 6_000.0;
+    pub const SHA_MB: f64 = 1_600.0;
+}
+
+fn main() -> Result<()> {
+    let scale = scale_from_env_and_args()?;
+    let started = Instant::now();
+    println!("qtrace store benchmark, scale {} ({} cores)", scale.name, cores());
+    let mut report = Report::new("store", scale.name);
+
+    let limits = measure_limits(&scale)?;
+    limits.report(&mut report);
+
+    let keys = Keys::new();
+    let workload = workload_profile(&keys)?;
+    report.info(
+        "event_bytes_avg",
+        "event bytes, average (production 5 : shipment 3 : inspection 2)",
+        workload.event_bytes,
+        "B",
+    );
+    report.info("index_keys_avg", "index keys per entry incl. signer key", workload.index_keys, "keys");
+
+    for (batch, calls) in scale.appends {
+        measure_appends(&mut report, &limits, &keys, batch, calls)?;
+    }
+    measure_big_store(&mut report, &limits, &keys, &scale, workload.event_bytes)?;
+
+    let seconds = started.elapsed().as_secs_f64();
+    report.print();
+    println!("total time: {seconds:.1} s");
+    println!("BENCH-SUMMARY {}", report.summary(seconds));
+    Ok(())
+}
+
+fn scale_from_env_and_args() -> Result<Scale> {
+    let mut name = std::env::var("QTRACE_BENCH_SCALE").unwrap_or_default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "small" || arg == "full" {
+            name = arg;
+        } else if arg == "--scale" {
+            name = args.next().unwrap_or_default();
+        } else if let Some(value) = arg.strip_prefix("--scale=") {
+            name = value.to_string();
+        }
+        // Anything else (cargo bench passes `--bench`) is ignored.
+    }
+    match name.as_str() {
+        "small" => Ok(SMALL),
+        "" | "full" => Ok(FULL),
+        other => Err(format!("unknown scale {other:?}: use small or full").into()),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+// ---------------------------------------------------------------------------
+// Limits
+
+struct Limits {
+    verify_per_s: f64,
+    batch_verify_sigs_per_s: f64,
+    sled_unflushed_per_s: f64,
+    sled_flush_each_per_s: f64,
+    sled_flush_p50: Duration,
+    sled_batch_inserts_per_s: f64,
+    sled_get_per_s: f64,
+    sha_mb_per_s: f64,
+    node_hashes_per_s: f64,
+}
+
+impl Limits {
+    fn report(&self, report: &mut Report) {
+        report.section("machine limits (this run; ratio = this run ÷ shared/CRATES.md reference)");
+        report.limit(
+            "ed25519_verify_per_s",
+            "ed25519 verify_strict, 1 thread",
+            self.verify_per_s,
+            "sig/s",
+            Some(reference::VERIFY),
+        );
+        report.limit(
+            "ed25519_batch64_sigs_per_s",
+            "ed25519 verify_batch (64), 1 thread",
+            self.batch_verify_sigs_per_s,
+            "sig/s",
+            Some(reference::BATCH_VERIFY),
+        );
+        report.limit(
+            "sled_insert_unflushed_per_s",
+            "sled insert 512 B, unflushed",
+            self.sled_unflushed_per_s,
+            "ins/s",
+            Some(reference::SLED_UNFLUSHED),
+        );
+        report.limit(
+            "sled_insert_flush_each_per_s",
+            "sled insert 512 B + flush each",
+            self.sled_flush_each_per_s,
+            "ins/s",
+            Some(reference::SLED_FLUSH_EACH),
+        );
+        report.limit("sled_flush_p50_us", "sled insert+flush latency p50", micros(self.sled_flush_p50), "µs", None);
+        report.limit(
+            "sled_batch1024_flush_inserts_per_s",
+            "sled apply_batch(1,024 × 512 B) + flush",
+            self.sled_batch_inserts_per_s,
+            "ins/s",
+            None,
+        );
+        report.limit(
+            "sled_get_per_s",
+            "sled get, random key of the unflushed tree",
+            self.sled_get_per_s,
+            "get/s",
+            None,
+        );
+        report.limit(
+            "sha256_1k_mb_per_s",
+            "SHA-256 on 1 KiB inputs",
+            self.sha_mb_per_s,
+            "MB/s",
+            Some(reference::SHA_MB),
+        );
+        report.limit("node_hash_per_s", "SHA-256 Merkle node hash (65 B)", self.node_hashes_per_s, "hash/s", None);
+    }
+}
+
+fn measure_limits(scale: &Scale) -> Result<Limits> {
+    let (verify_per_s, batch_verify_sigs_per_s) = measure_verify(scale.signatures)?;
+    let sled = measure_sled(scale)?;
+    let (sha_mb_per_s, node_hashes_per_s) = measure_sha(scale);
+    Ok(Limits {
+        verify_per_s,
+        batch_verify_sigs_per_s,
+        sled_unflushed_per_s: sled.unflushed_per_s,
+        sled_flush_each_per_s: sled.flush_each_per_s,
+        sled_flush_p50: sled.flush_p50,
+        sled_batch_inserts_per_s: sled.batch_inserts_per_s,
+        sled_get_per_s: sled.get_per_s,
+        sha_mb_per_s,
+        node_hashes_per_s,
+    })
+}
+
+/// Single-thread `verify_strict` and 64-signature batch verification over
+/// real event messages signed by 16 keys.
+fn measure_verify(n: usize) -> Result<(f64, f64)> {
+    let signing: Vec<SigningKey> = (0..16u8).map(|i| SigningKey::from_bytes(&[i.wrapping_add(100); 32])).collect();
+    let mut messages = Vec::with_capacity(n);
+    let mut signatures = Vec::with_capacity(n);
+    let mut verifying = Vec::with_capacity(n);
+    for i in 0..n {
+        let key = &signing[i % signing.len()];
+        let message = signing::signed_message(&event_at(i as u64, BASE_MILLIS).encode_to_vec());
+        signatures.push(key.sign(&message));
+        verifying.push(key.verifying_key());
+        messages.push(message);
+    }
+    let started = Instant::now();
+    let mut ok = 0usize;
+    for ((message, signature), key) in messages.iter().zip(&signatures).zip(&verifying) {
+        ok += usize::from(black_box(key).verify_strict(black_box(message), signature).is_ok());
+    }
+    let single = n as f64 / started.elapsed().as_secs_f64();
+    check(ok == n, "verify_strict refused a valid signature")?;
+
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let started = Instant::now();
+    let mut batches_ok = 0usize;
+    let mut verified = 0usize;
+    for ((m, s), k) in
+        refs.chunks(VERIFY_BATCH).zip(signatures.chunks(VERIFY_BATCH)).zip(verifying.chunks(VERIFY_BATCH))
+    {
+        batches_ok += usize::from(ed25519_dalek::verify_batch(black_box(m), s, k).is_ok());
+        verified += m.len();
+    }
+    let batch = verified as f64 / started.elapsed().as_secs_f64();
+    check(batches_ok == n.div_ceil(VERIFY_BATCH), "verify_batch refused valid signatures")?;
+    Ok((single, batch))
+}
+
+struct SledLimits {
+    unflushed_per_s: f64,
+    flush_each_per_s: f64,
+    flush_p50: Duration,
+    batch_inserts_per_s: f64,
+    get_per_s: f64,
+}
+
+/// Raw sled, configured as `SledStore::open` configures it, on a temporary
+/// directory of the same disk the stores below use.
+fn measure_sled(scale: &Scale) -> Result<SledLimits> {
+    let value = vec![0x5au8; SLED_VALUE];
+    let open = |dir: &Path| sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open();
+
+    let dir = tempfile::tempdir()?;
+    let db = open(&dir.path().join("raw"))?;
+    let tree = db.open_tree("raw")?;
+    let n = scale.sled_unflushed as u64;
+    let started = Instant::now();
+    for i in 0..n {
+        tree.insert(i.to_be_bytes(), value.as_slice())?;
+    }
+    let unflushed_per_s = n as f64 / started.elapsed().as_secs_f64();
+    db.flush()?;
+    let mut rng = SplitMix64(1);
+    let started = Instant::now();
+    let mut found = 0usize;
+    for _ in 0..n {
+        found += usize::from(black_box(tree.get(rng.below(n).to_be_bytes())?).is_some());
+    }
+    let get_per_s = n as f64 / started.elapsed().as_secs_f64();
+    check(found == n as usize, "sled lost a key")?;
+    drop(tree);
+    drop(db);
+
+    let dir = tempfile::tempdir()?;
+    let db = open(&dir.path().join("raw"))?;
+    let tree = db.open_tree("raw")?;
+    let mut latencies = Vec::with_capacity(scale.sled_flushed);
+    let started = Instant::now();
+    for i in 0..scale.sled_flushed as u64 {
+        let one = Instant::now();
+        tree.insert(i.to_be_bytes(), value.as_slice())?;
+        db.flush()?;
+        latencies.push(one.elapsed());
+    }
+    let flush_each_per_s = scale.sled_flushed as f64 / started.elapsed().as_secs_f64();
+    let flush_p50 = Percentiles::of(&mut latencies).p50;
+    drop(tree);
+    drop(db);
+
+    let dir = tempfile::tempdir()?;
+    let db = open(&dir.path().join("raw"))?;
+    let tree = db.open_tree("raw")?;
+    let started = Instant::now();
+    let mut key = 0u64;
+    for _ in 0..scale.sled_batches {
+        let mut batch = sled::Batch::default();
+        for _ in 0..SLED_BATCH {
+            batch.insert(&key.to_be_bytes(), value.as_slice());
+            key += 1;
+        }
+        tree.apply_batch(batch)?;
+        db.flush()?;
+    }
+    let batch_inserts_per_s = key as f64 / started.elapsed().as_secs_f64();
+    Ok(SledLimits { unflushed_per_s, flush_each_per_s, flush_p50, batch_inserts_per_s, get_per_s })
+}
+
+/// SHA-256 throughput on 1 KiB inputs (MB/s) and Merkle node hashes per
+/// second (65-byte inputs, each depending on the previous, as up a proof).
+fn measure_sha(scale: &Scale) -> (f64, f64) {
+    let input = vec![0xa5u8; 1024];
+    let started = Instant::now();
+    let mut acc = 0u8;
+    for _ in 0..scale.sha_inputs {
+        acc ^= Sha256::digest(black_box(&input))[0];
+    }
+    let mb_per_s = (scale.sha_inputs * input.len()) as f64 / started.elapsed().as_secs_f64() / 1e6;
+    black_box(acc);
+    let sibling = [7u8; 32];
+    let mut hash = [1u8; 32];
+    let started = Instant::now();
+    for _ in 0..scale.node_hashes {
+        hash = merkle::node_hash(&hash, black_box(&sibling));
+    }
+    black_box(hash);
+    (mb_per_s, scale.node_hashes as f64 / started.elapsed().as_secs_f64())
+}
+
+// ---------------------------------------------------------------------------
+// Workload: realistic signed events
+
+/// 2026-11-01T00:00:00Z: the event times of the store benchmark.
+const BASE_MILLIS: i64 = 1_793_491_200_000;
+const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
+const MANUFACTURER: &str = "92320900MA1N3T5C5Q";
+const RETAILER: &str = "914403007152672A21";
+const GLN_FACTORY: &str = "6931234000013";
+const GLN_WAREHOUSE: &str = "0614141000012";
+
+fn product(gtin: &str, lot: &str) -> pb::ProductKey {
+    pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
+}
+
+fn lot_of(i: u64) -> String {
+    format!("L26{:08}", i)
+}
+
+fn attribute(name: &str, value: &str) -> pb::Attribute {
+    pb::Attribute { name: name.into(), value: value.into() }
+}
+
+/// Event `i` of the workload: five productions, three shipments and two
+/// inspections in every ten, each a few hundred bytes, as a factory and its
+/// lab would write them.
+fn event_at(i: u64, millis: i64) -> pb::Event {
+    let gtin = GTINS[(i % 2) as usize];
+    let lot = lot_of(i);
+    let event_time = Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 });
+    let document_hash = Sha256::digest(i.to_be_bytes()).to_vec();
+    match i % 10 {
+        0..=4 => pb::Event {
+            event_time,
+            subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
+            location: Some(pb::Location {
+                read_point_gln: GLN_FACTORY.into(),
+                business_location_gln: GLN_FACTORY.into(),
+                region: "320900".into(),
+            }),
+            biz_step: "commissioning".into(),
+            disposition: "active".into(),
+            documents: vec![pb::Document {
+                kind: "batch_record".into(),
+                id: format!("BR-{i:010}"),
+                sha256: document_hash,
+            }],
+            attributes: vec![
+                attribute("line", "3"),
+                attribute("shift", "B"),
+                attribute("operator", "张伟"),
+                attribute("net_content", "900 g"),
+                attribute("storage", "常温 below 25 °C, dry"),
+            ],
+            nonce: i,
+            body: Some(Body::Production(pb::Production {
+                output: Some(pb::LotQuantity {
+                    product: Some(product(gtin, &lot)),
+                    quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
+                }),
+                production_date: "2026-11-01".into(),
+                expiry_date: "2028-10-31".into(),
+                factory_gln: GLN_FACTORY.into(),
+            })),
+            ..Default::default()
+        },
+        5..=7 => {
+            let items = [lot_of(i.saturating_sub(5)), lot_of(i.saturating_sub(4))]
+                .iter()
+                .zip(GTINS)
+                .map(|(lot, gtin)| pb::LotQuantity {
+                    product: Some(product(gtin, lot)),
+                    quantity: Some(pb::Quantity { value: 240.0, unit: "EA".into() }),
+                })
+                .collect::<Vec<_>>();
+            pb::Event {
+                event_time,
+                subject: items[0].product.clone().map(|p| pb::Subject { kind: Some(Kind::Product(p)) }),
+                location: Some(pb::Location {
+                    read_point_gln: GLN_FACTORY.into(),
+                    business_location_gln: GLN_WAREHOUSE.into(),
+                    region: "320900".into(),
+                }),
+                biz_step: "shipping".into(),
+                disposition: "in_transit".into(),
+                documents: vec![
+                    pb::Document { kind: "desadv".into(), id: format!("DESADV-{i:010}"), sha256: document_hash },
+                    pb::Document { kind: "po".into(), id: format!("PO-2026-{:06}", i % 1_000_000), sha256: Vec::new() },
+                ],
+                attributes: vec![attribute("carrier", "顺丰冷链 SF cold chain"), attribute("vehicle", "苏J·12345")],
+                nonce: i,
+                body: Some(Body::Shipment(pb::Shipment {
+                    items,
+                    source: Some(pb::Party { uscc: MANUFACTURER.into(), location_gln: GLN_FACTORY.into() }),
+                    destination: Some(pb::Party { uscc: RETAILER.into(), location_gln: GLN_WAREHOUSE.into() }),
+                    shipment_number: format!("SH-{i:010}"),
+                })),
+                ..Default::default()
+            }
+        }
+        _ => {
+            let tested = lot_of(i.saturating_sub(8));
+            let item = |name: &str, value: &str, unit: &str, limit: &str| pb::TestItem {
+                name: name.into(),
+                value: value.into(),
+                unit: unit.into(),
+                limit: limit.into(),
+                result: pb::Conclusion::Conformant as i32,
+            };
+            pb::Event {
+                event_time,
+                subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &tested))) }),
+                biz_step: "inspecting".into(),
+                documents: vec![pb::Document {
+                    kind: "inspection_report".into(),
+                    id: format!("SH-2026-{i:08}"),
+                    sha256: document_hash,
+                }],
+                nonce: i,
+                body: Some(Body::Inspection(pb::Inspection {
+                    report_number: format!("SH-2026-{i:08}"),
+                    product: Some(product(gtin, &tested)),
+                    standards: vec!["GB 10765-2021".into(), "GB 19644-2010".into()],
+                    items: vec![
+                        item("melamine (三聚氰胺)", "not detected", "mg/kg", "<= 2.5"),
+                        item("protein (蛋白质)", "2.31", "g/100 kJ", "0.45 - 0.70"),
+                        item("aflatoxin M1 (黄曲霉毒素M1)", "< 0.02", "µg/kg", "<= 0.5"),
+                    ],
+                    conclusion: pb::Conclusion::Conformant as i32,
+                    destructive: true,
+                    client_uscc: MANUFACTURER.into(),
+                })),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+/// The signing keys of the workload: the factory signs productions and
+/// shipments, the lab inspections.
+struct Keys {
+    factory: SecretKey,
+    lab: SecretKey,
+    checkpoint: note::Signer,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        let checkpoint = note::Signer::new(ORIGIN, SigningKey::from_bytes(&[42; 32]))
+            .unwrap_or_else(|e| panic!("{ORIGIN:?} is a valid key name: {e}"));
+        Keys { factory: SecretKey::from_seed(&[13; 32]), lab: SecretKey::from_seed(&[11; 32]), checkpoint }
+    }
+
+    fn signer_of(&self, i: u64) -> &SecretKey {
+        if i % 10 >= 8 { &self.lab } else { &self.factory }
+    }
+
+    /// Signs a checkpoint note the way the node does, once per append.
+    fn sign_checkpoint(&self, size: u64, root: &Hash) -> String {
+        let checkpoint = note::Checkpoint { origin: ORIGIN.into(), size, root: *root, extensions: Vec::new() };
+        note::sign_checkpoint(&checkpoint, &self.checkpoint).unwrap_or_else(|e| panic!("signing a checkpoint: {e}"))
+    }
+}
+
+/// A signed event with its index keys, not yet sequenced.
+struct Signed {
+    event: Vec<u8>,
+    signer: [u8; 32],
+    signature: [u8; 64],
+    index_keys: Vec<IndexKey>,
+}
+
+fn sign_one(keys: &Keys, i: u64) -> Signed {
+    let event = event_at(i, BASE_MILLIS + i as i64);
+    let bytes = event.encode_to_vec();
+    let key = keys.signer_of(i);
+    Signed {
+        signature: key.sign_event(&bytes),
+        signer: key.public_key().to_bytes(),
+        index_keys: event::index_keys(&event),
+        event: bytes,
+    }
+}
+
+/// Signs events `range` on every core (signing is the client's cost, not
+/// the store's, so this is never timed).
+fn sign_range(keys: &Keys, range: Range<u64>) -> Vec<Signed> {
+    let threads = cores() as u64;
+    let per_thread = (range.end - range.start).div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let start = (range.start + t * per_thread).min(range.end);
+                let end = (start + per_thread).min(range.end);
+                scope.spawn(move || (start..end).map(|i| sign_one(keys, i)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
+    })
+}
+
+/// Sequences and chains signed events after `prev`, as the node's writer
+/// does (untimed: the benchmark measures the store).
+fn chain(signed: Vec<Signed>, first_seq: u64, prev: &mut EntryHash) -> Vec<NewEntry> {
+    let mut out = Vec::with_capacity(signed.len());
+    for (seq, s) in (first_seq..).zip(signed) {
+        let entry = Entry {
+            seq,
+            prev_hash: *prev,
+            logged_at_micros: BASE_MILLIS * 1_000 + seq as i64,
+            signer: s.signer,
+            signature: s.signature,
+            event: s.event,
+        };
+        let hash = entry.hash();
+        *prev = hash;
+        out.push(NewEntry { entry, hash, index_keys: s.index_keys });
+    }
+    out
+}
+
+struct WorkloadProfile {
+    event_bytes: f64,
+    index_keys: f64,
+}
+
+/// Checks that one cycle of the workload passes the ledger's own decoder
+/// (so the events are ones a node accepts) and measures its shape.
+fn workload_profile(keys: &Keys) -> Result<WorkloadProfile> {
+    let cycle = sign_range(keys, 0..10);
+    for (i, s) in cycle.iter().enumerate() {
+        event::decode_event(&s.event).map_err(|e| format!("workload event {i} is not valid: {e}"))?;
+    }
+    let n = cycle.len() as f64;
+    Ok(WorkloadProfile {
+        event_bytes: cycle.iter().map(|s| s.event.len()).sum::<usize>() as f64 / n,
+        index_keys: cycle.iter().map(|s| s.index_keys.len() + 1).sum::<usize>() as f64 / n,
+    })
+}
+
+/// Sled keys one append writes per entry: E, H, D, one I per index key and
+/// the signer key, and the perfect Merkle nodes it completes (2n - popcount(n)
+/// over n entries); the checkpoint is one more key per call.
+fn sled_keys_per_entry(index_keys_with_signer: f64, entries: u64) -> f64 {
+    let nodes = (2 * entries - u64::from(entries.count_ones())) as f64 / entries as f64;
+    3.0 + index_keys_with_signer + nodes
+}
+
+// ---------------------------------------------------------------------------
+// Store appends, durable
+
+fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usize, calls: usize) -> Result<()> {
+    let n = (batch * calls) as u64;
+    let log_id = LogId([0x51; 32]);
+    let mut prev = EntryHash(log_id.0);
+    let entries = chain(sign_range(keys, 0..n), 0, &mut prev);
+    let index_keys = entries.iter().map(|e| e.index_keys.len() + 1).sum::<usize>() as f64 / n as f64;
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(&dir.path().join("store"))?;
+    let log = store.log(log_id)?;
+    let mut latencies = Vec::with_capacity(calls);
+    let started = Instant::now();
+    for part in entries.chunks(batch) {
+        let one = Instant::now();
+        log.append(part, true, |size, root| keys.sign_checkpoint(size, root))?;
+        latencies.push(one.elapsed());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    check(log.head().size == n, "the store lost entries")?;
+    let per_s = n as f64 / elapsed;
+    let keys_per_entry = sled_keys_per_entry(index_keys, n) + 1.0 / batch as f64;
+    let lat = Percentiles::of(&mut latencies);
+    let key = format!("append_b{batch}");
+    report.section(&format!("LogStore::append, durable, {batch} entries per call ({calls} calls, {n} entries)"));
+    report.figure(
+        &format!("{key}_entries_per_s"),
+        "entries/s",
+        per_s,
+        "entry/s",
+        vec![
+            Ratio::new(per_s / limits.sled_flush_each_per_s, "÷ sled insert+flush each /s"),
+            Ratio::new(per_s / limits.verify_per_s, "÷ ed25519 verify_strict/s (1 thread)"),
+        ],
+    );
+    report.figure(
+        &format!("{key}_sled_keys_per_s"),
+        "sled keys written/s",
+        per_s * keys_per_entry,
+        "key/s",
+        vec![Ratio::new(per_s * keys_per_entry / limits.sled_batch_inserts_per_s, "÷ sled apply_batch+flush ins/s")],
+    );
+    report.figure(
+        &format!("{key}_p50_us"),
+        "append call latency p50",
+        micros(lat.p50),
+        "µs",
+        vec![Ratio::new(lat.p50.as_secs_f64() / limits.sled_flush_p50.as_secs_f64(), "÷ sled insert+flush p50")],
+    );
+    report.figure(
+        &format!("{key}_p99_us"),
+        "append call latency p99",
+        micros(lat.p99),
+        "µs",
+        vec![Ratio::new(lat.p99.as_secs_f64() / limits.sled_flush_p50.as_secs_f64(), "÷ sled insert+flush p50")],
+    );
+    report.info(&format!("{key}_sled_keys_per_entry"), "sled keys per entry", keys_per_entry, "keys");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The big store: build, size, proofs
+
+fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &Scale, event_bytes: f64) -> Result<()> {
+    let n = scale.build_entries;
+    let log_id = LogId([0x52; 32]);
+    let dir = tempfile::tempdir()?;
+    let store = SledStore::open(&dir.path().join("store"))?;
+    let log = store.log(log_id)?;
+    let mut prev = EntryHash(log_id.0);
+    let mut leaves: Vec<Hash> = Vec::with_capacity(n as usize);
+    let mut index_keys = 0usize;
+    let mut appending = Duration::ZERO;
+    let started = Instant::now();
+    let mut start = 0u64;
+    while start < n {
+        let end = (start + BUILD_BATCH as u64).min(n);
+        let entries = chain(sign_range(keys, start..end), start, &mut prev);
+        leaves.extend(entries.iter().map(|e| e.hash.0));
+        index_keys += entries.iter().map(|e| e.index_keys.len() + 1).sum::<usize>();
+        let one = Instant::now();
+        log.append(&entries, false, |size, root| keys.sign_checkpoint(size, root))?;
+        appending += one.elapsed();
+        start = end;
+    }
+    let one = Instant::now();
+    store.flush()?;
+    let flushing = one.elapsed();
+    let wall = started.elapsed();
+    check(log.head().size == n, "the store lost entries")?;
+    let build_per_s = n as f64 / (appending + flushing).as_secs_f64();
+    let keys_per_entry = sled_keys_per_entry(index_keys as f64 / n as f64, n);
+    let disk = store.size_on_disk()? as f64;
+    let entry_bytes = ENTRY_HEADER_LEN as f64 + event_bytes;
+
+    report.section(&format!(
+        "store of {n} entries: built in batches of {BUILD_BATCH}, durable=false, one final flush \
+         (wall {:.1} s incl. signing)",
+        wall.as_secs_f64()
+    ));
+    report.figure(
+        "build_entries_per_s",
+        "build rate (append + final flush time)",
+        build_per_s,
+        "entry/s",
+        vec![Ratio::new(build_per_s / limits.sled_unflushed_per_s, "÷ sled insert unflushed/s")],
+    );
+    report.figure(
+        "build_sled_keys_per_s",
+        "sled keys written/s while building",
+        build_per_s * keys_per_entry,
+        "key/s",
+        vec![Ratio::new(build_per_s * keys_per_entry / limits.sled_unflushed_per_s, "÷ sled insert unflushed/s")],
+    );
+    report.figure(
+        "build_final_flush_ms",
+        "final flush",
+        flushing.as_secs_f64() * 1e3,
+        "ms",
+        vec![Ratio::new(flushing.as_secs_f64() / (appending + flushing).as_secs_f64(), "of build time")],
+    );
+    report.figure(
+        "disk_bytes_per_entry",
+        "bytes on disk per entry (size_on_disk ÷ n)",
+        disk / n as f64,
+        "B",
+        vec![Ratio::new(disk / n as f64 / entry_bytes, &format!("÷ entry bytes ({entry_bytes:.0} B)"))],
+    );
+
+    let size = n;
+    let root = log.head().root;
+    let mut rng = SplitMix64(2);
+    let picks: Vec<u64> = (0..scale.proofs).map(|_| rng.below(size)).collect();
+    let mut latencies = Vec::with_capacity(picks.len());
+    let mut proofs = Vec::with_capacity(picks.len());
+    let started = Instant::now();
+    for &leaf in &picks {
+        let one = Instant::now();
+        let proof = log.inclusion_proof(leaf, size)?;
+        latencies.push(one.elapsed());
+        proofs.push(proof);
+    }
+    let gen_per_s = picks.len() as f64 / started.elapsed().as_secs_f64();
+    let lat = Percentiles::of(&mut latencies);
+    let path_len = proofs.iter().map(Vec::len).sum::<usize>() as f64 / proofs.len() as f64;
+    let started = Instant::now();
+    for (&leaf, proof) in picks.iter().zip(&proofs) {
+        merkle::verify_inclusion(leaf, size, &leaves[leaf as usize], proof, &root)
+            .map_err(|e| format!("inclusion proof of {leaf} does not verify: {e}"))?;
+    }
+    let verify_per_s = picks.len() as f64 / started.elapsed().as_secs_f64();
+    let get_time = 1.0 / limits.sled_get_per_s;
+    report.section(&format!(
+        "inclusion proofs at size {size}: {} random leaves, warm cache, {path_len:.1} hashes per proof",
+        picks.len()
+    ));
+    report.figure(
+        "inclusion_gen_per_s",
+        "inclusion proof generation",
+        gen_per_s,
+        "proof/s",
+        vec![Ratio::new(
+            limits.sled_get_per_s / gen_per_s,
+            "mean proof time ÷ one sled random get (a proof reads ~2·log2 n nodes)",
+        )],
+    );
+    report.figure(
+        "inclusion_gen_p50_us",
+        "inclusion proof latency p50",
+        micros(lat.p50),
+        "µs",
+        vec![Ratio::new(lat.p50.as_secs_f64() / get_time, "÷ one sled random get")],
+    );
+    report.figure(
+        "inclusion_gen_p99_us",
+        "inclusion proof latency p99",
+        micros(lat.p99),
+        "µs",
+        vec![Ratio::new(lat.p99.as_secs_f64() / get_time, "÷ one sled random get")],
+    );
+    report.figure(
+        "inclusion_verify_per_s",
+        "inclusion proof verification",
+        verify_per_s,
+        "proof/s",
+        vec![Ratio::new(verify_per_s * path_len / limits.node_hashes_per_s, "× hashes/proof ÷ node hash/s")],
+    );
+
+    let olds: Vec<u64> = (0..scale.proofs).map(|_| 1 + rng.below(size - 1)).collect();
+    let mut latencies = Vec::with_capacity(olds.len());
+    let mut proofs = Vec::with_capacity(olds.len());
+    let started = Instant::now();
+    for &old in &olds {
+        let one = Instant::now();
+        let proof = log.consistency_proof(old, size)?;
+        latencies.push(one.elapsed());
+        proofs.push(proof);
+    }
+    let gen_per_s = olds.len() as f64 / started.elapsed().as_secs_f64();
+    let lat = Percentiles::of(&mut latencies);
+    let path_len = proofs.iter().map(Vec::len).sum::<usize>() as f64 / proofs.len() as f64;
+    let started = Instant::now();
+    let mut old_roots = Vec::with_capacity(olds.len());
+    for &old in &olds {
+        old_roots.push(log.root(old)?);
+    }
+    let root_per_s = olds.len() as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    for ((&old, proof), old_root) in olds.iter().zip(&proofs).zip(&old_roots) {
+        merkle::verify_consistency(old, size, proof, old_root, &root)
+            .map_err(|e| format!("consistency proof {old} -> {size} does not verify: {e}"))?;
+    }
+    let verify_per_s = olds.len() as f64 / started.elapsed().as_secs_f64();
+    report.section(&format!(
+        "consistency proofs to size {size}: {} random old sizes, {path_len:.1} hashes per proof",
+        olds.len()
+    ));
+    report.figure(
+        "consistency_gen_per_s",
+        "consistency proof generation",
+        gen_per_s,
+        "proof/s",
+        vec![Ratio::new(limits.sled_get_per_s / gen_per_s, "mean proof time ÷ one sled random get")],
+    );
+    report.figure(
+        "consistency_gen_p50_us",
+        "consistency proof latency p50",
+        micros(lat.p50),
+        "µs",
+        vec![Ratio::new(lat.p50.as_secs_f64() / get_time, "÷ one sled random get")],
+    );
+    report.figure(
+        "consistency_gen_p99_us",
+        "consistency proof latency p99",
+        micros(lat.p99),
+        "µs",
+        vec![Ratio::new(lat.p99.as_secs_f64() / get_time, "÷ one sled random get")],
+    );
+    report.figure(
+        "root_at_size_per_s",
+        "root of an earlier size (LogStore::root)",
+        root_per_s,
+        "root/s",
+        vec![Ratio::new(limits.sled_get_per_s / root_per_s, "mean root time ÷ one sled random get")],
+    );
+    report.figure(
+        "consistency_verify_per_s",
+        "consistency proof verification",
+        verify_per_s,
+        "proof/s",
+        vec![Ratio::new(verify_per_s * path_len / limits.node_hashes_per_s, "× hashes/proof ÷ node hash/s")],
+    );
+    drop(log);
+    drop(store);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers: randomness, percentiles, the report
+
+/// SplitMix64: deterministic picks without a dependency.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `0..bound` (`bound > 0`); the modulo bias is negligible
+    /// for the bounds used here.
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+}
+
+struct Percentiles {
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles; an empty sample gives zeros.
+    fn of(samples: &mut [Duration]) -> Percentiles {
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let rank = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len().max(1));
+            samples.get(rank - 1).copied().unwrap_or_default()
+        };
+        Percentiles { p50: at(0.50), p99: at(0.99) }
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn check(ok: bool, what: &str) -> Result<()> {
+    if ok { Ok(()) } else { Err(format!("benchmark sanity check failed: {what}").into()) }
+}
+
+struct Ratio {
+    value: f64,
+    against: String,
+}
+
+impl Ratio {
+    fn new(value: f64, against: &str) -> Ratio {
+        Ratio { value, against: against.to_string() }
+    }
+}
+
+enum Line {
+    Section(String),
+    Row { figure: String, value: f64, unit: &'static str, ratios: Vec<Ratio> },
+}
+
+/// The printed table and the JSON summary, filled side by side.
+struct Report {
+    lines: Vec<Line>,
+    summary: Map<String, Value>,
+    limits: Map<String, Value>,
+    figures: Map<String, Value>,
+    ratios: Map<String, Value>,
+}
+
+impl Report {
+    fn new(bench: &str, scale: &str) -> Report {
+        let mut summary = Map::new();
+        summary.insert("bench".into(), json!(bench));
+        summary.insert("scale".into(), json!(scale));
+        summary.insert("cores".into(), json!(cores()));
+        Report { lines: Vec::new(), summary, limits: Map::new(), figures: Map::new(), ratios: Map::new() }
+    }
+
+    fn section(&mut self, title: &str) {
+        self.lines.push(Line::Section(title.to_string()));
+    }
+
+    fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, reference: Option<f64>) {
+        self.limits.insert(key.into(), json!(round(value)));
+        let ratios =
+            reference.map(|r| vec![Ratio::new(value / r, &format!("÷ reference {}", number(r)))]).unwrap_or_default();
+        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
+    }
+
+    fn figure(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, ratios: Vec<Ratio>) {
+        self.figures.insert(key.into(), json!(round(value)));
+        if let Some(first) = ratios.first() {
+            self.ratios.insert(key.into(), json!(round(first.value)));
+        }
+        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
+    }
+
+    /// A descriptive number with no limit to compare it with.
+    fn info(&mut self, key: &str, figure: &str, value: f64, unit: &'static str) {
+        self.figures.insert(key.into(), json!(round(value)));
+        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios: Vec::new() });
+    }
+
+    fn print(&self) {
+        let figure_width = self
+            .lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Row { figure, .. } => Some(figure.chars().count()),
+                Line::Section(_) => None,
+            })
+            .max()
+            .unwrap_or(10);
+        println!();
+        println!("{:<figure_width$} | {:>12} | {:<7} | {:>8} | against", "figure", "value", "unit", "ratio");
+        println!("{}", "-".repeat(figure_width + 70));
+        for line in &self.lines {
+            match line {
+                Line::Section(title) => println!("\n## {title}"),
+                Line::Row { figure, value, unit, ratios } => {
+                    let pad = figure_width.saturating_sub(figure.chars().count());
+                    let head = format!("{figure}{} | {:>12} | {:<7}", " ".repeat(pad), number(*value), unit);
+                    match ratios.split_first() {
+                        None => println!("{head} |          |"),
+                        Some((first, rest)) => {
+                            println!("{head} | {:>8} | {}", ratio(first.value), first.against);
+                            for r in rest {
+                                println!(
+                                    "{} | {:>12} | {:<7} | {:>8} | {}",
+                                    " ".repeat(figure_width),
+                                    "",
+                                    "",
+                                    ratio(r.value),
+                                    r.against
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        println!();
+    }
+
+    fn summary(mut self, seconds: f64) -> String {
+        self.summary.insert("seconds".into(), json!(round(seconds)));
+        self.summary.insert("limits".into(), Value::Object(self.limits));
+        self.summary.insert("figures".into(), Value::Object(self.figures));
+        self.summary.insert("ratios".into(), Value::Object(self.ratios));
+        Value::Object(self.summary).to_string()
+    }
+}
+
+/// Three significant digits are all a noisy benchmark supports.
+fn round(value: f64) -> f64 {
+    if value == 0.0 || !value.is_finite() {
+        return value;
+    }
+    let digits = 3 - value.abs().log10().ceil() as i32;
+    let factor = 10f64.powi(digits);
+    (value * factor).round() / factor
+}
+
+fn number(value: f64) -> String {
+    if value.abs() >= 1_000.0 {
+        let whole = value.round() as i64;
+        let text = whole.unsigned_abs().to_string();
+        let mut out = String::new();
+        for (i, c) in text.chars().enumerate() {
+            if i > 0 && (text.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if whole < 0 { format!("-{out}") } else { out }
+    } else if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn ratio(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}×")
+    } else if value >= 10.0 {
+        format!("{value:.1}×")
+    } else if value >= 0.01 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.1e}")
+    }
+}

@@ -302,6 +302,11 @@ impl LogStore {
         Ok(out)
     }
 
+    /// A stored perfect-subtree hash.
+    pub fn node(&self, id: NodeId) -> Result<Hash> {
+        TreeNodes(&self.tree).node(id)
+    }
+
     /// RFC 6962 root of the first `size` entries.
     pub fn root(&self, size: u64) -> Result<Hash> {
         self.within(size)?;

@@ -327,6 +327,14 @@ impl Bench<'_> {
             "µs",
             vec![Ratio::new(usage.node_cpu.as_secs_f64() / phase.elapsed.as_secs_f64(), "node cores busy")],
         );
+        let other = usage.other_cpu.as_secs_f64() / phase.elapsed.as_secs_f64();
+        self.report.figure(
+            &format!("{name}_other_processes_cores"),
+            "  other processes on the machine (noise)",
+            other,
+            "cores",
+            vec![Ratio::new(other / cores() as f64, "of the machine's cores")],
+        );
         phase.check(name)
     }
 
@@ -503,6 +511,13 @@ impl Bench<'_> {
             per_event(usage.client_cpu) * 1e6,
             "µs",
             vec![Ratio::new(usage.client_cpu.as_secs_f64() / wall, "client cores busy")],
+        );
+        self.report.figure(
+            &format!("{name}_other_processes_cores"),
+            "  other processes on the machine (noise)",
+            usage.other_cpu.as_secs_f64() / wall,
+            "cores",
+            vec![Ratio::new(usage.other_cpu.as_secs_f64() / wall / cores() as f64, "of the machine's cores")],
         );
         self.report.figure(
             &format!("{name}_written_bytes_per_event"),
@@ -734,12 +749,14 @@ impl Drop for NodeProcess {
 // CPU and I/O accounting from /proc
 
 /// CPU time of the node's threads by name, runqueue wait, bytes written,
-/// and this process's CPU time, at the start of a phase.
+/// this process's CPU time and the whole machine's, at the start of a phase.
 struct Usage {
     pid: u32,
+    machine: Duration,
     node_total: Duration,
     node: BTreeMap<u32, ThreadTimes>,
     client: Duration,
+    client_total: Duration,
     written: u64,
 }
 
@@ -750,6 +767,9 @@ struct ThreadTimes {
 }
 
 struct UsageDelta {
+    /// CPU time of every other process on the machine (other developers'
+    /// builds, say): the noise in this phase.
+    other_cpu: Duration,
     node_cpu: Duration,
     node_wait: Duration,
     by_group: BTreeMap<String, Duration>,
@@ -759,13 +779,24 @@ struct UsageDelta {
 
 impl Usage {
     fn start(pid: u32) -> Usage {
-        Usage { pid, node_total: process_cpu(pid), node: threads(pid), client: own_cpu(), written: written_bytes(pid) }
+        Usage {
+            pid,
+            machine: machine_busy(),
+            node_total: process_cpu(pid),
+            node: threads(pid),
+            client: own_cpu(),
+            client_total: process_cpu(std::process::id()),
+            written: written_bytes(pid),
+        }
     }
 
     fn finish(self) -> UsageDelta {
         let now = threads(self.pid);
         let node_total = process_cpu(self.pid).saturating_sub(self.node_total);
+        let client_total = process_cpu(std::process::id()).saturating_sub(self.client_total);
+        let machine = machine_busy().saturating_sub(self.machine);
         let mut delta = UsageDelta {
+            other_cpu: machine.saturating_sub(node_total).saturating_sub(client_total),
             node_cpu: Duration::ZERO,
             node_wait: Duration::ZERO,
             by_group: BTreeMap::new(),
@@ -791,10 +822,20 @@ impl Usage {
     }
 }
 
+/// Busy time of all CPUs together, from the first line of /proc/stat
+/// (user, nice, system, irq, softirq and steal, in ticks of 10 ms).
+fn machine_busy() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return Duration::ZERO };
+    let Some(line) = stat.lines().next() else { return Duration::ZERO };
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
+    Duration::from_millis(busy * 10)
+}
+
 /// Thread names grouped: tokio's workers and blocking threads share one
 /// name, and threads std::thread::scope spawns inherit their parent's.
 fn group_of(name: &str) -> String {
-    if name.starts_with("tokio-runtime") {
+    if name.starts_with("tokio") {
         "tokio threads (gRPC, verify, receipts)".to_string()
     } else if name == "qtrace-writer" {
         "writer thread (sequence, authorise, sled, flush)".to_string()

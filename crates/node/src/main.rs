@@ -1,6 +1,7 @@
 //! `qtrace-node`: the gRPC server of one agency's qtrace log.
 
 mod appender;
+mod audit;
 mod service;
 mod setup;
 mod status;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use qtrace_client::rpc::ledger_server::LedgerServer;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -41,6 +42,8 @@ const MAX_MESSAGE_BYTES: usize = 96 * 1024 * 1024;
                   and flush the batch in flight, and exit 0. Log verbosity: RUST_LOG (default info)."
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Data directory: sled store, log key, verifier key, node.addr.
     #[arg(long, default_value = "./qtrace-data", env = "QTRACE_DATA")]
     data: PathBuf,
@@ -66,6 +69,24 @@ struct Args {
     /// Most records a trace or verdict may reach.
     #[arg(long, default_value_t = 20_000)]
     max_trace_nodes: usize,
+    /// Before serving, drop and rebuild every derived key (hash, Merkle
+    /// node, duplicate and lookup indexes) from the log entries. The
+    /// entries and checkpoints are never touched.
+    #[arg(long)]
+    rebuild_indexes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Re-verify the whole store offline: every entry's signature and chain
+    /// link, the Merkle tree against every stored checkpoint, and every
+    /// index against the entries. Exits 0 when consistent, 1 at the first
+    /// inconsistency (which it names). Stop the node first.
+    Audit {
+        /// Data directory to audit.
+        #[arg(long, default_value = "./qtrace-data", env = "QTRACE_DATA")]
+        data: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -77,6 +98,9 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Command::Audit { data }) = &args.command {
+        return run_audit(data);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -93,8 +117,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+fn run_audit(data: &std::path::Path) -> std::process::ExitCode {
+    use std::io::IsTerminal;
+    let result = setup::open_existing(data).and_then(|(log, verifier)| {
+        audit::audit(&log, &verifier, std::io::stderr().is_terminal()).map_err(anyhow::Error::from)
+    });
+    match result {
+        Ok(summary) => {
+            println!(
+                "audit passed (审计通过): {} entries, {} checkpoints and {} derived keys are consistent",
+                summary.entries, summary.checkpoints, summary.derived_keys
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("audit FAILED (审计失败): {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
-    let opened = setup::open(&args.data, args.name.as_deref(), args.genesis.as_deref())?;
+    let opened = setup::open(&args.data, args.name.as_deref(), args.genesis.as_deref(), args.rebuild_indexes)?;
     let head = opened.log.head();
     let vkey = opened.signer.verifier().to_string();
     if opened.created {

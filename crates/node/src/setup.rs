@@ -19,7 +19,7 @@ use qtrace_client::keyfile;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{self, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
-use qtrace_ledger::note::{self, Signer};
+use qtrace_ledger::note::{self, Signer, Verifier};
 use qtrace_ledger::pb::{self, event::Body};
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::{PublicKey, SecretKey};
@@ -61,7 +61,7 @@ impl Opened {
     }
 }
 
-pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>) -> anyhow::Result<Opened> {
+pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_indexes: bool) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
     let log_key_path = data.join("log.key");
     let log_key = if log_key_path.exists() {
@@ -73,7 +73,12 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>) -> anyhow::
     };
     let log_id = LogId::of_key(&log_key.public_key().to_bytes());
     let store = SledStore::open(&data.join("store")).context("opening the sled store")?;
-    let log = Arc::new(store.log(log_id)?);
+    let mut log = Arc::new(store.log(log_id)?);
+    if rebuild_indexes {
+        tracing::info!("rebuilding derived state (indexes, Merkle nodes) from the entries");
+        log.rebuild_derived()?;
+        log = Arc::new(store.log(log_id)?);
+    }
 
     let mut authority_key_path = None;
     let created = log.head().size == 0;
@@ -135,9 +140,73 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>) -> anyhow::
     };
     let signer = Signer::new(&origin, log_key.signing_key().clone())
         .map_err(|e| anyhow::anyhow!("log origin {origin:?} cannot name a C2SP key: {e}"))?;
+    startup_check(&log, &signer.verifier()).with_context(|| {
+        format!(
+            "refusing to start: the store in {} is inconsistent; run `qtrace-node audit --data {}` to locate the \
+             problem (if only indexes are damaged, `--rebuild-indexes` rebuilds them from the entries)",
+            data.display(),
+            data.display()
+        )
+    })?;
     std::fs::write(data.join("log.vkey"), format!("{}\n", signer.verifier()))?;
     let registry = replay(&log, &log_key)?;
     Ok(Opened { store, log, signer, origin, registry, created, authority_key_path })
+}
+
+/// Opens an existing data directory read-only in spirit (for audit): the
+/// log and its verifier key.
+pub fn open_existing(data: &Path) -> anyhow::Result<(LogStore, Verifier)> {
+    let log_key_path = data.join("log.key");
+    if !log_key_path.exists() {
+        bail!("{} has no log.key: not a qtrace data directory", data.display());
+    }
+    let log_key = keyfile::read_secret_key(&log_key_path)?;
+    let log_id = LogId::of_key(&log_key.public_key().to_bytes());
+    let store = SledStore::open(&data.join("store")).context("opening the sled store")?;
+    let log = store.log(log_id)?;
+    if log.head().size == 0 {
+        bail!("the log in {} is empty", data.display());
+    }
+    let origin = stored_origin(&log)?;
+    let signer = Signer::new(&origin, log_key.signing_key().clone())
+        .map_err(|e| anyhow::anyhow!("log origin {origin:?} cannot name a C2SP key: {e}"))?;
+    Ok((log, signer.verifier()))
+}
+
+/// A quick check at start: the newest checkpoint is signed by the log key
+/// and matches the stored tree, and the last entry is intact and linked.
+/// (`qtrace-node audit` checks everything.)
+pub fn startup_check(log: &LogStore, verifier: &Verifier) -> anyhow::Result<()> {
+    let head = log.head();
+    if head.size == 0 {
+        return Ok(());
+    }
+    let (size, note_text) = log.latest_checkpoint()?.context("the log has entries but no checkpoint")?;
+    let opened = note::open_checkpoint(&note_text, verifier, &[])
+        .map_err(|e| anyhow::anyhow!("the latest checkpoint does not verify: {e}"))?;
+    if size != head.size || opened.checkpoint.size != head.size {
+        bail!("the latest checkpoint is for {} entries but {} are stored", opened.checkpoint.size, head.size);
+    }
+    if opened.checkpoint.root != head.root {
+        bail!(
+            "the latest checkpoint's root {} differs from the stored tree's root {}",
+            hex::encode(opened.checkpoint.root),
+            hex::encode(head.root)
+        );
+    }
+    let last = log.entry(head.size - 1)?.context("the last entry is missing")?;
+    last.verify_signature()?;
+    decode_event(&last.event).map_err(|e| anyhow::anyhow!("entry {}: {e}", last.seq))?;
+    if last.hash() != head.last_hash {
+        bail!("entry {} does not hash to the stored leaf", last.seq);
+    }
+    let prev = if head.size >= 2 {
+        Some(log.entry(head.size - 2)?.context("entry before the last is missing")?.hash())
+    } else {
+        None
+    };
+    last.check_link(&log.log_id(), prev.as_ref())?;
+    Ok(())
 }
 
 fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::LogGenesis) -> anyhow::Result<()> {

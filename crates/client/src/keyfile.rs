@@ -23,7 +23,7 @@ const MAX_KEY_FILE_BYTES: u64 = 4096;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyFileError {
-    #[error("{}: already exists; refusing to overwrite a key file (choose another path or remove it first)", .0.display())]
+    #[error("{}: already exists; refusing to overwrite a key file (choose another path)", .0.display())]
     Exists(PathBuf),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },

@@ -69,15 +69,21 @@ pub fn product_key(code: &ProductCode) -> pb::ProductKey {
     }
 }
 
-fn refs(refs: &[RecordRef]) -> Vec<pb::RecordRef> {
-    let mut out: Vec<pb::RecordRef> = Vec::with_capacity(refs.len());
-    for r in refs {
-        let r = r.to_pb();
-        if !out.contains(&r) {
-            out.push(r);
+/// The items in their first order, each once: a list given twice on the
+/// command line means the same thing as given once. Lists are short, so the
+/// quadratic scan is fine.
+fn unique<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
         }
     }
     out
+}
+
+fn refs(refs: &[RecordRef]) -> Vec<pb::RecordRef> {
+    unique(refs.iter().map(RecordRef::to_pb))
 }
 
 fn opt_text<T: ToString>(value: Option<&T>) -> String {
@@ -136,12 +142,7 @@ pub struct Accreditation {
 }
 
 fn org_fields(org: &Organisation) -> (Vec<i32>, Vec<pb::Accreditation>) {
-    let mut roles: Vec<i32> = Vec::new();
-    for role in &org.roles {
-        if !roles.contains(&(*role as i32)) {
-            roles.push(*role as i32);
-        }
-    }
+    let roles = unique(org.roles.iter().map(|role| *role as i32));
     let accreditations = org
         .accreditation
         .iter()
@@ -247,13 +248,9 @@ pub fn produce(header: &Header, p: &Production) -> pb::Event {
         let body = pb::Production { output: Some(output), production_date, expiry_date, factory_gln };
         return with_why(event(header, subject, Body::Production(body)), "commissioning", "active");
     }
-    let mut inputs: Vec<pb::LotQuantity> = Vec::new();
-    for lot in p.inputs.iter().flat_map(|i| &i.lots) {
-        let item = pb::LotQuantity { product: Some(lot.clone()), quantity: None };
-        if !inputs.contains(&item) {
-            inputs.push(item);
-        }
-    }
+    let inputs = unique(
+        p.inputs.iter().flat_map(|i| &i.lots).map(|lot| pb::LotQuantity { product: Some(lot.clone()), quantity: None }),
+    );
     let body = pb::Transformation { inputs, outputs: vec![output], production_date, expiry_date, factory_gln };
     let parents: Vec<RecordRef> = p.inputs.iter().map(|i| i.reference).collect();
     with_parents(with_why(event(header, subject, Body::Transformation(body)), "commissioning", "active"), &parents)
@@ -272,13 +269,7 @@ pub fn lots_of(event: &pb::Event) -> Vec<pb::ProductKey> {
         _ => Vec::new(),
     };
     lots.retain(|p| !p.lot.is_empty());
-    let mut unique: Vec<pb::ProductKey> = Vec::with_capacity(lots.len());
-    for lot in lots {
-        if !unique.contains(&lot) {
-            unique.push(lot);
-        }
-    }
-    unique
+    unique(lots)
 }
 
 /// One side of a movement of goods.
@@ -466,11 +457,9 @@ pub fn cert_issue(header: &Header, c: &CertificateIssue) -> pb::Event {
         manufacturer_uscc: opt_text(c.manufacturer.as_ref()),
         factory_name: c.factory_name.clone(),
         factory_gln: opt_text(c.factory_gln.as_ref()),
-        products: c
-            .products
-            .iter()
-            .map(|g| pb::CertifiedProduct { gtin: g.to_string(), ..Default::default() })
-            .collect(),
+        products: unique(
+            c.products.iter().map(|gtin| pb::CertifiedProduct { gtin: gtin.to_string(), ..Default::default() }),
+        ),
         standards: c.standards.clone(),
         certification_mode: c.mode.clone(),
         issued_on: c.issued_on.to_string(),

@@ -123,6 +123,10 @@ fn accreditations(list: &[pb::Accreditation]) -> Value {
         .collect()
 }
 
+fn certified_products(products: &[pb::CertifiedProduct]) -> Value {
+    products.iter().map(|p| json!({"gtin": p.gtin, "name": p.name, "model": p.model})).collect()
+}
+
 fn org(uscc: &str, name: &str, roles: &[i32], accr: &[pb::Accreditation], address: &str, region: &str) -> Value {
     json!({
         "uscc": uscc,
@@ -213,7 +217,7 @@ pub fn body_json(body: &Body) -> Value {
             "manufacturer_uscc": c.manufacturer_uscc,
             "factory_name": c.factory_name,
             "factory_gln": c.factory_gln,
-            "products": c.products.iter().map(|p| json!({"gtin": p.gtin, "name": p.name, "model": p.model})).collect::<Vec<_>>(),
+            "products": certified_products(&c.products),
             "standards": c.standards,
             "certification_mode": c.certification_mode,
             "issued_on": c.issued_on,

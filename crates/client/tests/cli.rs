@@ -118,6 +118,10 @@ fn keygen_writes_a_private_file_once() {
     assert_eq!(value["file"], other.to_str().expect("UTF-8 temp path"));
 }
 
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
 #[test]
 fn bad_input_exits_2_before_contacting_a_node() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -126,105 +130,55 @@ fn bad_input_exits_2_before_contacting_a_node() {
     std::fs::write(&bad_key, "not a key\n").expect("write");
     let bad_key = bad_key.to_str().expect("UTF-8 temp path");
     let long_reason = "x".repeat(2001);
-    let blacklist = |key: &str, reason: &str| -> Vec<String> {
-        [
-            "--node",
-            NO_NODE,
-            "--key",
-            key,
-            "--org",
-            REGULATOR,
-            "blacklist",
-            "--uscc",
-            MAKER,
-            "--reason",
-            reason,
-            "--basis",
-            "产品质量法",
-        ]
-        .map(str::to_owned)
-        .to_vec()
+    let blacklist = |key: &str, reason: &str| {
+        let global = ["--node", NO_NODE, "--key", key, "--org", REGULATOR];
+        let command = ["blacklist", "--uscc", MAKER, "--reason", reason, "--basis", "产品质量法"];
+        strings(&[&global[..], &command[..]].concat())
+    };
+    let inspect = |product: &str, conclusion: &str, extra: &[&str]| {
+        let command = [
+            "inspect",
+            "--product",
+            product,
+            "--report-no",
+            "R1",
+            "--standard",
+            "GB 19644",
+            "--conclusion",
+            conclusion,
+        ];
+        strings(&[&command[..], extra].concat())
     };
     let cases: Vec<(Vec<String>, &str)> = vec![
+        (inspect("09520123456789", "conformant", &[]), "GTIN check digit is 9, expected 8"),
+        (inspect(GTIN, "good", &[]), "invalid value 'good'"),
+        (inspect(GTIN, "conformant", &["--item", "melamine"]), "is not NAME=VALUE[UNIT]"),
         (
-            [
-                "--json",
-                "inspect",
-                "--product",
-                "09520123456789",
-                "--report-no",
-                "R1",
-                "--standard",
-                "GB 19644",
-                "--conclusion",
-                "conformant",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            "GTIN check digit is 9, expected 8",
-        ),
-        (
-            ["inspect", "--product", GTIN, "--report-no", "R1", "--standard", "GB 19644", "--conclusion", "good"]
-                .map(str::to_owned)
-                .to_vec(),
-            "invalid value 'good'",
-        ),
-        (
-            [
-                "inspect",
-                "--product",
-                GTIN,
-                "--report-no",
-                "R1",
-                "--standard",
-                "S",
-                "--conclusion",
-                "conformant",
-                "--item",
-                "melamine",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            "is not NAME=VALUE[UNIT]",
-        ),
-        (
-            ["org", "register", "--uscc", "91310000MA1K2Q7A5M", "--name", "n", "--role", "regulator"]
-                .map(str::to_owned)
-                .to_vec(),
+            strings(&["org", "register", "--uscc", "91310000MA1K2Q7A5M", "--name", "n", "--role", "regulator"]),
             "USCC check character is M, expected L",
         ),
+        (strings(&["org", "register", "--uscc", MAKER, "--name", "n", "--role", "factory"]), "invalid value 'factory'"),
         (
-            ["org", "register", "--uscc", MAKER, "--name", "n", "--role", "factory"].map(str::to_owned).to_vec(),
-            "invalid value 'factory'",
-        ),
-        (
-            ["org", "register", "--uscc", MAKER, "--name", "n", "--role", "testing_lab", "--scope", "0952"]
-                .map(str::to_owned)
-                .to_vec(),
+            strings(&["org", "register", "--uscc", MAKER, "--name", "n", "--role", "testing_lab", "--scope", "0952"]),
             "--accreditation-no",
         ),
         (
-            ["produce", "--gtin", GTIN, "--lot", "L1", "--at", "2026-11-21 10:00:00+08:00"].map(str::to_owned).to_vec(),
+            strings(&["produce", "--gtin", GTIN, "--lot", "L1", "--at", "2026-11-21 10:00:00+08:00"]),
             "date and time are separated by 'T'",
         ),
-        (["produce", "--gtin", GTIN, "--lot", "L1", "--quantity", "5"].map(str::to_owned).to_vec(), "--unit"),
-        (["produce", "--gtin", GTIN, "--lot", "L1", "--input", "zz"].map(str::to_owned).to_vec(), "is not a record"),
-        (
-            ["recall", "--gtin", GTIN, "--risk-class", "4", "--reason", "r"].map(str::to_owned).to_vec(),
-            "4 is not in 1..=3",
-        ),
-        (["get", "3f3f"].map(str::to_owned).to_vec(), "is not a record"),
-        (["consistency", "0", "5"].map(str::to_owned).to_vec(), "invalid value '0'"),
+        (strings(&["produce", "--gtin", GTIN, "--lot", "L1", "--quantity", "5"]), "--unit"),
+        (strings(&["produce", "--gtin", GTIN, "--lot", "L1", "--input", "zz"]), "is not a record"),
+        (strings(&["recall", "--gtin", GTIN, "--risk-class", "4", "--reason", "r"]), "4 is not in 1..=3"),
+        (strings(&["get", "3f3f"]), "is not a record"),
+        (strings(&["consistency", "0", "5"]), "invalid value '0'"),
         (blacklist(bad_key, "reason"), "not a qtrace secret key file"),
         (blacklist(&key, &long_reason), "blacklisted.reason: is 2001 bytes; at most 2000 are allowed"),
         (
-            ["--node", NO_NODE, "--key", &key, "cert", "suspend", "--number", "C1", "--reason", "r"]
-                .map(str::to_owned)
-                .to_vec(),
+            strings(&["--node", NO_NODE, "--key", &key, "cert", "suspend", "--number", "C1", "--reason", "r"]),
             "needs the signer's organisation",
         ),
         (
-            [
+            strings(&[
                 "--node",
                 NO_NODE,
                 "--key",
@@ -238,12 +192,10 @@ fn bad_input_exits_2_before_contacting_a_node() {
                 "2026-11-21",
                 "--expiry-date",
                 "2026-11-20",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
+            ]),
             "production.expiry_date: 2026-11-20 is before production_date 2026-11-21",
         ),
-        (["--node", NO_NODE, "produce", "--gtin", GTIN, "--lot", "L1"].map(str::to_owned).to_vec(), "give --key FILE"),
+        (strings(&["--node", NO_NODE, "produce", "--gtin", GTIN, "--lot", "L1"]), "give --key FILE"),
     ];
     for (args, want) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -254,8 +206,7 @@ fn bad_input_exits_2_before_contacting_a_node() {
     }
 
     // With --json, a failure after parsing is one JSON object on stdout too.
-    let mut args = vec!["--json".to_owned()];
-    args.extend(blacklist(&key, &long_reason));
+    let args = [strings(&["--json"]), blacklist(&key, &long_reason)].concat();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = qtrace(&args);
     let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");

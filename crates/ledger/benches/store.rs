@@ -120,8 +120,10 @@ fn main() -> Result<()> {
     println!("qtrace store benchmark, scale {} ({} cores)", scale.name, cores());
     let mut report = Report::new("store", scale.name);
 
+    let noise = Noise::start();
     let limits = measure_limits(&scale)?;
     limits.report(&mut report);
+    report.noise("limits", &noise);
 
     let keys = Keys::new();
     let workload = workload_profile(&keys)?;
@@ -642,6 +644,7 @@ fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usi
     let mut prev = EntryHash(log_id.0);
     let entries = chain(sign_range(keys, 0..n), 0, &mut prev);
     let index_keys = entries.iter().map(|e| e.index_keys.len() + 1).sum::<usize>() as f64 / n as f64;
+    let noise = Noise::start();
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(&dir.path().join("store"))?;
     let log = store.log(log_id)?;
@@ -691,6 +694,7 @@ fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usi
         vec![Ratio::new(lat.p99.as_secs_f64() / limits.sled_flush_p50.as_secs_f64(), "÷ sled insert+flush p50")],
     );
     report.info(&format!("{key}_sled_keys_per_entry"), "sled keys per entry", keys_per_entry, "keys");
+    report.noise(&key, &noise);
     Ok(())
 }
 
@@ -699,6 +703,7 @@ fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usi
 
 fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &Scale, event_bytes: f64) -> Result<()> {
     let n = scale.build_entries;
+    let noise = Noise::start();
     let log_id = LogId([0x52; 32]);
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(&dir.path().join("store"))?;
@@ -762,6 +767,8 @@ fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &
         "B",
         vec![Ratio::new(disk / n as f64 / entry_bytes, &format!("÷ entry bytes ({entry_bytes:.0} B)"))],
     );
+    report.noise("build", &noise);
+    let noise = Noise::start();
 
     let size = n;
     let root = log.head().root;
@@ -886,6 +893,7 @@ fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &
         "proof/s",
         vec![Ratio::new(verify_per_s * path_len / limits.node_hashes_per_s, "× hashes/proof ÷ node hash/s")],
     );
+    report.noise("proofs", &noise);
     drop(log);
     drop(store);
     Ok(())
@@ -911,6 +919,47 @@ impl SplitMix64 {
     fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound
     }
+}
+
+/// CPU time of the whole machine and of this process at one instant, to
+/// tell how busy other processes (other developers' builds) kept the
+/// machine while something was measured.
+struct Noise {
+    machine: f64,
+    own: f64,
+    at: Instant,
+}
+
+impl Noise {
+    fn start() -> Noise {
+        Noise { machine: machine_busy_seconds(), own: own_cpu_seconds(), at: Instant::now() }
+    }
+
+    /// Cores other processes kept busy on average since `start`.
+    fn other_cores(&self) -> f64 {
+        let machine = machine_busy_seconds() - self.machine;
+        let own = own_cpu_seconds() - self.own;
+        ((machine - own) / self.at.elapsed().as_secs_f64()).max(0.0)
+    }
+}
+
+/// Busy time of all CPUs together, from the first line of /proc/stat
+/// (user, nice, system, irq, softirq and steal, in ticks of 10 ms).
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let line = stat.lines().next().unwrap_or_default();
+    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum::<u64>() as f64 / 100.0
+}
+
+/// utime + stime of this process, all threads, from /proc/self/stat.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised name; utime and stime are at 11 and 12.
+    let after = stat.rfind(')').map_or("", |at| &stat[at + 1..]);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
 }
 
 struct Percentiles {
@@ -991,6 +1040,18 @@ impl Report {
         self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
     }
 
+    /// How busy other processes kept the machine while a section ran.
+    fn noise(&mut self, key: &str, noise: &Noise) {
+        let other = noise.other_cores();
+        self.figure(
+            &format!("{key}_other_processes_cores"),
+            "other processes on the machine (noise)",
+            other,
+            "cores",
+            vec![Ratio::new(other / cores() as f64, "of the machine's cores")],
+        );
+    }
+
     /// A descriptive number with no limit to compare it with.
     fn info(&mut self, key: &str, figure: &str, value: f64, unit: &'static str) {
         self.figures.insert(key.into(), json!(round(value)));
@@ -1063,7 +1124,7 @@ fn number(value: f64) -> String {
         let text = whole.unsigned_abs().to_string();
         let mut out = String::new();
         for (i, c) in text.chars().enumerate() {
-            if i > 0 && (text.len() - i) % 3 == 0 {
+            if i > 0 && (text.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);

@@ -24,7 +24,7 @@ use crate::ids::Date;
 use crate::merkle::{self, Hash};
 use crate::note;
 use crate::pb;
-use crate::registry::{Records, Registry};
+use crate::registry::{RecordInfo, Records, Registry};
 use crate::verdict::Trust;
 use crate::view::{MemView, Proven, Record, RecordId, View, ViewError};
 
@@ -170,8 +170,12 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
             Some((log_id, opened.checkpoint))
         })
         .collect();
-    let snapshot: Vec<(RecordId, crate::hash::EntryHash, [u8; 32])> =
-        records.iter().map(|(r, _)| (r.id, r.hash, r.entry.signer)).collect();
+    let snapshot: Vec<(RecordId, RecordInfo)> = records
+        .iter()
+        .map(|(r, _)| {
+            (r.id, RecordInfo { hash: r.hash, signer: r.entry.signer, kind: r.event.as_ref().map(|e| e.kind) })
+        })
+        .collect();
     let known = BundleRecords(&snapshot);
     for (record, proven) in &records {
         let Some(event) = &record.event else { continue };
@@ -210,10 +214,10 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
     Ok(Opened { view, subject: bundle.subject.clone(), rejected_registry: rejected })
 }
 
-struct BundleRecords<'a>(&'a [(RecordId, crate::hash::EntryHash, [u8; 32])]);
+struct BundleRecords<'a>(&'a [(RecordId, RecordInfo)]);
 
 impl Records for BundleRecords<'_> {
-    fn record(&self, log: &LogId, seq: u64) -> Option<(crate::hash::EntryHash, [u8; 32])> {
-        self.0.iter().find(|(id, _, _)| id.log == *log && id.seq == seq).map(|(_, hash, signer)| (*hash, *signer))
+    fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo> {
+        self.0.iter().find(|(id, _)| id.log == *log && id.seq == seq).map(|(_, info)| *info)
     }
 }

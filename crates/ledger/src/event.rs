@@ -27,8 +27,10 @@ pub const MAX_TEXT_BYTES: usize = 2_000;
 pub const MAX_NAME_BYTES: usize = 200;
 /// Most parents one record may name.
 pub const MAX_PARENTS: usize = 64;
-/// Most attributes, documents, standards or test items in one list.
+/// Most documents, standards or test items in one list.
 pub const MAX_LIST: usize = 256;
+/// Most free attributes on one event.
+pub const MAX_ATTRIBUTES: usize = 64;
 /// Most lots in one movement or transformation.
 pub const MAX_LOTS: usize = 1_000;
 /// Event times must fall in [2000-01-01, 2100-01-01) UTC.
@@ -309,7 +311,7 @@ pub fn validate(event: &pb::Event) -> Result<EventKind> {
         }
         Ok(())
     })?;
-    list("attributes", &event.attributes, MAX_LIST, |path, a| {
+    list("attributes", &event.attributes, MAX_ATTRIBUTES, |path, a| {
         required_name(&format!("{path}.name"), &a.name)?;
         text(&format!("{path}.value"), &a.value)
     })?;
@@ -465,6 +467,14 @@ fn body_check(body: &Body) -> Result<()> {
                 (false, false) => {
                     Serial::parse(&r.serial_from).map_err(|e| id_err("recall.serial_from", e))?;
                     Serial::parse(&r.serial_to).map_err(|e| id_err("recall.serial_to", e))?;
+                    if r.serial_from.len() != r.serial_to.len() {
+                        return Err(EventError::new(
+                            "recall.serial_to",
+                            Problem::Invalid(
+                                "serial range ends must have the same length (they are compared as strings)".into(),
+                            ),
+                        ));
+                    }
                     if r.serial_from > r.serial_to {
                         return Err(EventError::new(
                             "recall.serial_to",
@@ -1636,11 +1646,14 @@ mod tests {
                 Want::Missing,
             ),
             (
-                "257 attributes",
+                "65 attributes",
                 K::Shipment,
-                |e| e.attributes = vec![pb::Attribute { name: "批次 batch".into(), value: "1".into() }; MAX_LIST + 1],
+                |e| {
+                    e.attributes =
+                        vec![pb::Attribute { name: "批次 batch".into(), value: "1".into() }; MAX_ATTRIBUTES + 1]
+                },
                 "attributes",
-                Want::TooMany { max: 256, found: 257 },
+                Want::TooMany { max: 64, found: 65 },
             ),
         ];
         assert!(cases.len() >= 30);

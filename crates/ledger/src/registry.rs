@@ -25,10 +25,14 @@
 //! | correction                                     | the organisation that signed the target record |
 //!
 //! Root authority keys named in the genesis entry act for the operator with
-//! the regulator role. Organisations on the blacklist may not sign
-//! production, transformation, movement, sale, inspection or certificate
-//! records, and may not be the holder of a new, renewed or restored
-//! certificate.
+//! the regulator role. Organisations on the blacklist (on the event's date,
+//! until delisted or past the listing's last day) may not sign production,
+//! transformation, movement, sale or inspection records, nor issue, restore
+//! or renew certificates, and may not be the holder of a new, renewed or
+//! restored certificate. Acts that restrict a certificate (suspend, reduce,
+//! withdraw, cancel) stay open to its body whatever its standing. Issuing,
+//! restoring and renewing need an accreditation in force that covers the
+//! certified products; a renewal must extend the validity.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -111,8 +115,17 @@ impl AuthError {
 /// Looks up records a new event refers to. The node answers from its store;
 /// an offline verifier from a bundle.
 pub trait Records {
-    /// The entry hash and signer of record `seq` of log `log`, if known.
-    fn record(&self, log: &LogId, seq: u64) -> Option<(EntryHash, [u8; 32])>;
+    /// What is known of record `seq` of log `log`, if it exists.
+    fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo>;
+}
+
+/// The facts about an earlier record that authorisation needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordInfo {
+    pub hash: EntryHash,
+    pub signer: [u8; 32],
+    /// `None` when the record's event does not decode.
+    pub kind: Option<EventKind>,
 }
 
 /// A registered organisation, as of its latest registration.
@@ -179,6 +192,8 @@ pub struct CertInfo {
     pub holder: String,
     pub valid_until: Date,
     pub issued_at: u64,
+    /// Certified GTINs or prefixes, after scope reductions.
+    pub products: Vec<String>,
 }
 
 /// Who signed an accepted event, and under which authority.
@@ -219,9 +234,19 @@ impl Registry {
         self.certificates.get(&(issuer.clone(), number.to_string()))
     }
 
-    /// The current blacklisting of an organisation, if it is listed now.
-    pub fn blacklisting(&self, uscc: &Uscc) -> Option<&BlacklistPeriod> {
-        self.blacklist.get(uscc).and_then(|periods| periods.iter().rev().find(|p| p.delisted_at.is_none()))
+    /// The blacklisting of an organisation in force on `date`: not delisted,
+    /// and `date` not past its last day (`until`). With no date, any
+    /// listing not delisted.
+    pub fn blacklisting(&self, uscc: &Uscc, date: Option<&Date>) -> Option<&BlacklistPeriod> {
+        self.blacklist.get(uscc).and_then(|periods| {
+            periods.iter().rev().find(|p| {
+                p.delisted_at.is_none()
+                    && match (date, Date::parse_iso(&p.until)) {
+                        (Some(d), Ok(until)) => *d <= until,
+                        _ => true,
+                    }
+            })
+        })
     }
 
     pub fn blacklist_history(&self, uscc: &Uscc) -> &[BlacklistPeriod] {
@@ -270,7 +295,7 @@ impl Registry {
             roles: roles_text(&org.roles),
         };
         let good_standing = |uscc: &Uscc| -> Result<(), AuthError> {
-            match self.blacklisting(uscc) {
+            match self.blacklisting(uscc, event_date.as_ref()) {
                 Some(p) => Err(AuthError::Blacklisted {
                     uscc: uscc.to_string(),
                     since: p.listed_on.clone(),
@@ -349,8 +374,8 @@ impl Registry {
                     return Err(deny("a testing lab"));
                 }
                 good_standing(&org.uscc)?;
-                let gtin = i.product.as_ref().and_then(|p| Gtin::parse(&p.gtin).ok());
-                check_accreditation(org, event_date.as_ref(), gtin.iter(), &i.standards)?;
+                let gtin = i.product.as_ref().map(|p| p.gtin.as_str());
+                check_accreditation(org, event_date.as_ref(), gtin.into_iter(), &i.standards)?;
             }
             Body::SpotCheck(_) => {
                 if !is_regulator {
@@ -369,8 +394,12 @@ impl Registry {
                     return Err(AuthError::UnknownOrganisation { uscc: holder.to_string() });
                 }
                 good_standing(&holder)?;
-                let gtins: Vec<Gtin> = c.products.iter().filter_map(|p| gtin_for_scope(&p.gtin)).collect();
-                check_accreditation(org, event_date.as_ref(), gtins.iter(), &c.standards)?;
+                check_accreditation(
+                    org,
+                    event_date.as_ref(),
+                    c.products.iter().map(|p| p.gtin.as_str()),
+                    &c.standards,
+                )?;
                 let issuer = parse_uscc(&cert.issuer_uscc)?;
                 if self.certificates.contains_key(&(issuer.clone(), cert.number.clone())) {
                     return Err(AuthError::CertificateExists {
@@ -399,8 +428,8 @@ impl Registry {
                     (CertState::Active, EventKind::CertificateSuspended) => !expired,
                     (CertState::Suspended, EventKind::CertificateRestored) => !expired,
                     (CertState::Active, EventKind::CertificateScopeReduced) => !expired,
-                    (CertState::Active | CertState::Suspended, EventKind::CertificateWithdrawn) => true,
-                    (CertState::Active | CertState::Suspended, EventKind::CertificateCancelled) => true,
+                    (CertState::Active | CertState::Suspended, EventKind::CertificateWithdrawn) => !expired,
+                    (CertState::Active | CertState::Suspended, EventKind::CertificateCancelled) => !expired,
                     (CertState::Active, EventKind::CertificateRenewed) => !expired,
                     _ => false,
                 };
@@ -416,10 +445,28 @@ impl Registry {
                         kind,
                     });
                 }
-                if matches!(kind, EventKind::CertificateRestored | EventKind::CertificateRenewed)
-                    && let Ok(holder) = Uscc::parse(&info.holder)
+                // Acts that keep or widen a certificate's force need a body in
+                // good standing with an accreditation in force, and a holder
+                // in good standing; acts that restrict it (suspend, reduce,
+                // withdraw, cancel) never do, so a body can always act.
+                if matches!(kind, EventKind::CertificateRestored | EventKind::CertificateRenewed) {
+                    good_standing(&org.uscc)?;
+                    if let Ok(holder) = Uscc::parse(&info.holder) {
+                        good_standing(&holder)?;
+                    }
+                    check_accreditation(org, event_date.as_ref(), info.products.iter().map(String::as_str), &[])?;
+                }
+                if let Body::CertificateRenewed(r) = body
+                    && let Ok(until) = Date::parse_iso(&r.valid_until)
+                    && until <= info.valid_until
                 {
-                    good_standing(&holder)?;
+                    return Err(AuthError::Mismatch {
+                        field: "certificate_renewed.valid_until",
+                        detail: format!(
+                            "{until} does not extend the certificate, which is already valid until {}",
+                            info.valid_until
+                        ),
+                    });
                 }
             }
             Body::Recall(r) => {
@@ -455,14 +502,27 @@ impl Registry {
                     Body::RecallClosed(c) => c.recall.as_ref(),
                     _ => None,
                 };
-                if let Some(recall) = recall
-                    && !is_regulator
-                {
+                let recall = recall.ok_or(AuthError::Other("the recall record is required".into()))?;
+                let log = LogId::from_slice(&recall.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
+                let named = records.record(&log, recall.seq).ok_or_else(|| AuthError::UnknownRecord {
+                    field: "recall",
+                    log: log.to_hex(),
+                    seq: recall.seq,
+                })?;
+                if named.kind != Some(EventKind::Recall) {
+                    return Err(AuthError::Mismatch {
+                        field: "recall",
+                        detail: format!("record {} of log {} is not a recall", recall.seq, log),
+                    });
+                }
+                if !is_regulator {
                     let log = LogId::from_slice(&recall.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-                    let (_, recall_signer) = records.record(&log, recall.seq).ok_or_else(|| {
-                        AuthError::UnknownRecord { field: "recall", log: log.to_hex(), seq: recall.seq }
+                    let info = records.record(&log, recall.seq).ok_or_else(|| AuthError::UnknownRecord {
+                        field: "recall",
+                        log: log.to_hex(),
+                        seq: recall.seq,
                     })?;
-                    let recall_org = self.keys.get(&recall_signer).map(|k| &k.uscc);
+                    let recall_org = self.keys.get(&info.signer).map(|k| &k.uscc);
                     if recall_org != Some(&org.uscc) {
                         return Err(deny("the recall's initiator or a regulator"));
                     }
@@ -474,7 +534,7 @@ impl Registry {
                 }
                 if let Body::Delisted(d) = body {
                     let uscc = parse_uscc(&d.uscc)?;
-                    if self.blacklisting(&uscc).is_none() {
+                    if self.blacklisting(&uscc, None).is_none() {
                         return Err(AuthError::Other(format!("organisation {uscc} is not on the blacklist")));
                     }
                 }
@@ -482,12 +542,12 @@ impl Registry {
             Body::Correction(c) => {
                 let target = c.target.as_ref().ok_or(AuthError::Other("correction.target missing".into()))?;
                 let log = LogId::from_slice(&target.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-                let (_, target_signer) = records.record(&log, target.seq).ok_or_else(|| AuthError::UnknownRecord {
+                let info = records.record(&log, target.seq).ok_or_else(|| AuthError::UnknownRecord {
                     field: "correction.target",
                     log: log.to_hex(),
                     seq: target.seq,
                 })?;
-                let target_org = self.keys.get(&target_signer).map(|k| &k.uscc);
+                let target_org = self.keys.get(&info.signer).map(|k| &k.uscc);
                 if target_org != Some(&org.uscc) {
                     return Err(AuthError::RoleNotAllowed {
                         kind,
@@ -516,11 +576,10 @@ impl Registry {
         }
         for (field, r) in refs {
             let log = LogId::from_slice(&r.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-            let (hash, _) = records.record(&log, r.seq).ok_or_else(|| AuthError::UnknownRecord {
-                field,
-                log: log.to_hex(),
-                seq: r.seq,
-            })?;
+            let hash = records
+                .record(&log, r.seq)
+                .ok_or_else(|| AuthError::UnknownRecord { field, log: log.to_hex(), seq: r.seq })?
+                .hash;
             if hash.0.as_slice() != r.entry_hash.as_slice() {
                 return Err(AuthError::RecordHashMismatch {
                     field,
@@ -610,6 +669,7 @@ impl Registry {
                             holder: c.holder_uscc.clone(),
                             valid_until,
                             issued_at: seq,
+                            products: c.products.iter().map(|p| p.gtin.clone()).collect(),
                         },
                     );
                 }
@@ -627,6 +687,9 @@ impl Registry {
                     Body::CertificateSuspended(_) => info.state = CertState::Suspended,
                     Body::CertificateRestored(_) => info.state = CertState::Active,
                     Body::CertificateWithdrawn(_) => info.state = CertState::Withdrawn,
+                    Body::CertificateScopeReduced(r) => {
+                        info.products.retain(|g| !r.removed_gtins.iter().any(|removed| g.starts_with(removed.as_str())))
+                    }
                     Body::CertificateCancelled(_) => info.state = CertState::Cancelled,
                     Body::CertificateRenewed(r) => {
                         if let Ok(until) = Date::parse_iso(&r.valid_until) {
@@ -724,18 +787,25 @@ fn issuer_is_signer(cert: &pb::CertificateKey, org: &Organisation) -> Result<(),
     Ok(())
 }
 
-/// A product GTIN as written in a certificate; prefixes are checked by their
-/// digits against accreditation prefixes below.
-fn gtin_for_scope(value: &str) -> Option<Gtin> {
-    Gtin::parse(value).ok()
+/// Whether a standard named in a record falls under a standard named in an
+/// accreditation: the same number, or a dated or sub-numbered edition of it
+/// ("GB 19644" covers "GB 19644-2010" and "GB 19644.1", not "GB 196440").
+pub fn standard_covers(allowed: &str, standard: &str) -> bool {
+    match standard.strip_prefix(allowed) {
+        Some(rest) => rest.is_empty() || rest.starts_with(['-', '.', ' ']),
+        None => false,
+    }
 }
 
 /// Checks that one of the organisation's accreditations is valid on `date`
-/// and covers every GTIN (and the standards) given.
+/// and covers every product (a 14-digit GTIN, or a GTIN prefix naming a
+/// range of products) and the standards given. A prefix is covered only if
+/// the whole range it names is: it must itself start with an accredited
+/// prefix.
 pub fn check_accreditation<'a>(
     org: &Organisation,
     date: Option<&Date>,
-    gtins: impl Iterator<Item = &'a Gtin>,
+    products: impl Iterator<Item = &'a str>,
     standards: &[String],
 ) -> Result<(), AuthError> {
     let valid: Vec<&pb::Accreditation> = org
@@ -754,18 +824,20 @@ pub fn check_accreditation<'a>(
             what: "anything (no accreditation in force; 资质认定无效)".into(),
         });
     }
-    for gtin in gtins {
+    for product in products {
+        // GTINs given in 8, 12 or 13 digits are compared in their 14-digit form.
+        let digits = Gtin::parse(product).map(|g| g.as_str().to_string()).unwrap_or_else(|_| product.to_string());
         let covered = valid.iter().any(|a| {
-            a.gtin_prefixes.iter().any(|p| gtin.as_str().starts_with(p.as_str()))
+            a.gtin_prefixes.iter().any(|p| digits.starts_with(p.as_str()))
                 && (a.standards.is_empty()
                     || standards.is_empty()
-                    || standards.iter().all(|s| a.standards.iter().any(|allowed| s.starts_with(allowed.as_str()))))
+                    || standards.iter().all(|s| a.standards.iter().any(|allowed| standard_covers(allowed, s))))
         });
         if !covered {
             return Err(AuthError::NotAccredited {
                 uscc: org.uscc.to_string(),
                 date: date_text,
-                what: format!("GTIN {gtin} with standards [{}] (out of scope, 超出资质范围)", standards.join(", ")),
+                what: format!("GTIN {digits} with standards [{}] (out of scope, 超出资质范围)", standards.join(", ")),
             });
         }
     }
@@ -1367,7 +1439,8 @@ mod tests {
             Err(("Other", C::FailedPrecondition)),
         );
         log.accept(Who::Regulator, &blacklist(MANUFACTURER));
-        let listing = log.registry.blacklisting(&uscc(MANUFACTURER)).map(|p| (p.listed_on.clone(), p.delisted_at));
+        let listing =
+            log.registry.blacklisting(&uscc(MANUFACTURER), None).map(|p| (p.listed_on.clone(), p.delisted_at));
         assert_eq!(listing, Some(("2025-06-15".into(), None)));
 
         let new_certificate =
@@ -1389,7 +1462,7 @@ mod tests {
         }
 
         log.accept(Who::Regulator, &delist(MANUFACTURER));
-        assert_eq!(log.registry.blacklisting(&uscc(MANUFACTURER)), None);
+        assert_eq!(log.registry.blacklisting(&uscc(MANUFACTURER), None), None);
         let history = log.registry.blacklist_history(&uscc(MANUFACTURER));
         assert_eq!(
             history.iter().map(|p| (p.delisted_at.is_some(), p.delisted_on.as_str())).collect::<Vec<_>>(),

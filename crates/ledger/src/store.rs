@@ -190,6 +190,9 @@ impl LogStore {
             if entry.prev_hash != prev {
                 return Err(StoreError::Chain { seq: entry.seq });
             }
+            if entry.hash() != new.hash {
+                return Err(StoreError::Corrupt(format!("entry {} was given a hash that is not its own", entry.seq)));
+            }
             let seq_key = entry.seq.to_be_bytes();
             batch.insert(key(ENTRY, &seq_key), entry.encode());
             write_derived(&mut batch, entry, &new.hash, &new.index_keys);
@@ -205,11 +208,14 @@ impl LogStore {
         let note = sign(new_head.size, &new_head.root);
         batch.insert(key(CHECKPOINT, &new_head.size.to_be_bytes()), note.into_bytes());
         self.tree.apply_batch(batch)?;
+        // The batch is in the tree now, durable or not: the head moves with
+        // it, so a failed flush followed by a retry cannot reuse sequence
+        // numbers.
+        *head = new_head;
+        *range = new_range;
         if durable {
             self.db.flush()?;
         }
-        *head = new_head;
-        *range = new_range;
         Ok(new_head)
     }
 
@@ -366,6 +372,8 @@ impl LogStore {
     /// Drops every derived key and rebuilds it from the entries. The entries
     /// and checkpoints are not touched.
     pub fn rebuild_derived(&self) -> Result<()> {
+        // Hold the append lock so no append interleaves with the rebuild.
+        let _guard = self.lock();
         let fresh = self.derived_from_entries()?;
         let mut batch = sled::Batch::default();
         for (k, _) in self.live_derived()? {

@@ -677,12 +677,16 @@ impl TestLog {
 }
 
 impl Records for TestLog {
-    fn record(&self, log: &LogId, seq: u64) -> Option<(EntryHash, [u8; 32])> {
+    fn record(&self, log: &LogId, seq: u64) -> Option<crate::registry::RecordInfo> {
         if *log != self.log_id {
             return None;
         }
         let entry = self.entries.get(usize::try_from(seq).ok()?)?;
-        Some((entry.hash(), entry.signer))
+        Some(crate::registry::RecordInfo {
+            hash: entry.hash(),
+            signer: entry.signer,
+            kind: crate::event::decode_event(&entry.event).ok().map(|e| e.kind),
+        })
     }
 }
 

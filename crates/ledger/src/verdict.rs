@@ -327,11 +327,10 @@ impl<'a> Ctx<'a> {
         let date = event_date(&event.event);
         let scope_check = match event.body() {
             Some(Body::Inspection(i)) => {
-                let gtin = i.product.as_ref().and_then(|p| Gtin::parse(&p.gtin).ok());
-                Some(registry::check_accreditation(org, date.as_ref(), gtin.iter(), &i.standards))
+                let gtin = i.product.as_ref().map(|p| p.gtin.as_str());
+                Some(registry::check_accreditation(org, date.as_ref(), gtin.into_iter(), &i.standards))
             }
             Some(Body::CertificateIssued(c)) => {
-                let gtins: Vec<Gtin> = c.products.iter().filter_map(|p| Gtin::parse(&p.gtin).ok()).collect();
                 let issuer_ok = c.certificate.as_ref().map(|k| k.issuer_uscc == org.uscc.as_str()).unwrap_or(false);
                 if !issuer_ok {
                     return Err(format!(
@@ -340,7 +339,12 @@ impl<'a> Ctx<'a> {
                         org.uscc
                     ));
                 }
-                Some(registry::check_accreditation(org, date.as_ref(), gtins.iter(), &c.standards))
+                Some(registry::check_accreditation(
+                    org,
+                    date.as_ref(),
+                    c.products.iter().map(|p| p.gtin.as_str()),
+                    &c.standards,
+                ))
             }
             _ => None,
         };
@@ -767,7 +771,7 @@ fn blacklist_check(ctx: &Ctx<'_>, orgs: &[Uscc], checks: &mut Vec<Check>) {
     let registry = ctx.view.registry();
     let mut listed = Vec::new();
     for org in orgs {
-        if let Some(period) = registry.blacklisting(org) {
+        if let Some(period) = registry.blacklisting(org, Some(&ctx.view.today())) {
             let name = registry.organisation(org).map(|o| o.name.clone()).unwrap_or_default();
             listed.push(format!(
                 "{name} ({org}) is on the quality blacklist (质量失信黑名单) since {}: {} — {}",

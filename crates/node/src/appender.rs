@@ -20,7 +20,7 @@ use qtrace_ledger::event::{self, ValidEvent};
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::note::Signer;
 use qtrace_ledger::pb;
-use qtrace_ledger::registry::{AuthError, Records, Registry};
+use qtrace_ledger::registry::{AuthError, RecordInfo, Records, Registry};
 use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
 use tokio::sync::{broadcast, oneshot};
 
@@ -335,7 +335,7 @@ impl Writer {
             event: verified.event_bytes.clone(),
         };
         let hash = entry.hash();
-        pending.new.insert(entry.seq, (hash, entry.signer));
+        pending.new.insert(entry.seq, RecordInfo { hash, signer: entry.signer, kind: Some(verified.event.kind) });
         in_batch.insert(dedup, (entry.seq, hash, entry.logged_at_micros));
         batch.push(NewEntry { index_keys: event::index_keys(&verified.event.event), entry, hash });
         *prev = hash;
@@ -366,11 +366,11 @@ impl Writer {
 struct PendingRecords<'a> {
     log: &'a LogStore,
     log_id: LogId,
-    new: HashMap<u64, (EntryHash, [u8; 32])>,
+    new: HashMap<u64, RecordInfo>,
 }
 
 impl Records for PendingRecords<'_> {
-    fn record(&self, log: &LogId, seq: u64) -> Option<(EntryHash, [u8; 32])> {
+    fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo> {
         if *log != self.log_id {
             return None;
         }
@@ -378,6 +378,7 @@ impl Records for PendingRecords<'_> {
             return Some(*found);
         }
         let entry = self.log.entry(seq).ok()??;
-        Some((entry.hash(), entry.signer))
+        let kind = event::decode_event(&entry.event).ok().map(|e| e.kind);
+        Some(RecordInfo { hash: entry.hash(), signer: entry.signer, kind })
     }
 }

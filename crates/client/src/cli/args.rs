@@ -39,7 +39,13 @@ pub struct Stamp {
     pub at: Option<pb::EventTime>,
     /// Zone offset recorded with the default time (now); China Standard Time is +08:00. Ignored
     /// with --at, which carries its own offset.
-    #[arg(long, value_name = "±HH:MM", default_value = time::DEFAULT_OFFSET, value_parser = time::parse_offset, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "±HH:MM",
+        default_value = time::DEFAULT_OFFSET,
+        value_parser = time::parse_offset,
+        allow_hyphen_values = true
+    )]
     pub tz_offset: i32,
     /// A number that tells apart two otherwise identical records by one signer. Submitting the
     /// same signed record twice is harmless (the node answers with the original); with --at
@@ -168,7 +174,12 @@ pub struct AccreditationArgs {
     #[arg(long, value_name = "N", requires_all = ["scopes", "valid_until"])]
     pub accreditation_no: Option<String>,
     /// GTIN prefix the accreditation covers (digits of the 14-digit form, or a whole GTIN); repeat for several.
-    #[arg(long = "scope", value_name = "GTIN_PREFIX", value_parser = input::parse_gtin_prefix, requires = "accreditation_no")]
+    #[arg(
+        long = "scope",
+        value_name = "GTIN_PREFIX",
+        value_parser = input::parse_gtin_prefix,
+        requires = "accreditation_no"
+    )]
     pub scopes: Vec<String>,
     /// Standard the accreditation covers, e.g. "GB 19644"; repeat for several; none means any.
     #[arg(long = "standard", value_name = "STD", requires = "accreditation_no")]

@@ -56,7 +56,14 @@ const GLOBAL: &str = "Global options 全局选项";
 )]
 pub struct Cli {
     /// Address of the qtrace node (plain-text gRPC).
-    #[arg(long, global = true, help_heading = GLOBAL, env = "QTRACE_NODE", default_value = connect::DEFAULT_NODE, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "QTRACE_NODE",
+        default_value = connect::DEFAULT_NODE,
+        value_name = "URL"
+    )]
     pub node: String,
     /// Secret key file that signs records (made by `qtrace keygen`).
     #[arg(long, global = true, help_heading = GLOBAL, env = "QTRACE_KEY", value_name = "FILE")]
@@ -134,9 +141,9 @@ pub enum Command {
     /// appends nothing. The progress file is removed once the whole file is done.
     ///
     /// The summary counts records appended, duplicates and refusals, and lists the first 20
-    /// refusals with their line numbers, gRPC codes and messages; any refusal makes the exit code
-    /// 1. Lines that are not valid JSON, base64 or hex, or whose event fails validation before
-    /// signing, are refused here without being sent.
+    /// refusals with their line numbers, gRPC codes and messages; any refusal makes the exit
+    /// code 1. Lines that are not valid JSON, base64 or hex, or whose event fails validation
+    /// before signing, are refused here without being sent.
     Import(ImportArgs),
 }
 

@@ -252,19 +252,13 @@ pub async fn cert(ctx: &mut Ctx, command: CertCommand) -> Result<(), Failure> {
         CertCommand::Issue(a) => {
             let header = a.stamp.header();
             let based_on = resolve(ctx, &a.based_on).await?;
-            let mut products = Vec::with_capacity(a.products.len());
-            for code in a.products {
-                if !products.contains(&code.gtin) {
-                    products.push(code.gtin);
-                }
-            }
             let issue = records::CertificateIssue {
                 key: cert_key(a.number),
                 holder: a.holder,
                 manufacturer: a.manufacturer,
                 factory_name: text_or_empty(a.factory_name),
                 factory_gln: a.factory_gln,
-                products,
+                products: a.products.into_iter().map(|code| code.gtin).collect(),
                 standards: a.standards,
                 mode: text_or_empty(a.mode),
                 issued_on: a.issued_on.unwrap_or_else(|| local_date(&header.time)),

@@ -47,7 +47,7 @@ async fn register_produce_inspect_certify_with_verified_receipts() {
 
     // The entry read back is the same bytes, hash and signature.
     let entry = client
-        .get_entry(pb::GetEntryRequest { key: Some(pb::get_entry_request::Key::Seq(issued.seq)) })
+        .get_entry(pb::GetEntryRequest { key: Some(pb::get_entry_request::Key::Seq(issued.seq)), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -290,12 +290,13 @@ async fn restart_continues_the_same_log_consistently() {
     let node = Node::start_in(&data, &[]);
     assert_eq!(node.vkey().to_string(), vkey.to_string(), "same log key");
     let mut client = node.client().await;
-    let latest = client.get_checkpoint(pb::GetCheckpointRequest { size: 0 }).await.unwrap().into_inner();
+    let latest =
+        client.get_checkpoint(pb::GetCheckpointRequest { size: 0, ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(latest.note, old_checkpoint.note, "the last checkpoint survives the restart");
     let after = cast.factory.append(&mut client, production(GTIN, "R-2")).await.unwrap();
     assert_eq!(after.seq, before.seq + 1, "sequence continues");
     let entry = client
-        .get_entry(pb::GetEntryRequest { key: Some(pb::get_entry_request::Key::Seq(after.seq)) })
+        .get_entry(pb::GetEntryRequest { key: Some(pb::get_entry_request::Key::Seq(after.seq)), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -306,7 +307,11 @@ async fn restart_continues_the_same_log_consistently() {
     let new_cp = note::open_checkpoint(&after.checkpoint.unwrap().note, &vkey, &[]).unwrap().checkpoint;
     let old_cp = note::open_checkpoint(&old_checkpoint.note, &vkey, &[]).unwrap().checkpoint;
     let proof = client
-        .get_consistency_proof(pb::GetConsistencyProofRequest { old_size: old_cp.size, new_size: new_cp.size })
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size: old_cp.size,
+            new_size: new_cp.size,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

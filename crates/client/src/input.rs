@@ -56,7 +56,7 @@ impl RecordKey {
             RecordKey::Seq(seq) => pb::get_entry_request::Key::Seq(seq),
             RecordKey::Hash(hash) => pb::get_entry_request::Key::EntryHash(hash.0.to_vec()),
         };
-        pb::GetEntryRequest { key: Some(key) }
+        pb::GetEntryRequest { key: Some(key), log_id: Vec::new() }
     }
 }
 

@@ -76,6 +76,7 @@ pub fn build(
                         root: Vec::new(),
                     }),
                     entries: Vec::new(),
+                    equivocations: view.equivocations(&id.log),
                 });
                 let last = logs.len() - 1;
                 &mut logs[last]
@@ -199,17 +200,36 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
             rejected.push(format!("registry record {} does not verify against a trusted checkpoint", record.id));
             continue;
         }
-        if record.id.seq == 0 && LogId::of_key(&record.entry.signer) == record.id.log && registry.log_key().is_none() {
-            registry = Registry::new(record.entry.signer);
+        if record.id.seq == 0 && LogId::of_key(&record.entry.signer) == record.id.log {
+            if registry.log_key().is_none() {
+                // The first log's genesis makes it the registry's own log;
+                // its registry records are authorised record by record.
+                let peers: Vec<[u8; 32]> = trust.logs.iter().map(|v| v.public_key().to_bytes()).collect();
+                registry = Registry::new(record.entry.signer);
+                for key in peers {
+                    registry.trust_log(key);
+                }
+            }
         }
-        match registry.authorize(record.id.seq, &record.entry.signer, event, &known) {
-            Ok(_) => registry.apply(record.id.seq, &record.entry.signer, event),
-            Err(e) => rejected.push(format!("registry record {} is not authorised: {e}", record.id)),
+        if Some(record.id.log) == registry.log_id() {
+            match registry.authorize(record.id.seq, &record.entry.signer, event, &known) {
+                Ok(_) => registry.apply(record.id.seq, &record.entry.signer, event),
+                Err(e) => rejected.push(format!("registry record {} is not authorised: {e}", record.id)),
+            }
+        } else {
+            // Registry records of the other trusted logs were authorised by
+            // their own log; they are honoured as a federation peer's are.
+            registry.apply_in(record.id.log, record.id.seq, &record.entry.signer, event);
         }
     }
     let mut view = MemView::new(registry, as_of);
     for (record, proven) in records {
         view.insert(record, Some(proven));
+    }
+    for log in &bundle.logs {
+        for evidence in &log.equivocations {
+            view.add_equivocation(evidence.clone());
+        }
     }
     Ok(Opened { view, subject: bundle.subject.clone(), rejected_registry: rejected })
 }

@@ -20,6 +20,7 @@
 
 pub mod bundle;
 pub mod entry;
+pub mod equivocation;
 pub mod event;
 pub mod hash;
 pub mod ids;

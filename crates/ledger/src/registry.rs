@@ -34,7 +34,7 @@
 //! restoring and renewing need an accreditation in force that covers the
 //! certified products; a renewal must extend the validity.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::event::{EventKind, ValidEvent};
 use crate::hash::{EntryHash, LogId};
@@ -150,7 +150,11 @@ pub struct KeyInfo {
     pub root: bool,
     /// The entry that registered it (the genesis entry for root keys).
     pub registered_at: u64,
+    /// The log holding the registration (keys may be registered on any
+    /// trusted log of the federation).
+    pub registered_in: LogId,
     pub revoked_at: Option<u64>,
+    pub revoked_in: Option<LogId>,
 }
 
 /// One blacklisting, possibly ended.
@@ -209,7 +213,10 @@ pub struct Authority {
 pub struct Registry {
     log_id: Option<LogId>,
     log_key: Option<[u8; 32]>,
-    genesis_seen: bool,
+    /// Logs whose genesis root authorities are honoured: this one and the
+    /// federation peers it trusts.
+    trusted: HashMap<LogId, [u8; 32]>,
+    genesis_seen: HashSet<LogId>,
     orgs: HashMap<Uscc, Organisation>,
     keys: HashMap<[u8; 32], KeyInfo>,
     blacklist: HashMap<Uscc, Vec<BlacklistPeriod>>,
@@ -219,7 +226,24 @@ pub struct Registry {
 impl Registry {
     /// An empty registry for the log signed by `log_key`.
     pub fn new(log_key: [u8; 32]) -> Self {
-        Registry { log_id: Some(LogId::of_key(&log_key)), log_key: Some(log_key), ..Default::default() }
+        let log_id = LogId::of_key(&log_key);
+        Registry {
+            log_id: Some(log_id),
+            log_key: Some(log_key),
+            trusted: HashMap::from([(log_id, log_key)]),
+            ..Default::default()
+        }
+    }
+
+    /// Honours the registry records of another log of the federation: its
+    /// genesis root authorities, organisations, keys and blacklist.
+    pub fn trust_log(&mut self, log_key: [u8; 32]) {
+        self.trusted.insert(LogId::of_key(&log_key), log_key);
+    }
+
+    /// Whether records of `log` are honoured.
+    pub fn trusts(&self, log: &LogId) -> bool {
+        self.trusted.contains_key(log)
     }
 
     pub fn organisation(&self, uscc: &Uscc) -> Option<&Organisation> {
@@ -268,7 +292,7 @@ impl Registry {
             }
             return Err(AuthError::Genesis);
         }
-        if !self.genesis_seen {
+        if !self.log_id.is_some_and(|id| self.genesis_seen.contains(&id)) {
             return Err(AuthError::NoGenesis);
         }
         self.check_refs(event, records)?;
@@ -593,27 +617,42 @@ impl Registry {
         Ok(())
     }
 
-    /// Applies an appended (authorised) event to the derived state.
+    /// Applies an appended (authorised) event of this registry's own log.
     pub fn apply(&mut self, seq: u64, signer: &[u8; 32], event: &ValidEvent) {
+        let log = self.log_id.unwrap_or_else(|| LogId::of_key(signer));
+        self.apply_in(log, seq, signer, event);
+    }
+
+    /// Applies an event of log `log`, which must be trusted (its own or a
+    /// peer's); events of other logs are ignored.
+    pub fn apply_in(&mut self, log: LogId, seq: u64, signer: &[u8; 32], event: &ValidEvent) {
+        if !self.trusted.contains_key(&log) && self.log_id.is_some() {
+            return;
+        }
         let Some(body) = event.body() else { return };
         match body {
             Body::Genesis(g) => {
-                if seq != 0 || Some(*signer) != self.log_key {
+                let is_log_key = match self.trusted.get(&log) {
+                    Some(key) => key == signer,
+                    None => LogId::of_key(signer) == log,
+                };
+                if seq != 0 || !is_log_key || !self.genesis_seen.insert(log) {
                     return;
                 }
-                self.genesis_seen = true;
                 if let Ok(uscc) = Uscc::parse(&g.operator_uscc) {
-                    self.orgs.insert(
-                        uscc.clone(),
-                        Organisation {
-                            uscc: uscc.clone(),
-                            name: g.operator_name.clone(),
-                            roles: vec![pb::Role::Regulator],
-                            accreditations: Vec::new(),
-                            region: String::new(),
-                            registered_at: seq,
-                        },
-                    );
+                    // An operator already registered (on another log) keeps
+                    // its registration and gains the regulator role.
+                    let org = self.orgs.entry(uscc.clone()).or_insert_with(|| Organisation {
+                        uscc: uscc.clone(),
+                        name: g.operator_name.clone(),
+                        roles: Vec::new(),
+                        accreditations: Vec::new(),
+                        region: String::new(),
+                        registered_at: seq,
+                    });
+                    if !org.roles.contains(&pb::Role::Regulator) {
+                        org.roles.push(pb::Role::Regulator);
+                    }
                     for key in &g.root_authority_keys {
                         if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
                             self.keys.insert(
@@ -625,7 +664,9 @@ impl Registry {
                                     admin: true,
                                     root: true,
                                     registered_at: seq,
+                                    registered_in: log,
                                     revoked_at: None,
+                                    revoked_in: None,
                                 },
                             );
                         }
@@ -645,7 +686,9 @@ impl Registry {
                             admin: k.admin,
                             root: false,
                             registered_at: seq,
+                            registered_in: log,
                             revoked_at: None,
+                            revoked_in: None,
                         },
                     );
                 }
@@ -654,7 +697,10 @@ impl Registry {
                 if let Ok(bytes) = <[u8; 32]>::try_from(k.public_key.as_slice())
                     && let Some(info) = self.keys.get_mut(&bytes)
                 {
-                    info.revoked_at.get_or_insert(seq);
+                    if info.revoked_at.is_none() {
+                        info.revoked_at = Some(seq);
+                        info.revoked_in = Some(log);
+                    }
                 }
             }
             Body::CertificateIssued(c) => {

@@ -105,6 +105,38 @@ impl fmt::Display for PublicKey {
     }
 }
 
+/// One signature to check in a batch.
+pub struct BatchItem<'a> {
+    pub event: &'a [u8],
+    pub signer: &'a [u8; 32],
+    pub signature: &'a [u8; 64],
+}
+
+/// Verifies many event signatures at once with Ed25519 batch verification,
+/// about twice as fast per signature as one by one. Batch verification is
+/// cofactored, slightly laxer than [`PublicKey::verify_event`]; it is used
+/// where entries were already verified strictly by the log that appended
+/// them (mirroring a peer), and every verdict re-verifies strictly. On
+/// failure each signature is checked strictly to name the first bad one.
+pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), (usize, SignatureError)> {
+    let mut keys = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        keys.push(*PublicKey::from_bytes(item.signer).map_err(|e| (i, e))?.verifying_key());
+    }
+    let messages: Vec<Vec<u8>> = items.iter().map(|item| signed_message(item.event)).collect();
+    let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let signatures: Vec<Signature> = items.iter().map(|item| Signature::from_bytes(item.signature)).collect();
+    if ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
+        return Ok(());
+    }
+    for (i, item) in items.iter().enumerate() {
+        let key = PublicKey(keys[i]);
+        key.verify_event(item.event, item.signature).map_err(|e| (i, e))?;
+    }
+    // Every signature verified strictly although the batch failed: accept.
+    Ok(())
+}
+
 /// The exact bytes an event signature covers.
 pub fn signed_message(event_bytes: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(EVENT_SIGNING_PREFIX.len() + event_bytes.len());
@@ -247,5 +279,22 @@ mod tests {
         for case in cases {
             assert!(SecretKey::from_file_text(case).is_err(), "{case:?}");
         }
+    }
+
+    #[test]
+    fn batch_verification_accepts_good_and_names_the_bad() {
+        let keys: Vec<SecretKey> = (1..=20u8).map(|i| SecretKey::from_seed(&[i; 32])).collect();
+        let events: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 10 + i as usize]).collect();
+        let signers: Vec<[u8; 32]> = keys.iter().map(|k| k.public_key().to_bytes()).collect();
+        let mut sigs: Vec<[u8; 64]> = keys.iter().zip(&events).map(|(k, e)| k.sign_event(e)).collect();
+        let items = |sigs: &[[u8; 64]]| -> Result<(), (usize, SignatureError)> {
+            let batch: Vec<BatchItem<'_>> =
+                (0..20).map(|i| BatchItem { event: &events[i], signer: &signers[i], signature: &sigs[i] }).collect();
+            verify_batch(&batch)
+        };
+        assert_eq!(items(&sigs), Ok(()));
+        sigs[13][5] ^= 1;
+        assert_eq!(items(&sigs).map_err(|(i, _)| i), Err(13));
+        assert_eq!(verify_batch(&[]), Ok(()));
     }
 }

@@ -99,14 +99,40 @@ impl SledStore {
         Ok(())
     }
 
-    /// A small key-value space for node metadata (not part of any log).
-    pub fn meta(&self) -> Result<sled::Tree> {
-        Ok(self.db.open_tree("meta")?)
+    /// A small key-value space for node state that is not part of any log
+    /// (federation bookkeeping, equivocation evidence).
+    pub fn meta(&self) -> Result<Meta> {
+        Ok(Meta(self.db.open_tree("meta")?))
     }
 
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64> {
         Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// Node state outside the logs: durable small values under byte keys.
+#[derive(Clone)]
+pub struct Meta(sled::Tree);
+
+impl Meta {
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.0.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Stores a value durably (flushed before returning).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.0.insert(key, value)?;
+        self.0.flush()?;
+        Ok(())
+    }
+
+    /// Every key and value under `prefix`, in key order.
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.0
+            .scan_prefix(prefix)
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(StoreError::from))
+            .collect()
     }
 }
 
@@ -176,6 +202,22 @@ impl LogStore {
     /// head, in one atomic batch, then flushes when `durable`. `sign` gets
     /// the new size and root and returns the signed checkpoint note.
     pub fn append(&self, entries: &[NewEntry], durable: bool, sign: impl FnOnce(u64, &Hash) -> String) -> Result<Head> {
+        self.append_inner(entries, durable, |size, root| Some(sign(size, root)))
+    }
+
+    /// Appends entries of a log mirrored from a peer. `checkpoint` is the
+    /// peer's signed note for the new size, when the batch ends at one; the
+    /// caller has verified the entries and the root.
+    pub fn append_mirrored(&self, entries: &[NewEntry], checkpoint: Option<String>) -> Result<Head> {
+        self.append_inner(entries, true, |_, _| checkpoint)
+    }
+
+    fn append_inner(
+        &self,
+        entries: &[NewEntry],
+        durable: bool,
+        sign: impl FnOnce(u64, &Hash) -> Option<String>,
+    ) -> Result<Head> {
         let mut guard = self.lock();
         let (head, range) = &mut *guard;
         let mut new_range = range.clone();
@@ -205,8 +247,9 @@ impl LogStore {
             expected_seq += 1;
         }
         let new_head = Head { size: expected_seq, last_hash: prev, root: new_range.root() };
-        let note = sign(new_head.size, &new_head.root);
-        batch.insert(key(CHECKPOINT, &new_head.size.to_be_bytes()), note.into_bytes());
+        if let Some(note) = sign(new_head.size, &new_head.root) {
+            batch.insert(key(CHECKPOINT, &new_head.size.to_be_bytes()), note.into_bytes());
+        }
         self.tree.apply_batch(batch)?;
         // The batch is in the tree now, durable or not: the head moves with
         // it, so a failed flush followed by a retry cannot reuse sequence

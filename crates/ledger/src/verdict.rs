@@ -178,6 +178,10 @@ pub struct Options {
     pub limits: Limits,
     /// Include records that were corrected away.
     pub raw: bool,
+    /// Witness policy: how many trusted witnesses must cosign the checkpoint
+    /// that proves a record (k of the n in [`Trust::witnesses`]); fewer is
+    /// a warning. 0 asks for none.
+    pub witness_quorum: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -301,8 +305,16 @@ impl<'a> Ctx<'a> {
                 hex::encode(record.entry.signer)
             )
         })?;
+        let revoked_before = match (key.revoked_at, key.revoked_in) {
+            // Within one log, sequence numbers order the revocation and the
+            // record; across logs nothing orders them, so a revocation on
+            // another log counts against every record.
+            (Some(at), Some(log)) if log == id.log => at <= id.seq,
+            (Some(_), _) => true,
+            (None, _) => false,
+        };
         if let Some(revoked_at) = key.revoked_at
-            && revoked_at <= id.seq
+            && revoked_before
         {
             return Err(format!(
                 "record {id}: signed by key {} of {} after it was revoked at entry {revoked_at} (密钥已撤销)",
@@ -395,13 +407,39 @@ fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>)
     }
     let mut witnesses = BTreeSet::new();
     let mut sizes = Vec::new();
+    let mut short_of_quorum = Vec::new();
+    let mut equivocations = Vec::new();
+    let mut equivocation_evidence = Vec::new();
     for (log, result) in ctx.checkpoints.borrow().iter() {
         if let Ok((checkpoint, cosigners)) = result {
             sizes.push(format!("checkpoint {} size {} root {}", log, checkpoint.size, hex::encode(checkpoint.root)));
             witnesses.extend(cosigners.iter().cloned());
+            if cosigners.len() < ctx.options.witness_quorum {
+                short_of_quorum.push(format!(
+                    "the checkpoint of log {log} is cosigned by {} of the {} trusted witnesses; the policy asks for {}",
+                    cosigners.len(),
+                    ctx.trust.witnesses.len(),
+                    ctx.options.witness_quorum
+                ));
+            }
+        }
+        if let Some(verifier) = ctx.trust.verifier(log) {
+            for evidence in ctx.view.equivocations(log) {
+                if let Some(conflict) = crate::equivocation::validate(&evidence, verifier) {
+                    equivocations.push(format!("log {log} showed two histories (equivocation, 分叉): {conflict}"));
+                    equivocation_evidence.push(evidence.note_a.clone());
+                    equivocation_evidence.push(evidence.note_b.clone());
+                }
+            }
         }
     }
     evidence.extend(sizes);
+    if !equivocations.is_empty() {
+        report.push(Check::new("equivocation", Severity::Invalid, equivocations.join("; "), equivocation_evidence));
+    }
+    if !short_of_quorum.is_empty() {
+        report.push(Check::new("witnesses", Severity::Warning, short_of_quorum.join("; "), Vec::new()));
+    }
     let witness_text = if witnesses.is_empty() {
         "no witness cosignatures".to_string()
     } else {

@@ -89,6 +89,10 @@ pub trait View {
     fn today(&self) -> crate::ids::Date;
     /// Logs in the view.
     fn logs(&self) -> Vec<LogId>;
+    /// Evidence that `log` showed two histories.
+    fn equivocations(&self, _log: &LogId) -> Vec<pb::Equivocation> {
+        Vec::new()
+    }
 }
 
 /// Wraps a view and remembers every record and lookup it served.
@@ -133,12 +137,17 @@ impl<V: View + ?Sized> View for Recorder<'_, V> {
     fn logs(&self) -> Vec<LogId> {
         self.inner.logs()
     }
+
+    fn equivocations(&self, log: &LogId) -> Vec<pb::Equivocation> {
+        self.inner.equivocations(log)
+    }
 }
 
 /// A view over records held in memory: what an evidence bundle opens into.
 /// Lookups are answered from the index keys of the records it holds.
 pub struct MemView {
     records: BTreeMap<RecordId, Record>,
+    equivocations: BTreeMap<LogId, Vec<pb::Equivocation>>,
     index: BTreeMap<Vec<u8>, BTreeSet<RecordId>>,
     proofs: BTreeMap<RecordId, Proven>,
     registry: Registry,
@@ -147,7 +156,14 @@ pub struct MemView {
 
 impl MemView {
     pub fn new(registry: Registry, today: crate::ids::Date) -> Self {
-        MemView { records: BTreeMap::new(), index: BTreeMap::new(), proofs: BTreeMap::new(), registry, today }
+        MemView {
+            records: BTreeMap::new(),
+            equivocations: BTreeMap::new(),
+            index: BTreeMap::new(),
+            proofs: BTreeMap::new(),
+            registry,
+            today,
+        }
     }
 
     pub fn insert(&mut self, record: Record, proof: Option<Proven>) {
@@ -163,6 +179,12 @@ impl MemView {
             self.proofs.insert(id, proof);
         }
         self.records.insert(id, record);
+    }
+
+    pub fn add_equivocation(&mut self, evidence: pb::Equivocation) {
+        if let Ok(log) = LogId::from_slice(&evidence.log_id) {
+            self.equivocations.entry(log).or_default().push(evidence);
+        }
     }
 
     pub fn records(&self) -> impl Iterator<Item = &Record> {
@@ -203,5 +225,9 @@ impl View for MemView {
     fn logs(&self) -> Vec<LogId> {
         let logs: BTreeSet<LogId> = self.records.keys().map(|id| id.log).collect();
         logs.into_iter().collect()
+    }
+
+    fn equivocations(&self, log: &LogId) -> Vec<pb::Equivocation> {
+        self.equivocations.get(log).cloned().unwrap_or_default()
     }
 }

@@ -384,6 +384,12 @@ impl Bench<'_> {
         }
         self.report.figure(&format!("{name}_appends_per_s"), "durable appends/s", per_s, "append/s", ratios);
         self.latency_rows(name, &lat, noop_p50, "÷ no-op RPC p50, same concurrency");
+        if n == 1 && (Duration::from_millis(38)..Duration::from_millis(48)).contains(&lat.p50) {
+            self.report.note(
+                "a one-client p50 near 40 ms with the node mostly idle is the signature of Nagle's algorithm \
+                 meeting delayed ACKs: the node's accepted sockets lack TCP_NODELAY",
+            );
+        }
         self.usage_rows(name, &usage, phase.events, phase.elapsed);
         self.check_receipt(phase.receipt.as_ref())?;
         phase.check(name)?;
@@ -498,6 +504,14 @@ impl Bench<'_> {
                 vec![Ratio::new(cpu.as_secs_f64() / wall, "cores busy")],
             );
         }
+        let blocked = (1.0 - (usage.writer_run + usage.writer_wait).as_secs_f64() / wall).max(0.0);
+        self.report.figure(
+            &format!("{name}_writer_blocked_share"),
+            "  writer thread blocked (flush I/O or no work)",
+            blocked * 100.0,
+            "% wall",
+            vec![Ratio::new(usage.writer_wait.as_secs_f64() / wall, "writer waiting for a core, share of wall")],
+        );
         self.report.figure(
             &format!("{name}_node_runqueue_wait_us_per_event"),
             "  node threads waiting for a core",
@@ -773,6 +787,9 @@ struct UsageDelta {
     node_cpu: Duration,
     node_wait: Duration,
     by_group: BTreeMap<String, Duration>,
+    /// The writer thread's time on a core and waiting for one.
+    writer_run: Duration,
+    writer_wait: Duration,
     client_cpu: Duration,
     written_bytes: u64,
 }
@@ -800,14 +817,21 @@ impl Usage {
             node_cpu: Duration::ZERO,
             node_wait: Duration::ZERO,
             by_group: BTreeMap::new(),
+            writer_run: Duration::ZERO,
+            writer_wait: Duration::ZERO,
             client_cpu: own_cpu().saturating_sub(self.client),
             written_bytes: written_bytes(self.pid).saturating_sub(self.written),
         };
         for (tid, times) in now {
             let (run0, wait0) = self.node.get(&tid).map_or((Duration::ZERO, Duration::ZERO), |t| (t.run, t.wait));
             let run = times.run.saturating_sub(run0);
+            let wait = times.wait.saturating_sub(wait0);
             delta.node_cpu += run;
-            delta.node_wait += times.wait.saturating_sub(wait0);
+            delta.node_wait += wait;
+            if times.name == "qtrace-writer" {
+                delta.writer_run += run;
+                delta.writer_wait += wait;
+            }
             *delta.by_group.entry(group_of(&times.name)).or_default() += run;
         }
         // Threads that ended during the phase (AppendBatch verifies on
@@ -1204,6 +1228,7 @@ impl Ratio {
 
 enum Line {
     Section(String),
+    Note(String),
     Row { figure: String, value: f64, unit: &'static str, ratios: Vec<Ratio> },
 }
 
@@ -1235,6 +1260,10 @@ impl Report {
 
     fn section(&mut self, title: &str) {
         self.lines.push(Line::Section(title.to_string()));
+    }
+
+    fn note(&mut self, text: &str) {
+        self.lines.push(Line::Note(text.to_string()));
     }
 
     fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, reference: Option<f64>) {
@@ -1271,7 +1300,7 @@ impl Report {
             .iter()
             .filter_map(|l| match l {
                 Line::Row { figure, .. } => Some(figure.chars().count()),
-                Line::Section(_) => None,
+                Line::Section(_) | Line::Note(_) => None,
             })
             .max()
             .unwrap_or(10);
@@ -1281,6 +1310,7 @@ impl Report {
         for line in &self.lines {
             match line {
                 Line::Section(title) => println!("\n## {title}"),
+                Line::Note(text) => println!("note: {text}"),
                 Line::Row { figure, value, unit, ratios } => {
                     let pad = figure_width.saturating_sub(figure.chars().count());
                     let head = format!("{figure}{} | {:>12} | {:<8}", " ".repeat(pad), number(*value), unit);

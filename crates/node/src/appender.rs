@@ -24,6 +24,7 @@ use qtrace_ledger::registry::{AuthError, RecordInfo, Records, Registry};
 use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
 use tokio::sync::{broadcast, oneshot};
 
+use crate::federation::Logs;
 use crate::setup::{self, now_micros};
 
 /// Most events sequenced into one batch (one flush).
@@ -89,6 +90,7 @@ impl Appender {
     /// Starts the writer thread. `entries` receives every appended entry.
     pub fn start(
         log: Arc<LogStore>,
+        logs: Arc<Logs>,
         registry: Arc<RwLock<Registry>>,
         signer: Signer,
         origin: String,
@@ -97,7 +99,7 @@ impl Appender {
     ) -> (Appender, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
-        let mut writer = Writer { log, registry, signer, origin, entries, queued: queued.clone() };
+        let mut writer = Writer { log, logs, registry, signer, origin, entries, queued: queued.clone() };
         let handle = std::thread::Builder::new()
             .name("qtrace-writer".into())
             .spawn(move || writer.run(rx))
@@ -134,6 +136,8 @@ impl Appender {
 
 struct Writer {
     log: Arc<LogStore>,
+    /// Own and mirrored logs: parents may be in any of them.
+    logs: Arc<Logs>,
     /// Shared with readers (verdicts); the writer holds it for a batch.
     registry: Arc<RwLock<Registry>>,
     signer: Signer,
@@ -185,7 +189,8 @@ impl Writer {
         // A panic elsewhere while holding the lock cannot leave the registry
         // half-applied for an event: apply is not interrupted by I/O.
         let mut registry = shared.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut pending = PendingRecords { log: &log, log_id, new: HashMap::new() };
+        let logs = self.logs.clone();
+        let mut pending = PendingRecords { log: &log, logs: &logs, log_id, new: HashMap::new() };
         let mut in_batch: HashMap<[u8; 32], (u64, EntryHash, i64)> = HashMap::new();
         let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(jobs.len());
         for job in &jobs {
@@ -365,19 +370,23 @@ impl Writer {
 /// Records visible to authorisation: the store plus this batch so far.
 struct PendingRecords<'a> {
     log: &'a LogStore,
+    logs: &'a Logs,
     log_id: LogId,
     new: HashMap<u64, RecordInfo>,
 }
 
 impl Records for PendingRecords<'_> {
     fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo> {
-        if *log != self.log_id {
-            return None;
-        }
-        if let Some(found) = self.new.get(&seq) {
-            return Some(*found);
-        }
-        let entry = self.log.entry(seq).ok()??;
+        let entry = if *log == self.log_id {
+            if let Some(found) = self.new.get(&seq) {
+                return Some(*found);
+            }
+            self.log.entry(seq).ok()??
+        } else {
+            // A parent in a mirrored log: only entries already verified and
+            // stored by mirroring count.
+            self.logs.get(log)?.entry(seq).ok()??
+        };
         let kind = event::decode_event(&entry.event).ok().map(|e| e.kind);
         Some(RecordInfo { hash: entry.hash(), signer: entry.signer, kind })
     }

@@ -2,6 +2,7 @@
 
 mod appender;
 mod audit;
+mod federation;
 mod service;
 mod setup;
 mod status;
@@ -69,6 +70,20 @@ struct Args {
     /// Most records a trace or verdict may reach.
     #[arg(long, default_value_t = 20_000)]
     max_trace_nodes: usize,
+    /// A peer agency's node to mirror and cosign: NAME=URL,VKEY where VKEY is
+    /// the peer log's C2SP verifier key (its DATA/log.vkey). Repeatable.
+    #[arg(long = "peer", value_name = "NAME=URL,VKEY")]
+    peers: Vec<federation::Peer>,
+    /// A file of peers, one NAME=URL,VKEY per line ('#' starts a comment).
+    #[arg(long, value_name = "FILE")]
+    peers_file: Option<PathBuf>,
+    /// Witness policy: how many peers must cosign the checkpoint that proves
+    /// a record for a verdict to be VALID rather than WARNING (k of n).
+    #[arg(long, default_value_t = 0)]
+    witness_quorum: usize,
+    /// How often to poll each peer for new entries, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    mirror_interval_ms: u64,
     /// Before serving, drop and rebuild every derived key (hash, Merkle
     /// node, duplicate and lookup indexes) from the log entries. The
     /// entries and checkpoints are never touched.
@@ -87,6 +102,17 @@ enum Command {
         #[arg(long, default_value = "./qtrace-data", env = "QTRACE_DATA")]
         data: PathBuf,
     },
+    /// Catch up with peers by hand, with a progress bar, then exit (the
+    /// node must not be running on DATA). Verifies every entry, the chain
+    /// and the peer's signed checkpoint before storing anything.
+    Mirror {
+        /// Data directory of this node.
+        #[arg(long, default_value = "./qtrace-data", env = "QTRACE_DATA")]
+        data: PathBuf,
+        /// Peer to mirror: NAME=URL,VKEY. Repeatable.
+        #[arg(long = "peer", value_name = "NAME=URL,VKEY", required = true)]
+        peers: Vec<federation::Peer>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -100,6 +126,21 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let Some(Command::Audit { data }) = &args.command {
         return run_audit(data);
+    }
+    if let Some(Command::Mirror { data, peers }) = &args.command {
+        return match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            Ok(runtime) => match runtime.block_on(run_mirror(data, peers)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("qtrace-node mirror: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("qtrace-node: cannot start the runtime: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -137,7 +178,82 @@ fn run_audit(data: &std::path::Path) -> std::process::ExitCode {
     }
 }
 
+/// Builds the federation state for a node's data directory.
+fn federation_for(
+    opened: &setup::Opened,
+    registry: Arc<RwLock<qtrace_ledger::registry::Registry>>,
+    peers: Vec<federation::Peer>,
+    interval: std::time::Duration,
+) -> anyhow::Result<Arc<federation::Federation>> {
+    let logs = Arc::new(federation::Logs::new(opened.log.clone(), opened.store.clone()));
+    let cosigner = qtrace_ledger::note::Cosigner::new(&opened.origin, opened.log_key.signing_key().clone())
+        .map_err(|e| anyhow::anyhow!("log origin {:?} cannot name a witness key: {e}", opened.origin))?;
+    {
+        let mut registry = registry.write().unwrap_or_else(|p| p.into_inner());
+        for peer in &peers {
+            registry.trust_log(peer.vkey.public_key().to_bytes());
+        }
+    }
+    let fed = Arc::new(federation::Federation::new(
+        peers.clone(),
+        logs.clone(),
+        registry,
+        cosigner,
+        opened.signer.verifier(),
+        opened.store.meta()?,
+        interval,
+    )?);
+    // Mirrors kept from earlier runs: open them and honour their registry
+    // records (organisations and keys registered on a peer's log).
+    for log_id in opened.store.logs()? {
+        if log_id != opened.log_id() && peers.iter().any(|p| p.log_id == log_id) {
+            let log = logs.mirror(log_id)?;
+            fed.replay_registry(&log)?;
+        }
+    }
+    Ok(fed)
+}
+
+fn read_peers(args: &Args) -> anyhow::Result<Vec<federation::Peer>> {
+    let mut peers = args.peers.clone();
+    if let Some(path) = &args.peers_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
+                continue;
+            }
+            let peer = line.parse().map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            peers.push(peer);
+        }
+    }
+    Ok(peers)
+}
+
+async fn run_mirror(data: &std::path::Path, peers: &[federation::Peer]) -> anyhow::Result<()> {
+    let opened = setup::open(data, None, None, false)?;
+    let registry = Arc::new(RwLock::new(opened.registry.clone()));
+    let fed = federation_for(&opened, registry, peers.to_vec(), std::time::Duration::from_millis(500))?;
+    for peer in peers {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} entries ({per_sec}, {eta} left)")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(format!("mirroring {} (镜像同步)", peer.name));
+        let mut client = None;
+        let progress = federation::Progress::Bar(bar.clone());
+        while federation::round(&fed, peer, &mut client, &progress).await? {}
+        bar.finish_and_clear();
+        let size = fed.logs.get(&peer.log_id).map(|l| l.head().size).unwrap_or(0);
+        println!("{}: {} entries mirrored, verified and cosigned (log {})", peer.name, size, peer.log_id);
+    }
+    opened.store.flush()?;
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    let peers = read_peers(&args)?;
     let opened = setup::open(&args.data, args.name.as_deref(), args.genesis.as_deref(), args.rebuild_indexes)?;
     let head = opened.log.head();
     let vkey = opened.signer.verifier().to_string();
@@ -152,9 +268,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let (entries_tx, _) = broadcast::channel(4_096);
-    let registry = Arc::new(RwLock::new(opened.registry));
+    let registry = Arc::new(RwLock::new(opened.registry.clone()));
+    let fed = federation_for(
+        &opened,
+        registry.clone(),
+        peers.clone(),
+        std::time::Duration::from_millis(args.mirror_interval_ms),
+    )?;
     let (appender, writer) = Appender::start(
         opened.log.clone(),
+        fed.logs.clone(),
         registry.clone(),
         opened.signer.clone(),
         opened.origin.clone(),
@@ -163,9 +286,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let service = LedgerService {
         log: opened.log.clone(),
+        logs: fed.logs.clone(),
+        federation: fed.clone(),
+        witness_quorum: args.witness_quorum,
         appender: appender.clone(),
         entries: entries_tx,
-        registry,
         trace_limits: qtrace_ledger::trace::Limits { max_depth: args.max_trace_depth, max_nodes: args.max_trace_nodes },
         origin: opened.origin.clone(),
         signer: opened.signer.clone(),
@@ -185,6 +310,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("  listening on {bound} (gRPC)");
     tracing::info!(%bound, "serving");
 
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut mirrors = Vec::new();
+    for peer in peers {
+        tracing::info!(peer = %peer.name, url = %peer.url, log = %peer.log_id, "mirroring peer");
+        mirrors.push(tokio::spawn(federation::run(fed.clone(), peer, stop_rx.clone())));
+    }
+
     let ledger = LedgerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -196,6 +328,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("serving gRPC")?;
 
+    let _ = stop_tx.send(true);
+    for mirror in mirrors {
+        let _ = mirror.await;
+    }
     // The server has stopped accepting and finished its in-flight calls.
     // Close the queue and let the writer finish and flush what it holds.
     appender.close();

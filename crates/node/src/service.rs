@@ -1,7 +1,7 @@
 //! The `qtrace.v1.Ledger` gRPC service.
 
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use qtrace_client::rpc::ledger_server::Ledger;
 use qtrace_ledger::entry::Entry;
@@ -10,7 +10,6 @@ use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::ids::{Date, Gtin, ProductCode, Uscc};
 use qtrace_ledger::note::Signer;
 use qtrace_ledger::pb;
-use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::PublicKey;
 use qtrace_ledger::store::LogStore;
 use qtrace_ledger::trace::{self, Direction, Limits};
@@ -22,6 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::appender::{Appender, Logged, Verified};
+use crate::federation::{Federation, Logs};
 use crate::status::{self, Failure};
 use crate::storeview::StoreView;
 
@@ -34,10 +34,15 @@ pub const DEFAULT_PAGE: usize = 100;
 const PARALLEL_VERIFY_MIN: usize = 64;
 
 pub struct LedgerService {
+    /// This node's own log.
     pub log: Arc<LogStore>,
+    /// Own and mirrored logs.
+    pub logs: Arc<Logs>,
+    pub federation: Arc<Federation>,
+    /// Witness policy for verdicts (k of the peers).
+    pub witness_quorum: usize,
     pub appender: Appender,
     pub entries: broadcast::Sender<Arc<pb::Entry>>,
-    pub registry: Arc<RwLock<Registry>>,
     /// Default and largest trace limits.
     pub trace_limits: Limits,
     pub origin: String,
@@ -71,15 +76,14 @@ impl LedgerService {
         request: pb::VerifyRequest,
         bundle: bool,
     ) -> Result<(verdict::Report, Option<pb::Bundle>), Failure> {
-        let log = self.log.clone();
-        let registry = self.registry.clone();
-        let trust = Trust { logs: vec![self.signer.verifier()], witnesses: Vec::new() };
+        let federation = self.federation.clone();
+        let trust = Trust { logs: federation.trusted_logs(), witnesses: federation.witnesses() };
         let limits = self.trace_limits;
+        let quorum = self.witness_quorum;
         tokio::task::spawn_blocking(move || {
-            let guard = registry.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let view = StoreView::new(&log, guard).map_err(|e| Failure::Internal(e.to_string()))?;
+            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
             let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
-            let options = verdict::Options { limits, raw: request.raw };
+            let options = verdict::Options { limits, raw: request.raw, witness_quorum: quorum };
             if !bundle {
                 let report = run_verdict(&view, &trust, &request, options)?;
                 return Ok((report, None));
@@ -98,7 +102,7 @@ impl LedgerService {
     /// Turns a writer outcome into a receipt with an inclusion proof.
     fn receipt(&self, logged: Logged) -> Result<pb::AppendReceipt, Failure> {
         let path = self.log.inclusion_proof(logged.seq, logged.tree_size)?;
-        let checkpoint = checkpoint_pb(&logged.checkpoint, logged.tree_size, &self.origin, &self.log)?;
+        let checkpoint = checkpoint_pb(&logged.checkpoint, logged.tree_size, &self.log)?;
         Ok(pb::AppendReceipt {
             log_id: self.log_id().0.to_vec(),
             seq: logged.seq,
@@ -114,20 +118,29 @@ impl LedgerService {
         })
     }
 
-    fn find_seq(&self, seq: Option<u64>, hash: Option<&[u8]>) -> Result<u64, Failure> {
+    /// The log a request names: empty means this node's own.
+    fn log_for(&self, log_id: &[u8]) -> Result<Arc<LogStore>, Failure> {
+        if log_id.is_empty() {
+            return Ok(self.log.clone());
+        }
+        let id = LogId::from_slice(log_id).map_err(|e| Failure::Invalid(e.to_string()))?;
+        self.logs.get(&id).ok_or_else(|| Failure::NotFound(format!("this node neither writes nor mirrors log {id}")))
+    }
+
+    fn find_seq(log: &LogStore, seq: Option<u64>, hash: Option<&[u8]>) -> Result<u64, Failure> {
         match (seq, hash) {
             (Some(seq), _) => {
-                if seq >= self.log.head().size {
+                if seq >= log.head().size {
                     return Err(Failure::NotFound(format!(
                         "entry {seq} does not exist (log size {})",
-                        self.log.head().size
+                        log.head().size
                     )));
                 }
                 Ok(seq)
             }
             (None, Some(hash)) => {
                 let hash = EntryHash::from_slice(hash).map_err(|e| Failure::Invalid(e.to_string()))?;
-                self.log.seq_of(&hash)?.ok_or_else(|| Failure::NotFound(format!("no entry has hash {hash}")))
+                log.seq_of(&hash)?.ok_or_else(|| Failure::NotFound(format!("no entry has hash {hash}")))
             }
             (None, None) => Err(Failure::Invalid("key: give a sequence number or an entry hash".into())),
         }
@@ -163,9 +176,12 @@ fn verify_all(events: &[pb::SignedEvent]) -> Vec<Result<Verified, Failure>> {
     })
 }
 
-pub fn checkpoint_pb(note_text: &str, size: u64, origin: &str, log: &LogStore) -> Result<pb::Checkpoint, Failure> {
+/// The wire form of a stored checkpoint; origin and root are given for
+/// convenience (a verifier parses the note itself).
+pub fn checkpoint_pb(note_text: &str, size: u64, log: &LogStore) -> Result<pb::Checkpoint, Failure> {
     let root = log.root(size)?;
-    Ok(pb::Checkpoint { note: note_text.to_string(), origin: origin.to_string(), size, root: root.to_vec() })
+    let origin = note_text.lines().next().unwrap_or_default().to_string();
+    Ok(pb::Checkpoint { note: note_text.to_string(), origin, size, root: root.to_vec() })
 }
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::Entry, Status>> + Send>>;
@@ -239,18 +255,19 @@ impl Ledger for LedgerService {
 
     async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
         use pb::get_entry_request::Key;
-        let seq = match request.into_inner().key {
-            Some(Key::Seq(seq)) => self.find_seq(Some(seq), None),
-            Some(Key::EntryHash(hash)) => self.find_seq(None, Some(&hash)),
-            None => self.find_seq(None, None),
+        let request = request.into_inner();
+        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
+        let seq = match request.key {
+            Some(Key::Seq(seq)) => Self::find_seq(&log, Some(seq), None),
+            Some(Key::EntryHash(hash)) => Self::find_seq(&log, None, Some(&hash)),
+            None => Self::find_seq(&log, None, None),
         }
         .map_err(status::to_status)?;
-        let entry = self
-            .log
+        let entry = log
             .entry(seq)
             .map_err(|e| status::to_status(e.into()))?
             .ok_or_else(|| Status::not_found(format!("entry {seq} does not exist")))?;
-        Ok(Response::new(entry.to_pb(&self.log_id())))
+        Ok(Response::new(entry.to_pb(&log.log_id())))
     }
 
     async fn get_inclusion_proof(
@@ -259,35 +276,34 @@ impl Ledger for LedgerService {
     ) -> Result<Response<pb::InclusionProofResponse>, Status> {
         use pb::get_inclusion_proof_request::Key;
         let request = request.into_inner();
+        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
         let seq = match request.key {
-            Some(Key::Seq(seq)) => self.find_seq(Some(seq), None),
-            Some(Key::EntryHash(hash)) => self.find_seq(None, Some(&hash)),
-            None => self.find_seq(None, None),
+            Some(Key::Seq(seq)) => Self::find_seq(&log, Some(seq), None),
+            Some(Key::EntryHash(hash)) => Self::find_seq(&log, None, Some(&hash)),
+            None => Self::find_seq(&log, None, None),
         }
         .map_err(status::to_status)?;
         let (size, note) = if request.tree_size == 0 {
-            let (size, note) = self
-                .log
+            let (size, note) = log
                 .latest_checkpoint()
                 .map_err(|e| status::to_status(e.into()))?
                 .ok_or_else(|| Status::failed_precondition("the log has no checkpoint yet"))?;
             (size, Some(note))
         } else {
-            let note = self.log.checkpoint(request.tree_size).map_err(|e| status::to_status(e.into()))?;
+            let note = log.checkpoint(request.tree_size).map_err(|e| status::to_status(e.into()))?;
             (request.tree_size, note)
         };
         if seq >= size {
             return Err(Status::invalid_argument(format!("tree_size: entry {seq} is not in a tree of {size} entries")));
         }
-        let path = self.log.inclusion_proof(seq, size).map_err(|e| status::to_status(e.into()))?;
-        let entry_hash = self
-            .log
+        let path = log.inclusion_proof(seq, size).map_err(|e| status::to_status(e.into()))?;
+        let entry_hash = log
             .entry(seq)
             .map_err(|e| status::to_status(e.into()))?
             .map(|e| e.hash())
             .ok_or_else(|| Status::not_found(format!("entry {seq} does not exist")))?;
         let checkpoint = match note {
-            Some(note) => Some(checkpoint_pb(&note, size, &self.origin, &self.log).map_err(status::to_status)?),
+            Some(note) => Some(checkpoint_pb(&note, size, &log).map_err(status::to_status)?),
             None => None,
         };
         Ok(Response::new(pb::InclusionProofResponse {
@@ -306,7 +322,8 @@ impl Ledger for LedgerService {
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProofResponse>, Status> {
         let request = request.into_inner();
-        let head = self.log.head();
+        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
+        let head = log.head();
         let new_size = if request.new_size == 0 { head.size } else { request.new_size };
         if request.old_size == 0 || request.old_size > new_size || new_size > head.size {
             return Err(Status::invalid_argument(format!(
@@ -314,9 +331,9 @@ impl Ledger for LedgerService {
                 request.old_size, head.size
             )));
         }
-        let path = self.log.consistency_proof(request.old_size, new_size).map_err(|e| status::to_status(e.into()))?;
-        let old_root = self.log.root(request.old_size).map_err(|e| status::to_status(e.into()))?;
-        let new_root = self.log.root(new_size).map_err(|e| status::to_status(e.into()))?;
+        let path = log.consistency_proof(request.old_size, new_size).map_err(|e| status::to_status(e.into()))?;
+        let old_root = log.root(request.old_size).map_err(|e| status::to_status(e.into()))?;
+        let new_root = log.root(new_size).map_err(|e| status::to_status(e.into()))?;
         Ok(Response::new(pb::ConsistencyProofResponse {
             proof: Some(pb::ConsistencyProof {
                 old_size: request.old_size,
@@ -332,21 +349,21 @@ impl Ledger for LedgerService {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        let size = request.into_inner().size;
+        let request = request.into_inner();
+        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
+        let size = request.size;
         let (size, note) = if size == 0 {
-            self.log
-                .latest_checkpoint()
+            log.latest_checkpoint()
                 .map_err(|e| status::to_status(e.into()))?
                 .ok_or_else(|| Status::failed_precondition("the log has no checkpoint yet"))?
         } else {
-            let note = self
-                .log
+            let note = log
                 .checkpoint(size)
                 .map_err(|e| status::to_status(e.into()))?
                 .ok_or_else(|| Status::not_found(format!("no checkpoint was signed at size {size}")))?;
             (size, note)
         };
-        Ok(Response::new(checkpoint_pb(&note, size, &self.origin, &self.log).map_err(status::to_status)?))
+        Ok(Response::new(checkpoint_pb(&note, size, &log).map_err(status::to_status)?))
     }
 
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
@@ -391,27 +408,39 @@ impl Ledger for LedgerService {
             0 => DEFAULT_PAGE,
             n => n.min(MAX_PAGE),
         };
-        let after = if request.page_token.is_empty() {
-            None
-        } else {
-            Some(
-                request
-                    .page_token
-                    .parse::<u64>()
-                    .map_err(|_| Status::invalid_argument("page_token: not a token this node issued"))?,
-            )
-        };
+        // The page token is "<log id hex>:<last seq>": logs are walked in
+        // a fixed order (own first, then mirrors by id), each ascending.
+        let logs = self.logs.all();
+        let (mut start_log, mut after) = (0usize, None);
+        if !request.page_token.is_empty() {
+            let bad = || Status::invalid_argument("page_token: not a token this node issued");
+            let (log_hex, seq) = request.page_token.split_once(':').ok_or_else(bad)?;
+            let log_id = LogId::from_hex(log_hex).map_err(|_| bad())?;
+            start_log = logs.iter().position(|l| l.log_id() == log_id).ok_or_else(bad)?;
+            after = Some(seq.parse::<u64>().map_err(|_| bad())?);
+        }
         // One more than the page tells whether another page follows.
-        let seqs = self.log.lookup(&index, after, page + 1).map_err(|e| status::to_status(e.into()))?;
-        let more = seqs.len() > page;
-        let mut entries = Vec::with_capacity(page.min(seqs.len()));
-        for seq in seqs.iter().take(page) {
-            if let Some(entry) = self.log.entry(*seq).map_err(|e| status::to_status(e.into()))? {
-                entries.push(entry.to_pb(&self.log_id()));
+        let mut found: Vec<(usize, u64)> = Vec::new();
+        for (i, log) in logs.iter().enumerate().skip(start_log) {
+            let from = if i == start_log { after } else { None };
+            let want = page + 1 - found.len();
+            let seqs = log.lookup(&index, from, want).map_err(|e| status::to_status(e.into()))?;
+            found.extend(seqs.into_iter().map(|seq| (i, seq)));
+            if found.len() > page {
+                break;
             }
         }
-        let next_page_token =
-            if more { seqs.get(page - 1).map(|s| s.to_string()).unwrap_or_default() } else { String::new() };
+        let more = found.len() > page;
+        let mut entries = Vec::with_capacity(page.min(found.len()));
+        for (i, seq) in found.iter().take(page) {
+            if let Some(entry) = logs[*i].entry(*seq).map_err(|e| status::to_status(e.into()))? {
+                entries.push(entry.to_pb(&logs[*i].log_id()));
+            }
+        }
+        let next_page_token = match (more, found.get(page.saturating_sub(1))) {
+            (true, Some((i, seq))) => format!("{}:{seq}", logs[*i].log_id()),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::QueryResponse { entries, next_page_token }))
     }
 
@@ -473,11 +502,11 @@ impl Ledger for LedgerService {
         };
         let limits = self.limits(request.max_depth, request.max_nodes).map_err(status::to_status)?;
         let start = request.start.ok_or_else(|| Status::invalid_argument("start: is required"))?;
-        let log = self.log.clone();
-        let registry = self.registry.clone();
+        let federation = self.federation.clone();
+        let trust = Trust { logs: federation.trusted_logs(), witnesses: federation.witnesses() };
+        let quorum = self.witness_quorum;
         let trace = tokio::task::spawn_blocking(move || -> Result<pb::TraceResponse, Failure> {
-            let guard = registry.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let view = StoreView::new(&log, guard).map_err(|e| Failure::Internal(e.to_string()))?;
+            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
             let starts = trace_starts(&view, &start)?;
             let trace = trace::trace(&view, &starts, direction, limits, false).map_err(Failure::Trace)?;
             Ok(pb::TraceResponse {
@@ -522,6 +551,74 @@ impl Ledger for LedgerService {
             size: self.log.head().size,
             max_batch: MAX_BATCH as u32,
         }))
+    }
+
+    type GetEntriesStream = EntryStream;
+
+    async fn get_entries(
+        &self,
+        request: Request<pb::GetEntriesRequest>,
+    ) -> Result<Response<Self::GetEntriesStream>, Status> {
+        let request = request.into_inner();
+        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
+        let size = log.head().size;
+        let to = if request.to == 0 { size } else { request.to.min(size) };
+        if request.from > to {
+            return Err(Status::invalid_argument(format!("from ({}) is past to ({to})", request.from)));
+        }
+        let (tx, rx) = mpsc::channel::<Result<pb::Entry, Status>>(1_024);
+        tokio::task::spawn_blocking(move || {
+            let log_id = log.log_id();
+            for entry in log.range(request.from, to) {
+                let item = entry.map(|e| e.to_pb(&log_id)).map_err(|e| status::to_status(e.into()));
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_logs(&self, _: Request<pb::ListLogsRequest>) -> Result<Response<pb::ListLogsResponse>, Status> {
+        let mut logs = Vec::new();
+        for log in self.logs.all() {
+            let checkpoint = match log.latest_checkpoint().map_err(|e| status::to_status(e.into()))? {
+                Some((size, note)) => Some(checkpoint_pb(&note, size, &log).map_err(status::to_status)?),
+                None => None,
+            };
+            logs.push(pb::LogSummary {
+                log_id: log.log_id().0.to_vec(),
+                checkpoint,
+                own: log.log_id() == self.log_id(),
+                size: log.head().size,
+            });
+        }
+        Ok(Response::new(pb::ListLogsResponse { logs }))
+    }
+
+    async fn add_cosignature(
+        &self,
+        request: Request<pb::AddCosignatureRequest>,
+    ) -> Result<Response<pb::Checkpoint>, Status> {
+        let request = request.into_inner();
+        let federation = self.federation.clone();
+        let note = tokio::task::spawn_blocking(move || federation.add_cosignature(request.size, &request.cosignature))
+            .await
+            .map_err(|_| Status::internal("cosignature failed to run"))?
+            .map_err(Status::invalid_argument)?;
+        Ok(Response::new(checkpoint_pb(&note, request.size, &self.log).map_err(status::to_status)?))
+    }
+
+    async fn get_equivocations(
+        &self,
+        request: Request<pb::GetEquivocationsRequest>,
+    ) -> Result<Response<pb::EquivocationList>, Status> {
+        let request = request.into_inner();
+        let all = self.federation.equivocations.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let equivocations =
+            all.into_iter().filter(|e| request.log_id.is_empty() || e.log_id == request.log_id).collect();
+        Ok(Response::new(pb::EquivocationList { equivocations }))
     }
 }
 

@@ -48,6 +48,7 @@ pub struct GenesisFile {
 pub struct Opened {
     pub store: SledStore,
     pub log: Arc<LogStore>,
+    pub log_key: SecretKey,
     pub signer: Signer,
     pub origin: String,
     pub registry: Registry,
@@ -150,7 +151,7 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_ind
     })?;
     std::fs::write(data.join("log.vkey"), format!("{}\n", signer.verifier()))?;
     let registry = replay(&log, &log_key)?;
-    Ok(Opened { store, log, signer, origin, registry, created, authority_key_path })
+    Ok(Opened { store, log, log_key, signer, origin, registry, created, authority_key_path })
 }
 
 /// Opens an existing data directory read-only in spirit (for audit): the

@@ -1,62 +1,111 @@
-//! The node's store as a [`View`] for traces, verdicts and bundles.
+//! The node's logs (own and mirrored) as a [`View`] for traces, verdicts and
+//! bundles.
 //!
-//! A view is a snapshot at the latest signed checkpoint: records past it are
-//! not visible, so every record the view hands out can be proven against
-//! that one checkpoint.
+//! A view is a snapshot: for each log it fixes one signed checkpoint — the
+//! newest one cosigned by at least the witness quorum, or the newest one if
+//! none is — and records past it are not visible, so every record the view
+//! hands out is proven against that checkpoint.
 
-use std::sync::RwLockReadGuard;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLockReadGuard};
 
 use qtrace_ledger::event::IndexKey;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::ids::Date;
+use qtrace_ledger::note;
+use qtrace_ledger::pb;
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::store::LogStore;
+use qtrace_ledger::verdict::Trust;
 use qtrace_ledger::view::{Proven, Record, RecordId, View, ViewError};
+
+use crate::federation::Federation;
 
 /// The zone "today" is computed in: China Standard Time (UTC+08:00).
 pub const LOCAL_OFFSET_MINUTES: i64 = 480;
+/// How many recent checkpoints are searched for one meeting the quorum.
+const QUORUM_SEARCH: usize = 64;
 
-pub struct StoreView<'a> {
-    log: &'a LogStore,
-    registry: RwLockReadGuard<'a, Registry>,
+struct Snapshot {
+    log: Arc<LogStore>,
     size: u64,
     note: String,
+}
+
+pub struct StoreView<'a> {
+    logs: BTreeMap<LogId, Snapshot>,
+    registry: RwLockReadGuard<'a, Registry>,
+    federation: &'a Federation,
     today: Date,
 }
 
 impl<'a> StoreView<'a> {
-    pub fn new(log: &'a LogStore, registry: RwLockReadGuard<'a, Registry>) -> Result<Self, ViewError> {
-        let (size, note) = log
-            .latest_checkpoint()
-            .map_err(|e| ViewError(e.to_string()))?
-            .ok_or_else(|| ViewError("the log has no checkpoint yet".into()))?;
+    pub fn new(federation: &'a Federation, trust: &Trust, quorum: usize) -> Result<Self, ViewError> {
+        let mut logs = BTreeMap::new();
+        for log in federation.logs.all() {
+            if let Some((size, note)) = pick_checkpoint(&log, trust, quorum)? {
+                logs.insert(log.log_id(), Snapshot { log, size, note });
+            }
+        }
         let now_millis = crate::setup::now_micros() / 1_000;
         let today = Date::from_days_since_epoch((now_millis + LOCAL_OFFSET_MINUTES * 60_000).div_euclid(86_400_000));
-        Ok(StoreView { log, registry, size, note, today })
+        let registry = federation.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(StoreView { logs, registry, federation, today })
     }
+}
+
+/// The newest checkpoint with at least `quorum` trusted cosignatures, else
+/// the newest.
+fn pick_checkpoint(log: &LogStore, trust: &Trust, quorum: usize) -> Result<Option<(u64, String)>, ViewError> {
+    let sizes = log.checkpoint_sizes().map_err(|e| ViewError(e.to_string()))?;
+    let Some(&newest) = sizes.last() else { return Ok(None) };
+    let newest_note = log.checkpoint(newest).map_err(|e| ViewError(e.to_string()))?.unwrap_or_default();
+    if quorum == 0 {
+        return Ok(Some((newest, newest_note)));
+    }
+    let verifier = trust.logs.iter().find(|v| LogId::of_key(&v.public_key().to_bytes()) == log.log_id());
+    if let Some(verifier) = verifier {
+        for size in sizes.iter().rev().take(QUORUM_SEARCH) {
+            let Some(text) = log.checkpoint(*size).map_err(|e| ViewError(e.to_string()))? else { continue };
+            if let Ok(opened) = note::open_checkpoint(&text, verifier, &trust.witnesses)
+                && opened.cosigners.len() >= quorum
+            {
+                return Ok(Some((*size, text)));
+            }
+        }
+    }
+    Ok(Some((newest, newest_note)))
 }
 
 impl View for StoreView<'_> {
     fn record(&self, id: RecordId) -> Result<Option<Record>, ViewError> {
-        if id.log != self.log.log_id() || id.seq >= self.size {
+        let Some(snapshot) = self.logs.get(&id.log) else { return Ok(None) };
+        if id.seq >= snapshot.size {
             return Ok(None);
         }
-        let entry = self.log.entry(id.seq).map_err(|e| ViewError(e.to_string()))?;
+        let entry = snapshot.log.entry(id.seq).map_err(|e| ViewError(e.to_string()))?;
         Ok(entry.map(|entry| Record::new(id.log, entry)))
     }
 
     fn lookup(&self, key: &IndexKey, limit: usize) -> Result<Vec<RecordId>, ViewError> {
-        let log = self.log.log_id();
-        let seqs = self.log.lookup(key, None, limit).map_err(|e| ViewError(e.to_string()))?;
-        Ok(seqs.into_iter().filter(|seq| *seq < self.size).map(|seq| RecordId { log, seq }).collect())
+        let mut out = Vec::new();
+        for (log, snapshot) in &self.logs {
+            if out.len() >= limit {
+                break;
+            }
+            let seqs = snapshot.log.lookup(key, None, limit - out.len()).map_err(|e| ViewError(e.to_string()))?;
+            out.extend(seqs.into_iter().filter(|seq| *seq < snapshot.size).map(|seq| RecordId { log: *log, seq }));
+        }
+        Ok(out)
     }
 
     fn proof(&self, id: RecordId) -> Result<Option<Proven>, ViewError> {
-        if id.log != self.log.log_id() || id.seq >= self.size {
+        let Some(snapshot) = self.logs.get(&id.log) else { return Ok(None) };
+        if id.seq >= snapshot.size {
             return Ok(None);
         }
-        let path = self.log.inclusion_proof(id.seq, self.size).map_err(|e| ViewError(e.to_string()))?;
-        Ok(Some(Proven { checkpoint_note: self.note.clone(), tree_size: self.size, path }))
+        let path = snapshot.log.inclusion_proof(id.seq, snapshot.size).map_err(|e| ViewError(e.to_string()))?;
+        Ok(Some(Proven { checkpoint_note: snapshot.note.clone(), tree_size: snapshot.size, path }))
     }
 
     fn registry(&self) -> &Registry {
@@ -68,6 +117,10 @@ impl View for StoreView<'_> {
     }
 
     fn logs(&self) -> Vec<LogId> {
-        vec![self.log.log_id()]
+        self.logs.keys().copied().collect()
+    }
+
+    fn equivocations(&self, log: &LogId) -> Vec<pb::Equivocation> {
+        self.federation.equivocations_of(log)
     }
 }

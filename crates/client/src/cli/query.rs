@@ -70,7 +70,7 @@ pub async fn get(ctx: &mut Ctx, record: RecordKey) -> Result<(), Failure> {
 pub async fn checkpoint(ctx: &mut Ctx, args: CheckpointArgs) -> Result<(), Failure> {
     let key = trusted_key(&args.trust)?;
     let client = ctx.client().await?;
-    let request = pb::GetCheckpointRequest { size: args.size.unwrap_or(0) };
+    let request = pb::GetCheckpointRequest { size: args.size.unwrap_or(0), log_id: Vec::new() };
     let wire = client.get_checkpoint(request).await?.into_inner();
     let checked = verify::check_checkpoint(&wire, key.as_ref())?;
     // What the node says its key is: shown for first contact only, never
@@ -125,6 +125,7 @@ pub async fn proof(ctx: &mut Ctx, args: ProofArgs) -> Result<(), Failure> {
     let request = pb::GetInclusionProofRequest {
         key: Some(pb::get_inclusion_proof_request::Key::Seq(seq)),
         tree_size: args.size.unwrap_or(0),
+        log_id: Vec::new(),
     };
     let response = client.get_inclusion_proof(request).await?.into_inner();
     if !response.entry_hash.is_empty() && response.entry_hash.as_slice() != checked.hash.0.as_slice() {
@@ -139,7 +140,7 @@ pub async fn proof(ctx: &mut Ctx, args: ProofArgs) -> Result<(), Failure> {
     let wire_checkpoint = match response.checkpoint {
         Some(checkpoint) => checkpoint,
         None => {
-            let request = pb::GetCheckpointRequest { size: proof.tree_size };
+            let request = pb::GetCheckpointRequest { size: proof.tree_size, log_id: Vec::new() };
             client
                 .get_checkpoint(request)
                 .await
@@ -191,7 +192,8 @@ pub async fn consistency(ctx: &mut Ctx, args: ConsistencyArgs) -> Result<(), Fai
         )));
     }
     let client = ctx.client().await?;
-    let request = pb::GetConsistencyProofRequest { old_size: args.old_size, new_size: args.new_size };
+    let request =
+        pb::GetConsistencyProofRequest { old_size: args.old_size, new_size: args.new_size, log_id: Vec::new() };
     let response = client.get_consistency_proof(request).await?.into_inner();
     let proof = response.proof.ok_or_else(|| CheckError::Missing("the node sent no consistency proof".into()))?;
     let unexpected = |what, expected: u64, found: u64| CheckError::Unexpected {
@@ -216,7 +218,7 @@ pub async fn consistency(ctx: &mut Ctx, args: ConsistencyArgs) -> Result<(), Fai
     let mut signed = [false, false];
     if let Some(key) = &key {
         for (slot, (size, root)) in signed.iter_mut().zip([(proof.old_size, old_root), (proof.new_size, new_root)]) {
-            let wire = match client.get_checkpoint(pb::GetCheckpointRequest { size }).await {
+            let wire = match client.get_checkpoint(pb::GetCheckpointRequest { size, log_id: Vec::new() }).await {
                 Ok(wire) => wire.into_inner(),
                 Err(status) if status.code() == tonic::Code::NotFound => continue,
                 Err(status) => return Err(status.into()),

@@ -160,8 +160,8 @@ pub async fn produce(ctx: &mut Ctx, args: ProduceArgs) -> Result<(), Failure> {
         let lots = records::lots_of(&checked.event.event);
         if lots.is_empty() {
             return Err(Failure::Usage(format!(
-                "--input {record}: entry {} is a {} record and names no lot; an input must be a production, \
-                 transformation, shipment or receipt record",
+                "--input {record}: entry {} ({}) names no lot; an input must be a production, transformation, \
+                 shipment or receipt record",
                 checked.entry.seq,
                 kind_label(checked.event.kind)
             )));

@@ -3,4 +3,5 @@
 //! rust-analyzer does it, so the crates link once.
 
 mod append;
+mod federation;
 mod scenario;

@@ -55,10 +55,11 @@ impl Node {
     /// Starts a node on `data` (port 0), waiting until it is serving.
     pub fn start_in(data: &Path, extra: &[&str]) -> Node {
         let _ = std::fs::remove_file(data.join("node.addr"));
+        let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
         let child = Command::new(binary("qtrace-node"))
             .arg("--data")
             .arg(data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -463,4 +464,103 @@ pub async fn verify(client: &mut LedgerClient<Channel>, subject: pb::verdict_sub
 
 pub fn code(text: &str) -> pb::verdict_subject::Kind {
     pb::verdict_subject::Kind::ProductCode(text.to_string())
+}
+
+/// A node planned before it starts, so peers can name each other: its data
+/// directory holds a log key made here, and its port is chosen free.
+pub struct Planned {
+    pub label: String,
+    pub data: PathBuf,
+    pub origin: String,
+    pub listen: String,
+    pub url: String,
+    pub vkey: String,
+}
+
+impl Planned {
+    pub fn new(root: &Path, label: &str, seed: u8) -> Planned {
+        let data = root.join(label);
+        std::fs::create_dir_all(&data).expect("data dir");
+        let key = SecretKey::from_seed(&[seed; 32]);
+        keyfile::write_secret_key(&data.join("log.key"), &key).expect("log key");
+        let origin = format!("qtrace.test/{label}");
+        let vkey = qtrace_ledger::note::Signer::new(&origin, key.signing_key().clone())
+            .expect("signer")
+            .verifier()
+            .to_string();
+        let port = free_port();
+        Planned {
+            label: label.to_string(),
+            data,
+            origin,
+            listen: format!("127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}"),
+            vkey,
+        }
+    }
+
+    /// A second node holding the same log key and origin: a log that can
+    /// show two histories (for equivocation tests).
+    pub fn twin(&self, root: &Path, dir: &str) -> Planned {
+        let data = root.join(dir);
+        std::fs::create_dir_all(&data).expect("data dir");
+        std::fs::copy(self.data.join("log.key"), data.join("log.key")).expect("copy log key");
+        let port = free_port();
+        Planned {
+            label: self.label.clone(),
+            data,
+            origin: self.origin.clone(),
+            listen: format!("127.0.0.1:{port}"),
+            url: format!("http://127.0.0.1:{port}"),
+            vkey: self.vkey.clone(),
+        }
+    }
+
+    /// The `--peer` value naming this node.
+    pub fn as_peer(&self) -> String {
+        format!("{}={},{}", self.label, self.url, self.vkey)
+    }
+
+    /// Starts the node with these peers and extra flags.
+    pub fn start(&self, peers: &[&Planned], extra: &[&str]) -> Node {
+        let peer_args: Vec<String> = peers.iter().map(|p| p.as_peer()).collect();
+        let mut args: Vec<&str> = vec!["--name", &self.origin, "--listen", &self.listen, "--mirror-interval-ms", "100"];
+        for peer in &peer_args {
+            args.push("--peer");
+            args.push(peer);
+        }
+        args.extend_from_slice(extra);
+        Node::start_in(&self.data, &args)
+    }
+}
+
+/// A port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Polls `check` until it returns Some, for up to `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {seconds} s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many entries of `log` a node holds (own or mirrored).
+pub async fn held(client: &mut LedgerClient<Channel>, log: &LogId) -> u64 {
+    client
+        .list_logs(pb::ListLogsRequest {})
+        .await
+        .map(|r| r.into_inner().logs.into_iter().find(|l| l.log_id == log.0).map(|l| l.size).unwrap_or(0))
+        .unwrap_or(0)
 }

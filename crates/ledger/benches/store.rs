@@ -7,6 +7,9 @@
 //! table and ends with a single line `BENCH-SUMMARY {json}`. It never asserts
 //! a time: a slow machine gives smaller numbers, and the ratios against the
 //! limits measured here say whether the code or the machine is slow.
+//! `QTRACE_BENCH_APPEND_BATCHES=64,256,1024` replaces the batch sizes of the
+//! durable append runs, to explore group-commit sizes, and
+//! `QTRACE_BENCH_BUILD_ENTRIES=N` the size of the big store (0 skips it).
 //!
 //! Measured, in order:
 //!
@@ -135,10 +138,16 @@ fn main() -> Result<()> {
     );
     report.info("index_keys_avg", "index keys per entry incl. signer key", workload.index_keys, "keys");
 
-    for (batch, calls) in scale.appends {
+    for (batch, calls) in append_runs(&scale)? {
         measure_appends(&mut report, &limits, &keys, batch, calls)?;
     }
-    measure_big_store(&mut report, &limits, &keys, &scale, workload.event_bytes)?;
+    let build_entries = match std::env::var("QTRACE_BENCH_BUILD_ENTRIES") {
+        Ok(text) => text.trim().parse::<u64>().map_err(|e| format!("QTRACE_BENCH_BUILD_ENTRIES: {e}"))?,
+        Err(_) => scale.build_entries,
+    };
+    if build_entries >= 2 {
+        measure_big_store(&mut report, &limits, &keys, &scale, build_entries, workload.event_bytes)?;
+    }
 
     let seconds = started.elapsed().as_secs_f64();
     report.print();
@@ -165,6 +174,23 @@ fn scale_from_env_and_args() -> Result<Scale> {
         "" | "full" => Ok(FULL),
         other => Err(format!("unknown scale {other:?}: use small or full").into()),
     }
+}
+
+/// The durable append runs: the scale's, or the batch sizes listed in
+/// `QTRACE_BENCH_APPEND_BATCHES` (e.g. `64,256,1024`) to explore group
+/// sizes, each run for about as many entries as the scale's largest.
+fn append_runs(scale: &Scale) -> Result<Vec<(usize, usize)>> {
+    let Ok(list) = std::env::var("QTRACE_BENCH_APPEND_BATCHES") else { return Ok(scale.appends.to_vec()) };
+    let (largest, calls) = scale.appends[scale.appends.len() - 1];
+    list.split(',')
+        .map(|b| {
+            let batch: usize = b.trim().parse().map_err(|e| format!("QTRACE_BENCH_APPEND_BATCHES: {b:?}: {e}"))?;
+            if batch == 0 {
+                return Err("QTRACE_BENCH_APPEND_BATCHES: a batch holds at least one entry".into());
+            }
+            Ok((batch, (largest * calls / batch).clamp(3, scale.appends[0].1)))
+        })
+        .collect()
 }
 
 fn cores() -> usize {
@@ -701,8 +727,14 @@ fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usi
 // ---------------------------------------------------------------------------
 // The big store: build, size, proofs
 
-fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &Scale, event_bytes: f64) -> Result<()> {
-    let n = scale.build_entries;
+fn measure_big_store(
+    report: &mut Report,
+    limits: &Limits,
+    keys: &Keys,
+    scale: &Scale,
+    n: u64,
+    event_bytes: f64,
+) -> Result<()> {
     let noise = Noise::start();
     let log_id = LogId([0x52; 32]);
     let dir = tempfile::tempdir()?;
@@ -712,6 +744,7 @@ fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &
     let mut leaves: Vec<Hash> = Vec::with_capacity(n as usize);
     let mut index_keys = 0usize;
     let mut appending = Duration::ZERO;
+    let mut chunk_rates = Vec::new();
     let started = Instant::now();
     let mut start = 0u64;
     while start < n {
@@ -721,7 +754,9 @@ fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &
         index_keys += entries.iter().map(|e| e.index_keys.len() + 1).sum::<usize>();
         let one = Instant::now();
         log.append(&entries, false, |size, root| keys.sign_checkpoint(size, root))?;
-        appending += one.elapsed();
+        let took = one.elapsed();
+        appending += took;
+        chunk_rates.push((end - start) as f64 / took.as_secs_f64());
         start = end;
     }
     let one = Instant::now();
@@ -745,6 +780,25 @@ fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &
         build_per_s,
         "entry/s",
         vec![Ratio::new(build_per_s / limits.sled_unflushed_per_s, "÷ sled insert unflushed/s")],
+    );
+    // How the rate changes as the tree grows: the first and the last tenth.
+    let tenth = chunk_rates.len().div_ceil(10);
+    let mean = |rates: &[f64]| rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+    let first = mean(&chunk_rates[..tenth]);
+    let last = mean(&chunk_rates[chunk_rates.len() - tenth..]);
+    report.figure(
+        "build_first_tenth_entries_per_s",
+        "  append rate over the first tenth",
+        first,
+        "entry/s",
+        vec![Ratio::new(first / limits.sled_unflushed_per_s, "÷ sled insert unflushed/s")],
+    );
+    report.figure(
+        "build_last_tenth_entries_per_s",
+        "  append rate over the last tenth",
+        last,
+        "entry/s",
+        vec![Ratio::new(last / first, "÷ first tenth")],
     );
     report.figure(
         "build_sled_keys_per_s",
@@ -794,8 +848,10 @@ fn measure_big_store(report: &mut Report, limits: &Limits, keys: &Keys, scale: &
     let verify_per_s = picks.len() as f64 / started.elapsed().as_secs_f64();
     let get_time = 1.0 / limits.sled_get_per_s;
     report.section(&format!(
-        "inclusion proofs at size {size}: {} random leaves, warm cache, {path_len:.1} hashes per proof",
-        picks.len()
+        "inclusion proofs at size {size}: {} random leaves, right after the build (sled's default 1 GiB cache, \
+         {:.2} GB on disk), {path_len:.1} hashes per proof",
+        picks.len(),
+        disk / 1e9
     ));
     report.figure(
         "inclusion_gen_per_s",

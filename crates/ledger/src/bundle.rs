@@ -200,15 +200,13 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
             rejected.push(format!("registry record {} does not verify against a trusted checkpoint", record.id));
             continue;
         }
-        if record.id.seq == 0 && LogId::of_key(&record.entry.signer) == record.id.log {
-            if registry.log_key().is_none() {
-                // The first log's genesis makes it the registry's own log;
-                // its registry records are authorised record by record.
-                let peers: Vec<[u8; 32]> = trust.logs.iter().map(|v| v.public_key().to_bytes()).collect();
-                registry = Registry::new(record.entry.signer);
-                for key in peers {
-                    registry.trust_log(key);
-                }
+        // The first log's genesis makes it the registry's own log; its
+        // registry records are authorised record by record.
+        if record.id.seq == 0 && LogId::of_key(&record.entry.signer) == record.id.log && registry.log_key().is_none() {
+            let peers: Vec<[u8; 32]> = trust.logs.iter().map(|v| v.public_key().to_bytes()).collect();
+            registry = Registry::new(record.entry.signer);
+            for key in peers {
+                registry.trust_log(key);
             }
         }
         if Some(record.id.log) == registry.log_id() {

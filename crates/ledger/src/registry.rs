@@ -696,11 +696,10 @@ impl Registry {
             Body::KeyRevoked(k) => {
                 if let Ok(bytes) = <[u8; 32]>::try_from(k.public_key.as_slice())
                     && let Some(info) = self.keys.get_mut(&bytes)
+                    && info.revoked_at.is_none()
                 {
-                    if info.revoked_at.is_none() {
-                        info.revoked_at = Some(seq);
-                        info.revoked_in = Some(log);
-                    }
+                    info.revoked_at = Some(seq);
+                    info.revoked_in = Some(log);
                 }
             }
             Body::CertificateIssued(c) => {

@@ -119,7 +119,7 @@ pub fn audit(log: &LogStore, verifier: &Verifier, progress: bool) -> Result<Audi
             check_checkpoint(expected_seq, range.root())?;
             checkpoints_checked += 1;
         }
-        if expected_seq % 4096 == 0 {
+        if expected_seq.is_multiple_of(4096) {
             bar.set_position(expected_seq);
         }
     }

@@ -36,8 +36,8 @@ use qtrace_ledger::signing::{self, BatchItem};
 use qtrace_ledger::store::{LogStore, Meta, NewEntry, SledStore};
 use tonic::transport::Channel;
 
-/// Entries verified and stored together while catching up.
-pub const CHUNK: usize = 8_192;
+/// Entries verified and stored together while catching up (default).
+pub const DEFAULT_CHUNK: usize = 8_192;
 
 /// A configured peer: `NAME=URL,VKEY`.
 #[derive(Debug, Clone)]
@@ -113,6 +113,15 @@ impl Logs {
     }
 }
 
+/// How a node federates: its peers, how often it polls them, and how many
+/// entries it verifies and stores at a time while catching up.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub peers: Vec<Peer>,
+    pub interval: Duration,
+    pub chunk: usize,
+}
+
 /// Shared federation state.
 pub struct Federation {
     pub peers: Vec<Peer>,
@@ -125,6 +134,11 @@ pub struct Federation {
     pub equivocations: RwLock<Vec<pb::Equivocation>>,
     meta: Meta,
     pub interval: Duration,
+    /// Entries verified and stored together while catching up.
+    pub chunk: usize,
+    /// Serialises read-modify-write of this node's checkpoint notes when
+    /// witnesses hand in cosignatures at the same time.
+    cosign_lock: std::sync::Mutex<()>,
 }
 
 const EQUIVOCATION_PREFIX: &[u8] = b"equivocation/";
@@ -132,21 +146,32 @@ const COSIGNED_PREFIX: &[u8] = b"cosigned/";
 
 impl Federation {
     pub fn new(
-        peers: Vec<Peer>,
+        settings: Settings,
         logs: Arc<Logs>,
         registry: Arc<RwLock<Registry>>,
         cosigner: Cosigner,
         own_vkey: Verifier,
         meta: Meta,
-        interval: Duration,
     ) -> anyhow::Result<Self> {
+        let Settings { peers, interval, chunk } = settings;
         let mut stored = Vec::new();
         for (_, value) in meta.scan(EQUIVOCATION_PREFIX)? {
             if let Ok(evidence) = pb::Equivocation::decode(value.as_slice()) {
                 stored.push(evidence);
             }
         }
-        Ok(Federation { peers, logs, registry, cosigner, own_vkey, equivocations: RwLock::new(stored), meta, interval })
+        Ok(Federation {
+            peers,
+            logs,
+            registry,
+            cosigner,
+            own_vkey,
+            equivocations: RwLock::new(stored),
+            meta,
+            interval,
+            chunk: chunk.max(1),
+            cosign_lock: std::sync::Mutex::new(()),
+        })
     }
 
     /// The verifier key of a log this node knows: its own or a peer's.
@@ -184,11 +209,15 @@ impl Federation {
     /// Keeps evidence of equivocation (once) and raises the alarm.
     pub fn record_equivocation(&self, evidence: pb::Equivocation) {
         let mut all = self.equivocations.write().unwrap_or_else(|p| p.into_inner());
-        let known = all.iter().any(|e| {
-            e.log_id == evidence.log_id
-                && ((e.note_a == evidence.note_a && e.note_b == evidence.note_b)
-                    || (e.note_a == evidence.note_b && e.note_b == evidence.note_a))
-        });
+        // The same conflict seen again (with other cosignatures on the
+        // notes) is not new evidence: compare the signed bodies.
+        fn pair(e: &pb::Equivocation) -> [&str; 2] {
+            let mut bodies = [body_of(&e.note_a), body_of(&e.note_b)];
+            bodies.sort();
+            bodies
+        }
+        let new_pair = pair(&evidence);
+        let known = all.iter().any(|e| e.log_id == evidence.log_id && pair(e) == new_pair);
         if known {
             return;
         }
@@ -241,12 +270,15 @@ impl Federation {
 
     /// Attaches a witness's cosignature to this node's checkpoint.
     pub fn add_cosignature(&self, size: u64, line: &str) -> Result<String, String> {
+        let _guard = self.cosign_lock.lock().unwrap_or_else(|p| p.into_inner());
         let own = &self.logs.own;
         let note_text = own
             .checkpoint(size)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no checkpoint was signed at size {size}"))?;
-        let with = note::add_signature_lines(&note_text, line).map_err(|e| format!("cosignature: {e}"))?;
+        let line = line.trim_end_matches('\n');
+        let with =
+            note::add_signature_lines(&note_text, &format!("{line}\n")).map_err(|e| format!("cosignature: {e}"))?;
         let opened = note::open_checkpoint(&with, &self.own_vkey, &self.witnesses())
             .map_err(|e| format!("cosignature does not verify: {e}"))?;
         let signature = note::NoteSignature::parse_line(line).map_err(|e| format!("cosignature: {e}"))?;
@@ -376,7 +408,7 @@ pub async fn round(
         // Same checkpoint: gather the cosignatures the peer has collected.
         merge_cosignatures(&local, target.size, &served.note)?;
     }
-    cosign(fed, peer, rpc, &local, &target).await?;
+    cosign(fed, peer, rpc, &local, &target, &served.note).await?;
     gossip(fed, peer, rpc).await?;
     Ok(progressed)
 }
@@ -399,14 +431,14 @@ async fn catch_up(
         .map_err(|e| anyhow::anyhow!("loading the mirror's tree: {e:?}"))?;
     let mut prev = head.last_hash;
     let mut next = head.size;
-    let mut chunk: Vec<pb::Entry> = Vec::with_capacity(CHUNK);
+    let mut chunk: Vec<pb::Entry> = Vec::with_capacity(fed.chunk);
     loop {
         let item = stream.message().await?;
         let done = item.is_none();
         if let Some(entry) = item {
             chunk.push(entry);
         }
-        if chunk.len() >= CHUNK || (done && !chunk.is_empty()) {
+        if chunk.len() >= fed.chunk || (done && !chunk.is_empty()) {
             let wire = std::mem::take(&mut chunk);
             let log_id = peer.log_id;
             let start = (next, prev, frontier.clone());
@@ -536,12 +568,23 @@ async fn cosign(
     rpc: &mut LedgerClient<Channel>,
     local: &LogStore,
     target: &note::Checkpoint,
+    served: &str,
 ) -> anyhow::Result<()> {
     if target.size == 0 || local.head().size < target.size {
         return Ok(());
     }
     if let Some((size, root)) = fed.cosigned(&peer.log_id) {
         if size == target.size && root == target.root {
+            // Already cosigned: hand it in again if the peer lost it.
+            let ours = format!("— {} ", fed.cosigner.name().as_str());
+            if !served.contains(&ours)
+                && let Some(note_text) = local.checkpoint(target.size)?
+                && let Some(line) = note_text.lines().find(|l| l.starts_with(&ours))
+            {
+                let _ = rpc
+                    .add_cosignature(pb::AddCosignatureRequest { size: target.size, cosignature: line.to_string() })
+                    .await;
+            }
             return Ok(());
         }
         if size > target.size {
@@ -570,7 +613,7 @@ async fn cosign(
     let line = fed.cosigner.cosign(target, now).map_err(|e| anyhow::anyhow!("cosigning: {e}"))?.to_string();
     let note_text = local.checkpoint(target.size)?.unwrap_or_default();
     if !note_text.is_empty() {
-        let with = note::add_signature_lines(&note_text, &line)?;
+        let with = note::add_signature_lines(&note_text, &format!("{line}\n"))?;
         local.put_checkpoint(target.size, &with)?;
     }
     fed.set_cosigned(&peer.log_id, target.size, &target.root)?;
@@ -587,11 +630,11 @@ async fn cosign(
 fn merge_cosignatures(local: &LogStore, size: u64, served: &str) -> anyhow::Result<()> {
     let Some(ours) = local.checkpoint(size)? else { return Ok(()) };
     let theirs = Note::parse(served)?;
-    let lines: Vec<String> = theirs.signatures().iter().map(|s| s.to_string()).collect();
+    let lines: String = theirs.signatures().iter().map(|s| format!("{s}\n")).collect();
     if lines.is_empty() {
         return Ok(());
     }
-    let merged = note::add_signature_lines(&ours, &lines.join("\n"))?;
+    let merged = note::add_signature_lines(&ours, &lines)?;
     if merged != ours {
         local.put_checkpoint(size, &merged)?;
     }
@@ -655,6 +698,11 @@ async fn gossip(fed: &Federation, peer: &Peer, rpc: &mut LedgerClient<Channel>) 
         }
     }
     Ok(())
+}
+
+/// The signed text of a note: everything before the blank line.
+fn body_of(note_text: &str) -> &str {
+    note_text.split_once("\n\n").map(|(body, _)| body).unwrap_or(note_text)
 }
 
 fn evidence(log: &LogId, note_a: String, note_b: String, detail: String, source: &str) -> pb::Equivocation {

@@ -84,6 +84,9 @@ struct Args {
     /// How often to poll each peer for new entries, in milliseconds.
     #[arg(long, default_value_t = 500)]
     mirror_interval_ms: u64,
+    /// Entries verified and stored together while catching up with a peer.
+    #[arg(long, default_value_t = federation::DEFAULT_CHUNK)]
+    mirror_chunk: usize,
     /// Before serving, drop and rebuild every derived key (hash, Merkle
     /// node, duplicate and lookup indexes) from the log entries. The
     /// entries and checkpoints are never touched.
@@ -184,6 +187,7 @@ fn federation_for(
     registry: Arc<RwLock<qtrace_ledger::registry::Registry>>,
     peers: Vec<federation::Peer>,
     interval: std::time::Duration,
+    chunk: usize,
 ) -> anyhow::Result<Arc<federation::Federation>> {
     let logs = Arc::new(federation::Logs::new(opened.log.clone(), opened.store.clone()));
     let cosigner = qtrace_ledger::note::Cosigner::new(&opened.origin, opened.log_key.signing_key().clone())
@@ -194,14 +198,14 @@ fn federation_for(
             registry.trust_log(peer.vkey.public_key().to_bytes());
         }
     }
+    let settings = federation::Settings { peers: peers.clone(), interval, chunk };
     let fed = Arc::new(federation::Federation::new(
-        peers.clone(),
+        settings,
         logs.clone(),
         registry,
         cosigner,
         opened.signer.verifier(),
         opened.store.meta()?,
-        interval,
     )?);
     // Mirrors kept from earlier runs: open them and honour their registry
     // records (organisations and keys registered on a peer's log).
@@ -233,7 +237,13 @@ fn read_peers(args: &Args) -> anyhow::Result<Vec<federation::Peer>> {
 async fn run_mirror(data: &std::path::Path, peers: &[federation::Peer]) -> anyhow::Result<()> {
     let opened = setup::open(data, None, None, false)?;
     let registry = Arc::new(RwLock::new(opened.registry.clone()));
-    let fed = federation_for(&opened, registry, peers.to_vec(), std::time::Duration::from_millis(500))?;
+    let fed = federation_for(
+        &opened,
+        registry,
+        peers.to_vec(),
+        std::time::Duration::from_millis(500),
+        federation::DEFAULT_CHUNK,
+    )?;
     for peer in peers {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -274,6 +284,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         registry.clone(),
         peers.clone(),
         std::time::Duration::from_millis(args.mirror_interval_ms),
+        args.mirror_chunk,
     )?;
     let (appender, writer) = Appender::start(
         opened.log.clone(),

@@ -3,5 +3,12 @@
 //! rust-analyzer does it, so the crates link once.
 
 mod append;
+mod audit;
+mod browser;
+mod cli;
+mod crash;
 mod federation;
+mod malformed;
+mod resolver;
 mod scenario;
+mod tls;

@@ -56,10 +56,12 @@ impl Node {
     pub fn start_in(data: &Path, extra: &[&str]) -> Node {
         let _ = std::fs::remove_file(data.join("node.addr"));
         let listen: &[&str] = if extra.contains(&"--listen") { &[] } else { &["--listen", "127.0.0.1:0"] };
+        let _ = std::fs::remove_file(data.join("http.addr"));
         let child = Command::new(binary("qtrace-node"))
             .arg("--data")
             .arg(data)
             .args(listen)
+            .args(http_args(extra))
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -78,6 +80,13 @@ impl Node {
             std::thread::sleep(Duration::from_millis(20));
         };
         Node { child: Some(child), data: data.to_path_buf(), url: format!("http://{addr}"), _temp: None }
+    }
+
+    /// The base URL of the node's HTTP resolver and metrics
+    /// (`DATA/http.addr`, written before `DATA/node.addr`).
+    pub fn http_url(&self) -> String {
+        let text = std::fs::read_to_string(self.data.join("http.addr")).expect("DATA/http.addr: is HTTP on?");
+        format!("http://{}", text.trim())
     }
 
     pub fn pid(&self) -> u32 {
@@ -563,4 +572,142 @@ pub async fn held(client: &mut LedgerClient<Channel>, log: &LogId) -> u64 {
         .await
         .map(|r| r.into_inner().logs.into_iter().find(|l| l.log_id == log.0).map(|l| l.size).unwrap_or(0))
         .unwrap_or(0)
+}
+
+/// Copies a directory tree (a stopped node's data directory) file by file.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("creating the copy");
+    for item in std::fs::read_dir(from).expect("reading the directory") {
+        let item = item.expect("directory entry");
+        let target = to.join(item.file_name());
+        if item.file_type().expect("file type").is_dir() {
+            copy_dir(&item.path(), &target);
+        } else {
+            std::fs::copy(item.path(), &target).expect("copying a file");
+        }
+    }
+}
+
+/// How a `qtrace-node` started by [`try_start_in`] came out.
+pub enum Started {
+    /// It is serving.
+    Serving(Node),
+    /// It exited before serving: its status and everything it printed.
+    Exited { status: std::process::ExitStatus, output: String },
+}
+
+/// Starts a node on `data` like [`Node::start_in`], but also reports a node
+/// that exits instead of serving (a refused store, a bad flag), with what it
+/// printed on stdout and stderr.
+pub fn try_start_in(data: &Path, extra: &[&str]) -> Started {
+    use std::io::{Read, Seek};
+    let _ = std::fs::remove_file(data.join("node.addr"));
+    let mut output = tempfile::tempfile().expect("temp file for the node's output");
+    let mut child = Command::new(binary("qtrace-node"))
+        .arg("--data")
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(http_args(extra))
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(output.try_clone().expect("output handle"))
+        .stderr(output.try_clone().expect("output handle"))
+        .spawn()
+        .expect("starting qtrace-node");
+    let addr_file = data.join("node.addr");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("polling qtrace-node") {
+            let mut text = String::new();
+            output.rewind().expect("rewinding the output");
+            output.read_to_string(&mut text).expect("reading the output");
+            return Started::Exited { status, output: text };
+        }
+        if let Ok(text) = std::fs::read_to_string(&addr_file)
+            && text.ends_with('\n')
+        {
+            let url = format!("http://{}", text.trim());
+            return Started::Serving(Node { child: Some(child), data: data.to_path_buf(), url, _temp: None });
+        }
+        assert!(Instant::now() < deadline, "qtrace-node neither served nor exited within 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `qtrace-node audit --data DATA`: whether it passed, and its output
+/// (stdout then stderr).
+pub fn audit(data: &Path) -> (bool, String) {
+    let output = Command::new(binary("qtrace-node"))
+        .arg("audit")
+        .arg("--data")
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running qtrace-node audit");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+/// Test nodes serve HTTP on a free port rather than the default 7780, so
+/// that tests can run side by side.
+fn http_args(extra: &[&str]) -> &'static [&'static str] {
+    if extra.contains(&"--http") || extra.contains(&"--no-http") { &[] } else { &["--http", "127.0.0.1:0"] }
+}
+
+/// An HTTP response as [`http_get`] reads it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A plain HTTP/1.1 GET over a `TcpStream` (`Connection: close`), enough to
+/// test the resolver without an HTTP client dependency. `base` is
+/// `http://host:port`; `accept` is the Accept header, if any.
+pub fn http_get(base: &str, path: &str, accept: Option<&str>) -> HttpResponse {
+    use std::io::{Read, Write};
+    let host = base.strip_prefix("http://").expect("an http:// base URL");
+    let mut stream = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("connecting to {host}: {e}"));
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("read timeout");
+    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{accept}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("sending the request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("reading the response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status code");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    if headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    HttpResponse { status, headers, body: String::from_utf8(body).expect("a UTF-8 body") }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(end) = data.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size_text = String::from_utf8_lossy(&data[..end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16).expect("chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
 }

@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::rpc::ledger_client::LedgerClient;
 
@@ -24,6 +24,9 @@ pub enum ConnectError {
     /// The address is not a URL a plain-text gRPC channel can use.
     #[error("{url:?} is not a node address such as http://127.0.0.1:7700: {detail}")]
     BadUrl { url: String, detail: String },
+    /// A TLS file could not be read or used.
+    #[error("TLS: {detail}")]
+    Tls { detail: String },
     /// Nothing answered at the address.
     #[error("cannot reach the node at {url}: {detail}")]
     Unreachable { url: String, detail: String },
@@ -39,21 +42,71 @@ pub fn node_url(address: &str) -> String {
 /// `qtrace.v1.Ledger` service. Connects eagerly, so an unreachable node is
 /// reported here rather than at the first call.
 pub async fn connect(address: &str) -> Result<LedgerClient<Channel>, ConnectError> {
+    connect_with(address, None).await
+}
+
+/// TLS settings for `https://` nodes: the CA that signed the node's
+/// certificate, and for mutual TLS this side's certificate and key (PEM).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    pub ca_pem: Vec<u8>,
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Tls {
+    /// Reads the PEM files.
+    pub fn from_files(
+        ca: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Tls, ConnectError> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| ConnectError::Tls { detail: format!("{}: {e}", path.display()) })
+        };
+        let identity = match identity {
+            Some((cert, key)) => Some((read(cert)?, read(key)?)),
+            None => None,
+        };
+        Ok(Tls { ca_pem: read(ca)?, identity })
+    }
+}
+
+/// Like [`connect`], with TLS for `https://` addresses.
+pub async fn connect_with(address: &str, tls: Option<&Tls>) -> Result<LedgerClient<Channel>, ConnectError> {
+    let channel = channel(address, tls).await?;
+    Ok(LedgerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+}
+
+/// Opens a gRPC channel: plain text for `http://`, TLS (verified against
+/// the given CA) for `https://`.
+pub async fn channel(address: &str, tls: Option<&Tls>) -> Result<Channel, ConnectError> {
     let url = node_url(address);
     let bad = |detail: String| ConnectError::BadUrl { url: url.clone(), detail };
-    if !url.starts_with("http://") {
-        return Err(bad("only plain-text http:// is supported; put TLS in front of the node".to_owned()));
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| bad(e.to_string()))?;
+    match (url.starts_with("https://"), tls) {
+        (false, _) if !url.starts_with("http://") => {
+            return Err(bad("use http:// or https://".to_owned()));
+        }
+        (false, _) => {}
+        (true, None) => {
+            return Err(bad("an https:// node needs the CA that signed its certificate (--ca FILE)".to_owned()));
+        }
+        (true, Some(tls)) => {
+            let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| ConnectError::Tls { detail: error_chain(&e) })?;
+        }
     }
-    let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| bad(e.to_string()))?;
     let channel = endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .connect()
         .await
         .map_err(|e| ConnectError::Unreachable { url: url.clone(), detail: error_chain(&e) })?;
-    Ok(LedgerClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(channel)
 }
 
 /// An error with its causes, "outer: inner: innermost", because transport

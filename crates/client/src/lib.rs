@@ -8,18 +8,21 @@
 //! - [`verify`]: rechecking what a node sends (entry hashes, signatures,
 //!   checkpoints, proofs).
 //! - [`render`]: JSON and text renderings of records.
-//! - [`keyfile`], [`time`], [`input`]: key files, RFC 3339 event times and
-//!   the other values a person types.
+//! - [`keyfile`], [`time`], [`input`], [`subject`]: key files, RFC 3339 event
+//!   times, what a verdict is about, and the other values a person types.
+//! - [`qr`]: QR codes of GS1 Digital Links (SVG, PNG, terminal).
 
 pub mod connect;
 pub mod input;
 pub mod keyfile;
+pub mod qr;
 pub mod records;
 pub mod render;
+pub mod subject;
 pub mod time;
 pub mod verify;
 
-pub use qtrace_ledger::{entry, event, hash, ids, merkle, note, pb, registry, signing};
+pub use qtrace_ledger::{bundle, entry, event, hash, ids, merkle, note, pb, registry, signing, trace, verdict, view};
 
 /// gRPC stubs of the `qtrace.v1.Ledger` service (client and server).
 #[allow(clippy::all, missing_docs)]

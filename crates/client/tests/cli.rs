@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 const REGULATOR: &str = "9144030071526726XG";
 const MAKER: &str = "914403007152672A21";
 const GTIN: &str = "09520123456788";
+/// A whole product line, written so that it is not read as a sequence number.
+const GTIN_LINE: &str = "(01)09520123456788";
 /// Nothing listens on port 1, so connecting fails at once.
 const NO_NODE: &str = "http://127.0.0.1:1";
 
@@ -21,6 +23,8 @@ fn qtrace(args: &[&str]) -> Output {
         .env_remove("QTRACE_KEY")
         .env_remove("QTRACE_ORG")
         .env_remove("QTRACE_VKEY")
+        .env_remove("QTRACE_TRUST")
+        .env_remove("QTRACE_RESOLVER")
         .output()
         .expect("running qtrace")
 }
@@ -67,6 +71,11 @@ fn help_names_the_environment_and_the_exit_codes() {
         &["proof"],
         &["consistency"],
         &["import"],
+        &["verify"],
+        &["check"],
+        &["bundle"],
+        &["trace"],
+        &["qr"],
     ];
     for command in commands {
         let mut args = command.to_vec();
@@ -196,6 +205,20 @@ fn bad_input_exits_2_before_contacting_a_node() {
             "production.expiry_date: 2026-11-20 is before production_date 2026-11-21",
         ),
         (strings(&["--node", NO_NODE, "produce", "--gtin", GTIN, "--lot", "L1"]), "give --key FILE"),
+        (strings(&["--node", NO_NODE, "check", "09520123456789/L1"]), "GTIN check digit is 9, expected 8"),
+        (strings(&["--node", NO_NODE, "check", "(01)0952"]), "is not a product code"),
+        (strings(&["verify"]), "the following required arguments were not provided"),
+        (strings(&["verify", "3", "--cert", "913301007042187B2H/C1"]), "cannot be used with"),
+        (strings(&["verify", "--cert", "913301007042187B2H"]), "is not USCC/NUMBER"),
+        (strings(&["verify", "--cert", "913301007042187B2H/C1", "--at", "2026-13-01"]), "invalid value '2026-13-01'"),
+        (strings(&["verify", "--offline", "bundle.bin"]), "needs the trusted log keys"),
+        (strings(&["--node", NO_NODE, "verify", "3", "--trust", "not-a-key"]), "not a C2SP verifier key"),
+        (strings(&["bundle", GTIN]), "--out <FILE>"),
+        (strings(&["trace", "3"]), "--up"),
+        (strings(&["trace", "3", "--up", "--down"]), "cannot be used with"),
+        (strings(&["--node", NO_NODE, "trace", GTIN_LINE, "--up"]), "names no lot"),
+        (strings(&["qr", GTIN, "--out", "label.jpg"]), "name a .svg or .png file"),
+        (strings(&["qr", GTIN, "--base", "ftp://id.example.cn"]), "is not a resolver address"),
     ];
     for (args, want) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -215,6 +238,30 @@ fn bad_input_exits_2_before_contacting_a_node() {
 }
 
 #[test]
+fn qr_codes_need_no_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let described = qtrace(&["--json", "qr", "09520123456788/L1"]);
+    let value: serde_json::Value = serde_json::from_slice(&described.stdout).expect("one JSON object");
+    let modules = value["modules"].as_u64().expect("modules") as usize;
+    let out = qtrace(&["qr", "09520123456788/L1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.last(), Some(&"http://127.0.0.1:7780/01/09520123456788/10/L1"), "{shown}");
+    // The symbol and its quiet zone of 4 modules, two rows per line.
+    assert_eq!(lines.len() - 1, (modules + 8).div_ceil(2), "{shown}");
+    assert_eq!(value["terminal"].as_str().map(|t| t.lines().count()), Some(lines.len() - 1));
+    let png = dir.path().join("label.png");
+    let out = qtrace(&["--json", "qr", "(01)09520123456788(10)L1", "--out", png.to_str().expect("UTF-8 temp path")]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["format"], "png", "{value}");
+    assert_eq!(value["bytes"].as_u64(), std::fs::metadata(&png).ok().map(|m| m.len()), "{value}");
+    let with_base = qtrace(&["--json", "qr", "09520123456788", "--base", "https://id.example.cn/"]);
+    let value: serde_json::Value = serde_json::from_slice(&with_base.stdout).expect("one JSON object");
+    assert_eq!(value["url"], "https://id.example.cn/01/09520123456788", "{value}");
+}
+
+#[test]
 fn an_unreachable_node_exits_3() {
     let dir = tempfile::tempdir().expect("temp dir");
     let key = keygen(dir.path(), "signer.key");
@@ -230,6 +277,11 @@ fn an_unreachable_node_exits_3() {
         &["proof", "3"],
         &["consistency", "1", "2"],
         &["import", jsonl],
+        &["check", "09520123456788/L1"],
+        &["verify", "3"],
+        &["verify", "--cert", "913301007042187B2H/CQC-1"],
+        &["bundle", "09520123456788/L1", "--out", "never-written.bundle"],
+        &["trace", "3", "--up"],
     ];
     for command in commands {
         let mut args = vec!["--node", NO_NODE];

@@ -120,9 +120,12 @@ impl Appender {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             return vec![Err(AppendError::QueueFull(before)); n];
         }
+        let depth = &crate::metrics::get().queue_depth;
+        depth.inc_by(n as i64);
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Job { events, reply }).is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
+            depth.dec_by(n as i64);
             return vec![Err(AppendError::ShuttingDown); n];
         }
         answer.await.unwrap_or_else(|_| vec![Err(AppendError::ShuttingDown); n])
@@ -170,6 +173,7 @@ impl Writer {
                 }
             }
             self.queued.fetch_sub(n_events, Ordering::AcqRel);
+            crate::metrics::get().queue_depth.dec_by(n_events as i64);
             self.process(jobs);
         }
         tracing::info!("writer stopped");
@@ -193,6 +197,7 @@ impl Writer {
         let mut pending = PendingRecords { log: &log, logs: &logs, log_id, new: HashMap::new() };
         let mut in_batch: HashMap<[u8; 32], (u64, EntryHash, i64)> = HashMap::new();
         let mut slots: Vec<Vec<Slot>> = Vec::with_capacity(jobs.len());
+        let sequence_span = tracing::debug_span!("sequence", log = %log_id, from = head.size).entered();
         for job in &jobs {
             let mut job_slots = Vec::with_capacity(job.events.len());
             for verified in &job.events {
@@ -209,11 +214,15 @@ impl Writer {
             }
             slots.push(job_slots);
         }
+        drop(sequence_span);
 
         let mut checkpoint = Arc::new(String::new());
         let mut tree_size = head.size;
         let mut failure: Option<AppendError> = None;
         if !batch.is_empty() {
+            let metrics = crate::metrics::get();
+            let write_span = tracing::debug_span!("write_flush", entries = batch.len()).entered();
+            let started = std::time::Instant::now();
             let mut sign_error = None;
             let result = self.log.append(&batch, true, |size, root| {
                 match setup::sign_checkpoint(&self.signer, &self.origin, size, root) {
@@ -224,8 +233,12 @@ impl Writer {
                     }
                 }
             });
+            metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+            metrics.batch_size.observe(batch.len() as f64);
+            drop(write_span);
             match (result, sign_error) {
                 (Ok(new_head), None) => {
+                    metrics.appends.inc_by(batch.len() as u64);
                     tree_size = new_head.size;
                     match self.log.checkpoint(new_head.size) {
                         Ok(Some(note)) => checkpoint = Arc::new(note),

@@ -120,6 +120,9 @@ pub struct Settings {
     pub peers: Vec<Peer>,
     pub interval: Duration,
     pub chunk: usize,
+    /// TLS for https:// peers (their CA, and this node's identity for
+    /// mutual TLS).
+    pub tls: Option<qtrace_client::connect::Tls>,
 }
 
 /// Shared federation state.
@@ -136,6 +139,7 @@ pub struct Federation {
     pub interval: Duration,
     /// Entries verified and stored together while catching up.
     pub chunk: usize,
+    tls: Option<qtrace_client::connect::Tls>,
     /// Serialises read-modify-write of this node's checkpoint notes when
     /// witnesses hand in cosignatures at the same time.
     cosign_lock: std::sync::Mutex<()>,
@@ -153,7 +157,7 @@ impl Federation {
         own_vkey: Verifier,
         meta: Meta,
     ) -> anyhow::Result<Self> {
-        let Settings { peers, interval, chunk } = settings;
+        let Settings { peers, interval, chunk, tls } = settings;
         let mut stored = Vec::new();
         for (_, value) in meta.scan(EQUIVOCATION_PREFIX)? {
             if let Ok(evidence) = pb::Equivocation::decode(value.as_slice()) {
@@ -170,6 +174,7 @@ impl Federation {
             meta,
             interval,
             chunk: chunk.max(1),
+            tls,
             cosign_lock: std::sync::Mutex::new(()),
         })
     }
@@ -221,6 +226,7 @@ impl Federation {
         if known {
             return;
         }
+        crate::metrics::get().equivocations.inc();
         tracing::error!(
             log = %hex::encode(&evidence.log_id),
             source = %evidence.source,
@@ -333,6 +339,7 @@ pub enum Progress {
 
 impl Progress {
     fn report(&self, peer: &Peer, done: u64, target: u64) {
+        crate::metrics::get().set_mirror_lag(&peer.name, target, done);
         match self {
             Progress::Log => {
                 tracing::info!(peer = %peer.name, mirrored = done, of = target, "mirroring catch-up");
@@ -345,11 +352,8 @@ impl Progress {
     }
 }
 
-async fn connect(peer: &Peer) -> anyhow::Result<LedgerClient<Channel>> {
-    let mut client = LedgerClient::connect(peer.url.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", peer.url))?
-        .max_decoding_message_size(64 * 1024 * 1024);
+async fn connect(fed: &Federation, peer: &Peer) -> anyhow::Result<LedgerClient<Channel>> {
+    let mut client = qtrace_client::connect::connect_with(&peer.url, fed.tls.as_ref()).await?;
     let info = client.get_log_info(pb::GetLogInfoRequest {}).await?.into_inner();
     if info.log_id != peer.log_id.0 {
         anyhow::bail!(
@@ -370,7 +374,7 @@ pub async fn round(
     progress: &Progress,
 ) -> anyhow::Result<bool> {
     if client.is_none() {
-        *client = Some(connect(peer).await?);
+        *client = Some(connect(fed, peer).await?);
     }
     let Some(rpc) = client.as_mut() else { anyhow::bail!("no connection") };
     let served = rpc.get_checkpoint(pb::GetCheckpointRequest { size: 0, log_id: Vec::new() }).await?.into_inner();
@@ -379,6 +383,7 @@ pub async fn round(
     let target = opened.checkpoint.clone();
     let local = fed.logs.mirror(peer.log_id)?;
     let head = local.head();
+    crate::metrics::get().set_mirror_lag(&peer.name, target.size, head.size);
 
     // The new checkpoint must agree with what this node already holds.
     if target.size <= head.size && target.size > 0 {
@@ -404,6 +409,7 @@ pub async fn round(
     let progressed = target.size > head.size;
     if progressed {
         catch_up(fed, peer, rpc, &local, &target, &served.note, progress).await?;
+        crate::metrics::get().set_mirror_lag(&peer.name, target.size, local.head().size);
     } else if target.size == head.size {
         // Same checkpoint: gather the cosignatures the peer has collected.
         merge_cosignatures(&local, target.size, &served.note)?;

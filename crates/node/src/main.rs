@@ -3,6 +3,9 @@
 mod appender;
 mod audit;
 mod federation;
+mod http;
+mod metrics;
+mod page;
 mod service;
 mod setup;
 mod status;
@@ -87,6 +90,34 @@ struct Args {
     /// Entries verified and stored together while catching up with a peer.
     #[arg(long, default_value_t = federation::DEFAULT_CHUNK)]
     mirror_chunk: usize,
+    /// Serve gRPC over TLS with this certificate chain (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: require every client (and peer) to present a certificate
+    /// signed by this CA (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// CA (PEM) that signed the certificates of https:// peers. With
+    /// --tls-cert/--tls-key this node also presents its own certificate to
+    /// peers (mutual TLS).
+    #[arg(long, value_name = "FILE")]
+    peer_ca: Option<PathBuf>,
+    /// Allow plaintext gRPC on an address other than loopback. Without TLS,
+    /// anyone on the network can read and alter traffic; use only behind a
+    /// trusted TLS-terminating proxy.
+    #[arg(long)]
+    allow_plaintext: bool,
+    /// HTTP address of the consumer resolver (GS1 Digital Link pages,
+    /// /evidence) and /metrics; port 0 picks a free port (the bound address
+    /// is written to DATA/http.addr).
+    #[arg(long, default_value = "127.0.0.1:7780", env = "QTRACE_HTTP")]
+    http: SocketAddr,
+    /// Do not serve the HTTP resolver and metrics.
+    #[arg(long, conflicts_with = "http")]
+    no_http: bool,
     /// Before serving, drop and rebuild every derived key (hash, Merkle
     /// node, duplicate and lookup indexes) from the log entries. The
     /// entries and checkpoints are never touched.
@@ -115,6 +146,9 @@ enum Command {
         /// Peer to mirror: NAME=URL,VKEY. Repeatable.
         #[arg(long = "peer", value_name = "NAME=URL,VKEY", required = true)]
         peers: Vec<federation::Peer>,
+        /// CA (PEM) that signed the certificates of https:// peers.
+        #[arg(long, value_name = "FILE")]
+        peer_ca: Option<PathBuf>,
     },
 }
 
@@ -130,9 +164,9 @@ fn main() -> std::process::ExitCode {
     if let Some(Command::Audit { data }) = &args.command {
         return run_audit(data);
     }
-    if let Some(Command::Mirror { data, peers }) = &args.command {
+    if let Some(Command::Mirror { data, peers, peer_ca }) = &args.command {
         return match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(runtime) => match runtime.block_on(run_mirror(data, peers)) {
+            Ok(runtime) => match runtime.block_on(run_mirror(data, peers, peer_ca.as_deref())) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qtrace-node mirror: {e:#}");
@@ -188,6 +222,7 @@ fn federation_for(
     peers: Vec<federation::Peer>,
     interval: std::time::Duration,
     chunk: usize,
+    tls: Option<qtrace_client::connect::Tls>,
 ) -> anyhow::Result<Arc<federation::Federation>> {
     let logs = Arc::new(federation::Logs::new(opened.log.clone(), opened.store.clone()));
     let cosigner = qtrace_ledger::note::Cosigner::new(&opened.origin, opened.log_key.signing_key().clone())
@@ -198,7 +233,7 @@ fn federation_for(
             registry.trust_log(peer.vkey.public_key().to_bytes());
         }
     }
-    let settings = federation::Settings { peers: peers.clone(), interval, chunk };
+    let settings = federation::Settings { peers: peers.clone(), interval, chunk, tls };
     let fed = Arc::new(federation::Federation::new(
         settings,
         logs.clone(),
@@ -234,7 +269,22 @@ fn read_peers(args: &Args) -> anyhow::Result<Vec<federation::Peer>> {
     Ok(peers)
 }
 
-async fn run_mirror(data: &std::path::Path, peers: &[federation::Peer]) -> anyhow::Result<()> {
+/// TLS settings for reaching https:// peers.
+fn peer_tls(
+    ca: Option<&std::path::Path>,
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<qtrace_client::connect::Tls>> {
+    let Some(ca) = ca else { return Ok(None) };
+    let identity = cert.zip(key);
+    Ok(Some(qtrace_client::connect::Tls::from_files(ca, identity)?))
+}
+
+async fn run_mirror(
+    data: &std::path::Path,
+    peers: &[federation::Peer],
+    peer_ca: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let opened = setup::open(data, None, None, false)?;
     let registry = Arc::new(RwLock::new(opened.registry.clone()));
     let fed = federation_for(
@@ -243,6 +293,7 @@ async fn run_mirror(data: &std::path::Path, peers: &[federation::Peer]) -> anyho
         peers.to_vec(),
         std::time::Duration::from_millis(500),
         federation::DEFAULT_CHUNK,
+        peer_tls(peer_ca, None, None)?,
     )?;
     for peer in peers {
         let bar = indicatif::ProgressBar::new(0);
@@ -264,6 +315,21 @@ async fn run_mirror(data: &std::path::Path, peers: &[federation::Peer]) -> anyho
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let peers = read_peers(&args)?;
+    let tls = args.tls_cert.is_some();
+    if !tls && !args.listen.ip().is_loopback() {
+        if !args.allow_plaintext {
+            anyhow::bail!(
+                "refusing to serve plaintext gRPC on {} (not loopback): give --tls-cert/--tls-key, or \
+                 --allow-plaintext if a trusted proxy terminates TLS",
+                args.listen
+            );
+        }
+        eprintln!(
+            "qtrace-node: WARNING: serving plaintext gRPC on {}; anyone on the network can read and alter \
+             traffic (明文传输，存在被窃听和篡改的风险)",
+            args.listen
+        );
+    }
     let opened = setup::open(&args.data, args.name.as_deref(), args.genesis.as_deref(), args.rebuild_indexes)?;
     let head = opened.log.head();
     let vkey = opened.signer.verifier().to_string();
@@ -285,6 +351,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peers.clone(),
         std::time::Duration::from_millis(args.mirror_interval_ms),
         args.mirror_chunk,
+        peer_tls(args.peer_ca.as_deref(), args.tls_cert.as_deref(), args.tls_key.as_deref())?,
     )?;
     let (appender, writer) = Appender::start(
         opened.log.clone(),
@@ -315,6 +382,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .build_v1()
         .context("building the reflection service")?;
 
+    // The resolver and /metrics, bound before gRPC so that DATA/http.addr
+    // exists by the time DATA/node.addr does.
+    let http_server = if args.no_http {
+        let _ = std::fs::remove_file(args.data.join("http.addr"));
+        None
+    } else {
+        let resolver = http::Resolver {
+            verdicts: service.verdicts(),
+            origin: opened.origin.clone(),
+            log_id: opened.log_id(),
+            vkey,
+        };
+        let server = http::start(args.http, &args.data, resolver).await?;
+        println!("  listening on {} (HTTP: resolver /01/..., /metrics)", server.addr);
+        Some(server)
+    };
     let listener = TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let bound = listener.local_addr()?;
     std::fs::write(args.data.join("node.addr"), format!("{bound}\n")).context("writing DATA/node.addr")?;
@@ -331,7 +414,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ledger = LedgerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let read = |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+        let mut config = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+        if let Some(ca) = &args.tls_client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        server = server.tls_config(config).context("configuring TLS")?;
+        println!(
+            "  TLS: on{}",
+            if args.tls_client_ca.is_some() { " (mutual: client certificates required)" } else { "" }
+        );
+    }
+    server
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ledger)
@@ -342,6 +439,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     for mirror in mirrors {
         let _ = mirror.await;
+    }
+    if let Some(server) = http_server {
+        server.shutdown().await;
     }
     // The server has stopped accepting and finished its in-flight calls.
     // Close the queue and let the writer finish and flush what it holds.

@@ -69,34 +69,21 @@ impl LedgerService {
         Ok(Limits { max_depth: depth, max_nodes: nodes })
     }
 
-    /// Computes a verdict over a snapshot of the store, and with `bundle`
-    /// the evidence bundle behind it.
+    /// What verdicts need, shared with the HTTP resolver.
+    pub fn verdicts(&self) -> Verdicts {
+        Verdicts {
+            federation: self.federation.clone(),
+            witness_quorum: self.witness_quorum,
+            trace_limits: self.trace_limits,
+        }
+    }
+
     async fn verdict(
         &self,
         request: pb::VerifyRequest,
         bundle: bool,
     ) -> Result<(verdict::Report, Option<pb::Bundle>), Failure> {
-        let federation = self.federation.clone();
-        let trust = Trust { logs: federation.trusted_logs(), witnesses: federation.witnesses() };
-        let limits = self.trace_limits;
-        let quorum = self.witness_quorum;
-        tokio::task::spawn_blocking(move || {
-            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
-            let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
-            let options = verdict::Options { limits, raw: request.raw, witness_quorum: quorum };
-            if !bundle {
-                let report = run_verdict(&view, &trust, &request, options)?;
-                return Ok((report, None));
-            }
-            let recorder = Recorder::new(&view);
-            let report = run_verdict(&recorder, &trust, &request, options)?;
-            let touched = recorder.touched.borrow().clone();
-            let built = qtrace_ledger::bundle::build(&view, &touched, subject, crate::setup::now_micros())
-                .map_err(|e| Failure::Internal(e.to_string()))?;
-            Ok((report, Some(built)))
-        })
-        .await
-        .map_err(|_| Failure::Internal("verdict failed to run".into()))?
+        self.verdicts().compute(request, bundle).await
     }
 
     /// Turns a writer outcome into a receipt with an inclusion proof.
@@ -147,8 +134,73 @@ impl LedgerService {
     }
 }
 
+/// The one place verdicts are computed: the Verify and GetBundle RPCs and
+/// the HTTP resolver all come here, so a consumer's page and a regulator's
+/// `qtrace verify` cannot disagree.
+#[derive(Clone)]
+pub struct Verdicts {
+    pub federation: Arc<Federation>,
+    /// Witness policy (k of the peers).
+    pub witness_quorum: usize,
+    pub trace_limits: Limits,
+}
+
+impl Verdicts {
+    pub fn trust(&self) -> Trust {
+        Trust { logs: self.federation.trusted_logs(), witnesses: self.federation.witnesses() }
+    }
+
+    /// Computes a verdict over a snapshot of the store, and with `bundle`
+    /// the evidence bundle behind it.
+    pub async fn compute(
+        &self,
+        request: pb::VerifyRequest,
+        bundle: bool,
+    ) -> Result<(verdict::Report, Option<pb::Bundle>), Failure> {
+        let federation = self.federation.clone();
+        let trust = self.trust();
+        let limits = self.trace_limits;
+        let quorum = self.witness_quorum;
+        tokio::task::spawn_blocking(move || {
+            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
+            let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
+            let options = verdict::Options { limits, raw: request.raw, witness_quorum: quorum };
+            if !bundle {
+                let report = run_verdict(&view, &trust, &request, options)?;
+                return Ok((report, None));
+            }
+            let recorder = Recorder::new(&view);
+            let report = run_verdict(&recorder, &trust, &request, options)?;
+            let touched = recorder.touched.borrow().clone();
+            let built = qtrace_ledger::bundle::build(&view, &touched, subject, crate::setup::now_micros())
+                .map_err(|e| Failure::Internal(e.to_string()))?;
+            Ok((report, Some(built)))
+        })
+        .await
+        .map_err(|_| Failure::Internal("verdict failed to run".into()))?
+    }
+
+    /// Runs `read` on a blocking thread over the same snapshot view verdicts
+    /// use (each log fixed at the checkpoint the witness policy picks).
+    pub async fn with_view<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&StoreView<'_>, &Trust) -> Result<T, Failure> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let federation = self.federation.clone();
+        let trust = self.trust();
+        let quorum = self.witness_quorum;
+        tokio::task::spawn_blocking(move || {
+            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
+            read(&view, &trust)
+        })
+        .await
+        .map_err(|_| Failure::Internal("reading the store failed to run".into()))?
+    }
+}
+
 /// Decodes and verifies one submission outside the writer.
 pub fn verify(signed: &pb::SignedEvent) -> Result<Verified, Failure> {
+    let _span = tracing::debug_span!("decode_verify", bytes = signed.event.len()).entered();
     let event = decode_event(&signed.event).map_err(Failure::Event)?;
     let signer = PublicKey::from_slice(&signed.signer).map_err(Failure::Signature)?;
     signer.verify_event(&signed.event, &signed.signature).map_err(Failure::Signature)?;
@@ -189,11 +241,14 @@ type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::Entry, Status>> + Send>>
 #[tonic::async_trait]
 impl Ledger for LedgerService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendReceipt>, Status> {
-        let signed = request.into_inner().event.ok_or_else(|| Status::invalid_argument("event: is required"))?;
-        let verified = verify(&signed).map_err(status::to_status)?;
+        let signed = request
+            .into_inner()
+            .event
+            .ok_or_else(|| status::refused(Status::invalid_argument("event: is required")))?;
+        let verified = verify(&signed).map_err(status::refusal)?;
         let mut results = self.appender.submit(vec![verified]).await;
         let logged = results.pop().ok_or_else(|| Status::internal("no result from the writer"))?;
-        let logged = logged.map_err(|e| status::to_status(Failure::Append(e)))?;
+        let logged = logged.map_err(|e| status::refusal(Failure::Append(e)))?;
         Ok(Response::new(self.receipt(logged).map_err(status::to_status)?))
     }
 
@@ -203,10 +258,10 @@ impl Ledger for LedgerService {
     ) -> Result<Response<pb::AppendBatchResponse>, Status> {
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::refused(Status::invalid_argument(format!(
                 "events: {} events in one batch; at most {MAX_BATCH} are accepted",
                 events.len()
-            )));
+            ))));
         }
         let checked = tokio::task::spawn_blocking(move || verify_all(&events))
             .await
@@ -236,7 +291,7 @@ impl Ledger for LedgerService {
                 let outcome = match outcome {
                     Some(Ok(receipt)) => pb::append_result::Outcome::Receipt(receipt),
                     Some(Err(failure)) => {
-                        let status = status::to_status(failure);
+                        let status = status::refusal(failure);
                         pb::append_result::Outcome::Refusal(pb::Refusal {
                             code: status.code() as i32,
                             message: status.message().to_string(),

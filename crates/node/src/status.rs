@@ -82,6 +82,18 @@ pub fn to_status(failure: Failure) -> Status {
     }
 }
 
+/// [`to_status`] for a refused submission: also counted in the refusal
+/// metric by code.
+pub fn refusal(failure: Failure) -> Status {
+    refused(to_status(failure))
+}
+
+/// Counts a refusal already expressed as a status.
+pub fn refused(status: Status) -> Status {
+    crate::metrics::get().refused(status.code());
+    status
+}
+
 fn internal(detail: String) -> Status {
     tracing::error!(%detail, "internal error");
     Status::internal("internal error; the node's log has the details")

@@ -3,8 +3,11 @@
 
 mod args;
 mod import;
+mod qr;
 mod query;
 mod submit;
+mod trace;
+mod verdict;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -30,11 +33,14 @@ Environment 环境变量:
   QTRACE_KEY   secret key file that signs records, as --key
   QTRACE_ORG   USCC (统一社会信用代码) of the signer's organisation, as --org
   QTRACE_VKEY  the log's C2SP verifier key, as --vkey (checkpoint, proof, consistency)
+  QTRACE_TRUST trusted logs' verifier keys, comma-separated, as --trust (verify, check)
+  QTRACE_RESOLVER  the resolver a QR code's link points at, as qr --base
 
 Exit codes 退出码:
   0  done
   1  refused by the node (its gRPC code and message are printed, e.g.
-     \"refused (PERMISSION_DENIED): ...\"), or what the node sent does not verify
+     \"refused (PERMISSION_DENIED): ...\"), or what the node sent does not verify;
+     for verify and check: a verdict other than VALID (WARNING, INVALID, NOT_FOUND)
   2  usage or bad input: unknown flag, invalid code or date, bad key file;
      nothing was sent
   3  node unreachable";
@@ -145,6 +151,21 @@ pub enum Command {
     /// code 1. Lines that are not valid JSON, base64 or hex, or whose event fails validation
     /// before signing, are refused here without being sent.
     Import(ImportArgs),
+    /// Verify a record or a certificate (核验, the regulator's view), or an evidence bundle offline.
+    ///
+    /// The verdict is computed here, from the evidence bundle the node sends (or a file with
+    /// --offline) and the log keys given with --trust or --data. It shows every check with its
+    /// evidence, the certificate status history and the accountable persons. Exit 0 only for VALID.
+    Verify(verdict::VerifyArgs),
+    /// Check a product code (查验, the consumer's view): genuine? certified? recalled? who is
+    /// responsible? Exit 0 only for VALID.
+    Check(verdict::CheckArgs),
+    /// Write the evidence bundle (证据包) behind a verdict to a file, for `verify --offline`.
+    Bundle(verdict::BundleArgs),
+    /// Trace a record or a lot upstream (--up, 来源可查) or downstream (--down, 去向可追).
+    Trace(trace::TraceArgs),
+    /// Draw the QR code (二维码) of a product's GS1 Digital Link, or write it as SVG or PNG.
+    Qr(qr::QrArgs),
 }
 
 /// Why a command failed; each kind has its exit code.
@@ -359,6 +380,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Proof(a) => query::proof(&mut ctx, a).await,
         Command::Consistency(a) => query::consistency(&mut ctx, a).await,
         Command::Import(a) => import::run(&mut ctx, a).await,
+        Command::Verify(a) => verdict::verify(&mut ctx, a).await,
+        Command::Check(a) => verdict::check(&mut ctx, a).await,
+        Command::Bundle(a) => verdict::bundle(&mut ctx, a).await,
+        Command::Trace(a) => trace::run(&mut ctx, a).await,
+        Command::Qr(a) => qr::run(&ctx, a),
     }
 }
 

@@ -205,6 +205,15 @@ fn cases() -> Vec<Case> {
             rebuild: Rebuild::Repairs,
         },
         Case {
+            name: "(e) a Merkle node on the tree's frontier removed",
+            damage: |t| {
+                assert!(t.remove(node_key(5, 0)).expect("sled remove").is_some(), "the node exists");
+            },
+            audit_says: &["level 5 index 0"],
+            start: Start::Refuses,
+            rebuild: Rebuild::Repairs,
+        },
+        Case {
             name: "(f) the latest checkpoint's root line altered",
             damage: |t| change_checkpoint_root(t, SIZE),
             audit_says: &["checkpoint at size 41: ", "signature"],
@@ -291,7 +300,7 @@ fn check_case(case: &Case, data: &Path, copy: &Path, log_id: &LogId) -> Vec<Stri
     match (case.start, start(copy, &[])) {
         (Start::Serves, Ok(())) => {}
         (Start::Refuses, Err(output)) if output.contains("refusing to start") => {}
-        (want, got) => failures.push(format!("{}: expected the node to {want:?} at startup, got {got:?}", case.name)),
+        (want, got) => failures.push(format!("{}: expected startup to give {want:?}, got {got:?}", case.name)),
     }
 
     match (case.rebuild, start(copy, &["--rebuild-indexes"])) {

@@ -129,25 +129,21 @@ async fn consumer_page_in_headless_chromium() {
     let base = node.http_url();
     let dir = artifacts();
 
+    // (name, path, phrases the reader must see, whether to save the whole page too).
+    let valid: &[&str] =
+        &["有效", "VALID", "✓ 正品 Genuine", "✓ 已认证 Certified", "✓ 未召回 Not recalled", "责任主体", "示例乳业"];
+    let recalled: &[&str] = &["无效", "INVALID", "✗ 已召回 Recalled", "已召回：请停止使用", "RM-BAD", "三聚氰胺"];
+    let forged: &[&str] = &["无效", "INVALID", "✗ 认证无效 Certificate invalid", "伪造证书", "CQC-NEVER-ISSUED"];
+    let bad_code: &[&str] = &["无效产品码", "INVALID CODE", "校验码错误", "GTIN check digit is 7, expected 8"];
+    let unknown: &[&str] = &["未找到", "NOT FOUND", "查无此产品", "12315"];
     let cases = [
-        (
-            "valid",
-            lot_path(GOOD_LOT),
-            &["有效", "VALID", "✓ 正品 Genuine", "✓ 已认证 Certified", "✓ 未召回 Not recalled", "责任主体", "示例乳业"]
-                [..],
-        ),
-        (
-            "recalled",
-            lot_path(RECALLED_LOT),
-            &["无效", "INVALID", "✗ 已召回 Recalled", "已召回：请停止使用", "RM-BAD", "三聚氰胺"][..],
-        ),
-        (
-            "forged",
-            lot_path(FORGED_LOT),
-            &["无效", "INVALID", "✗ 认证无效 Certificate invalid", "伪造证书", "CQC-NEVER-ISSUED"][..],
-        ),
+        ("valid", lot_path(GOOD_LOT), valid, true),
+        ("recalled", lot_path(RECALLED_LOT), recalled, true),
+        ("forged", lot_path(FORGED_LOT), forged, true),
+        ("bad-check-digit", format!("/01/09520123456787/10/{GOOD_LOT}"), bad_code, false),
+        ("unknown", lot_path("NO-SUCH-LOT"), unknown, false),
     ];
-    for (name, path, expected) in cases {
+    for (name, path, expected, whole_page) in cases {
         let url = format!("{base}{path}");
         let browser = binary.clone();
         let dom_url = url.clone();
@@ -157,10 +153,10 @@ async fn consumer_page_in_headless_chromium() {
         for phrase in expected {
             assert!(text.contains(phrase), "{name}: {phrase:?} is not on the rendered page:\n{text}");
         }
-        assert!(!text.contains("未找到"), "{name}: rendered a not-found page:\n{text}");
 
         // A phone's viewport (412×915 CSS pixels at 2×), and the whole page.
-        for (suffix, height) in [("", 915), ("-full", 3200)] {
+        let shots: &[(&str, u32)] = if whole_page { &[("", 915), ("-full", 3600)] } else { &[("", 915)] };
+        for &(suffix, height) in shots {
             let file = dir.join(format!("resolver-{name}{suffix}.png"));
             let _ = std::fs::remove_file(&file);
             let browser = binary.clone();

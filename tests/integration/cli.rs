@@ -341,6 +341,12 @@ fn the_command_line_from_keys_to_verdicts() {
     assert_eq!(on_cert["verdict"], "VALID", "{on_cert}");
     assert_eq!(check_named(&on_cert, "basis")["ok"], true, "{on_cert}");
 
+    // A record named LOGID/SEQ, and a product the ledger has never seen.
+    let by_log = format!("{}/{sold}", entry["log_id"].as_str().expect("log_id"));
+    assert_eq!(shape(&ok(&node, &["verify", &by_log, "--data", &data])), shape(&on_sale));
+    let unknown = qtrace(&node, &["check", "04006381333931/NO-SUCH-LOT", "--data", &data]);
+    assert_eq!((unknown.code, unknown.json["verdict"].as_str()), (1, Some("NOT_FOUND")), "{}", unknown.json);
+
     // Traces both ways through the Trace RPC.
     let down = ok(&node, &["trace", &produced, "--down"]);
     let down_kinds: Vec<&str> =

@@ -76,6 +76,20 @@ async fn mutual_tls_for_clients_and_peers() {
     };
     assert!(refused, "plaintext is not served on the TLS port");
 
+    // The command line speaks TLS too.
+    let client_cert = write(temp.path(), "client.pem", &pki.client.0);
+    let client_key = write(temp.path(), "client.key", &pki.client.1);
+    let output = Command::new(binary("qtrace"))
+        .args(["--node", &https, "--ca", &ca, "--tls-cert", &client_cert, "--tls-key", &client_key, "--json"])
+        .args(["checkpoint"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(json["size"], 1);
+    let output = Command::new(binary("qtrace")).args(["--node", &https, "checkpoint"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2), "https without --ca is a usage error");
+
     // A peer mirrors A over mutual TLS.
     let b = Planned::new(temp.path(), "tls-b", 62);
     let a_https = Planned { url: https.clone(), ..Planned::new(temp.path(), "unused", 63) };

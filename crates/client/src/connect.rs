@@ -188,7 +188,7 @@ mod tests {
     async fn refused_connections_are_unreachable() {
         let cases = [
             ("http://127.0.0.1:1", "cannot reach the node at http://127.0.0.1:1"),
-            ("https://127.0.0.1:7700", "only plain-text http:// is supported"),
+            ("https://127.0.0.1:7700", "needs the CA that signed its certificate"),
             ("http://[", "is not a node address"),
         ];
         for (address, want) in cases {

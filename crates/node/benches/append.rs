@@ -300,7 +300,7 @@ impl Bench<'_> {
     async fn noop_phase(&mut self, name: &'static str, clients: usize, mode: Mode, length: Duration) -> Result<()> {
         let clients = self.clients(clients, mode).await?;
         let n = clients.len();
-        let usage = Usage::start(self.node.pid());
+        let usage = Usage::start(self.node);
         let phase = drive(clients, length, usize::MAX, |mut client, _| async move {
             client.get_log_info(pb::GetLogInfoRequest {}).await.map(|_| Done::one()).map_err(|s| s.to_string())
         })
@@ -353,7 +353,7 @@ impl Bench<'_> {
             Arc::new(self.sign_pool((pool_rate * length.as_secs_f64()).ceil() as usize));
         let clients = self.clients(clients, mode).await?;
         let n = clients.len();
-        let usage = Usage::start(self.node.pid());
+        let usage = Usage::start(self.node);
         let requests = pool.clone();
         let phase = drive(clients, length, pool.len(), move |mut client, i| {
             let event = requests[i].clone();
@@ -393,7 +393,7 @@ impl Bench<'_> {
                  meeting delayed ACKs: the node's accepted sockets lack TCP_NODELAY",
             );
         }
-        self.usage_rows(name, &usage, phase.events, phase.elapsed);
+        self.usage_rows(name, &usage, phase.events, phase.elapsed, n);
         self.check_receipt(phase.receipt.as_ref())?;
         phase.check(name)?;
         Ok(per_s)
@@ -406,7 +406,7 @@ impl Bench<'_> {
         drop(pool);
         let clients = self.clients(clients, Mode::Separate).await?;
         let n = clients.len();
-        let usage = Usage::start(self.node.pid());
+        let usage = Usage::start(self.node);
         let shared = requests.clone();
         let phase = drive(clients, length, requests.len(), move |mut client, i| {
             let request = shared[i].clone();
@@ -462,7 +462,7 @@ impl Bench<'_> {
         );
         let ideal = Duration::from_secs_f64(BATCH as f64 / batch_verify);
         self.latency_rows(name, &lat, ideal, &format!("÷ time to batch-verify {BATCH} sigs on 1 core"));
-        self.usage_rows(name, &usage, phase.events, phase.elapsed);
+        self.usage_rows(name, &usage, phase.events, phase.elapsed, n * BATCH);
         self.check_receipt(phase.receipt.as_ref())?;
         phase.check(name)
     }
@@ -480,7 +480,7 @@ impl Bench<'_> {
     }
 
     /// Where the node's time went during a phase, per appended event.
-    fn usage_rows(&mut self, name: &str, usage: &UsageDelta, events: usize, elapsed: Duration) {
+    fn usage_rows(&mut self, name: &str, usage: &UsageDelta, events: usize, elapsed: Duration, in_flight: usize) {
         let events = events.max(1) as f64;
         let wall = elapsed.as_secs_f64();
         let verify_cost = 1.0 / self.report.limit_value("ed25519_verify_per_s");
@@ -505,6 +505,23 @@ impl Bench<'_> {
                 per_event(*cpu) * 1e6,
                 "µs",
                 vec![Ratio::new(cpu.as_secs_f64() / wall, "cores busy")],
+            );
+        }
+        if let Some(groups) = usage.groups.as_ref().filter(|g| g.count > 0.0) {
+            let size = groups.events / groups.count;
+            self.report.figure(
+                &format!("{name}_group_commit_events"),
+                "  events per group commit (LogStore::append call)",
+                size,
+                "events",
+                vec![Ratio::new(size / in_flight as f64, "÷ events the clients keep in flight")],
+            );
+            self.report.figure(
+                &format!("{name}_append_call_us_per_event"),
+                "  writer inside LogStore::append, per event",
+                groups.append_seconds / events * 1e6,
+                "µs",
+                vec![Ratio::new(groups.append_seconds / wall, "share of wall (sled batch + sign + flush)")],
             );
         }
         let blocked = (1.0 - (usage.writer_run + usage.writer_wait).as_secs_f64() / wall).max(0.0);
@@ -696,6 +713,8 @@ struct NodeProcess {
     child: Option<Child>,
     data: PathBuf,
     url: String,
+    /// host:port of the node's HTTP side, for /metrics.
+    http: Option<String>,
     _temp: tempfile::TempDir,
 }
 
@@ -709,13 +728,13 @@ impl NodeProcess {
         let child = Command::new(binary)
             .arg("--data")
             .arg(&data)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut node = NodeProcess { child: Some(child), data, url: String::new(), _temp: temp };
+        let mut node = NodeProcess { child: Some(child), data, url: String::new(), http: None, _temp: temp };
         let addr_file = node.data.join("node.addr");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -723,6 +742,8 @@ impl NodeProcess {
                 && text.ends_with('\n')
             {
                 node.url = format!("http://{}", text.trim());
+                // The node binds its HTTP side (resolver and /metrics) first.
+                node.http = std::fs::read_to_string(node.data.join("http.addr")).ok().map(|t| t.trim().to_string());
                 return Ok(node);
             }
             if let Some(child) = node.child.as_mut()
@@ -768,6 +789,8 @@ impl Drop for NodeProcess {
 /// CPU time of the node's threads by name, runqueue wait, bytes written,
 /// this process's CPU time and the whole machine's, at the start of a phase.
 struct Usage {
+    http: Option<String>,
+    metrics: Option<BTreeMap<String, f64>>,
     pid: u32,
     machine: Duration,
     node_total: Duration,
@@ -783,7 +806,17 @@ struct ThreadTimes {
     wait: Duration,
 }
 
+/// Group commits during a phase, from the node's /metrics: how many
+/// `LogStore::append` calls, the events they held, and the seconds the
+/// writer spent inside them (sled batch, checkpoint signing and flush).
+struct Groups {
+    count: f64,
+    events: f64,
+    append_seconds: f64,
+}
+
 struct UsageDelta {
+    groups: Option<Groups>,
     /// CPU time of every other process on the machine (other developers'
     /// builds, say): the noise in this phase.
     other_cpu: Duration,
@@ -798,8 +831,11 @@ struct UsageDelta {
 }
 
 impl Usage {
-    fn start(pid: u32) -> Usage {
+    fn start(node: &NodeProcess) -> Usage {
+        let pid = node.pid();
         Usage {
+            http: node.http.clone(),
+            metrics: node.http.as_deref().and_then(scrape_metrics),
             pid,
             machine: machine_busy(),
             node_total: process_cpu(pid),
@@ -815,7 +851,20 @@ impl Usage {
         let node_total = process_cpu(self.pid).saturating_sub(self.node_total);
         let client_total = process_cpu(std::process::id()).saturating_sub(self.client_total);
         let machine = machine_busy().saturating_sub(self.machine);
+        let groups = match (&self.metrics, self.http.as_deref().and_then(scrape_metrics)) {
+            (Some(before), Some(after)) => {
+                let delta =
+                    |name: &str| after.get(name).copied().unwrap_or(0.0) - before.get(name).copied().unwrap_or(0.0);
+                Some(Groups {
+                    count: delta("qtrace_append_batch_size_count"),
+                    events: delta("qtrace_append_batch_size_sum"),
+                    append_seconds: delta("qtrace_append_flush_seconds_sum"),
+                })
+            }
+            _ => None,
+        };
         let mut delta = UsageDelta {
+            groups,
             other_cpu: machine.saturating_sub(node_total).saturating_sub(client_total),
             node_cpu: Duration::ZERO,
             node_wait: Duration::ZERO,
@@ -847,6 +896,29 @@ impl Usage {
         }
         delta
     }
+}
+
+/// Unlabelled samples of the node's Prometheus text at /metrics, over a
+/// plain HTTP/1.1 request; `None` when the node does not serve it.
+fn scrape_metrics(addr: &str) -> Option<BTreeMap<String, f64>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let samples = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(name, _)| !name.contains('{'))
+        .filter_map(|(name, value)| Some((name.to_string(), value.trim().parse::<f64>().ok()?)))
+        .collect();
+    Some(samples)
 }
 
 /// Busy time of all CPUs together, from the first line of /proc/stat

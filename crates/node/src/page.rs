@@ -39,7 +39,7 @@ body{margin:0;background:#eef1f5;color:#1f2937;line-height:1.5;font-size:16px;
 font-family:system-ui,-apple-system,"Segoe UI",Roboto,"PingFang SC","Hiragino Sans GB","Microsoft YaHei","Noto Sans CJK SC","Noto Sans SC","WenQuanYi Micro Hei",sans-serif}
 main{max-width:42rem;margin:0 auto;padding-bottom:1.5rem}
 .top{display:flex;justify-content:space-between;align-items:center;padding:.6rem 1rem;font-size:.85rem;color:#4b5563}
-.top b{color:#111827}
+.top b{color:#111827}.top a{color:#1d4ed8;text-decoration:none}
 .banner{color:#fff;text-align:center;padding:1.4rem 1rem 1.2rem;margin:0 .75rem;border-radius:1rem}
 .banner.valid{background:#15803d}.banner.warning{background:#b45309}.banner.invalid{background:#b91c1c}.banner.notfound{background:#4b5563}
 .banner .icon{font-size:2.6rem;line-height:1;font-weight:700}
@@ -51,8 +51,8 @@ main{max-width:42rem;margin:0 auto;padding-bottom:1.5rem}
 .pills{display:flex;flex-wrap:wrap;justify-content:center;gap:.4rem;margin-top:.8rem}
 .pill{background:rgba(255,255,255,.2);border-radius:999px;padding:.2rem .7rem;font-size:.85rem;white-space:nowrap}
 .card{background:#fff;margin:.75rem;border-radius:.9rem;padding:.9rem 1rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}
-.card h2{margin:0;font-size:1.1rem;display:flex;align-items:center;gap:.5rem}
-.card h2 small{font-weight:500;color:#6b7280;font-size:.85rem}
+.card h2{margin:0;font-size:1.1rem;display:flex;flex-wrap:wrap;align-items:center;gap:.1rem .5rem;white-space:nowrap}
+.card h2 small{font-weight:500;color:#6b7280;font-size:.85rem;white-space:normal}
 .mark{flex:none;width:1.5rem;height:1.5rem;border-radius:50%;color:#fff;font-size:.9rem;display:flex;align-items:center;justify-content:center;font-weight:700}
 .mark.ok{background:#16a34a}.mark.warning{background:#d97706}.mark.invalid{background:#dc2626}.mark.info{background:#64748b}
 .lead{margin:.45rem 0 0;font-weight:600}
@@ -71,7 +71,7 @@ ul.orgs li:first-child{border-top:0}
 .who{font-size:.9rem}.roles{font-size:.82rem;color:#4b5563}
 ol.path{list-style:none;margin:.6rem 0 0;padding:0 0 0 1.1rem;border-left:3px solid #cbd5e1}
 ol.path li{position:relative;padding:0 0 .8rem .4rem}
-ol.path li::before{content:"";position:absolute;left:-1.62rem;top:.35rem;width:.8rem;height:.8rem;border-radius:50%;background:#1d4ed8;border:2px solid #fff}
+ol.path li::before{content:"";position:absolute;left:-1.72rem;top:.35rem;width:.8rem;height:.8rem;border-radius:50%;background:#1d4ed8;border:2px solid #fff}
 ol.path .when{font-size:.8rem;color:#6b7280}
 ol.path .kind{display:inline-block;font-size:.78rem;background:#e0e7ff;color:#3730a3;border-radius:.3rem;padding:0 .35rem;margin-right:.3rem}
 ol.path .what{font-size:.9rem;overflow-wrap:anywhere}
@@ -86,9 +86,14 @@ fn document(title: &str, body: &str) -> String {
         "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"referrer\" content=\"no-referrer\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n\
-         <body>\n<main>\n<div class=\"top\"><span><b>qtrace</b> 产品追溯 · Product check</span><a href=\"/\">?</a></div>\n{body}</main>\n</body>\n</html>\n",
+         <body>\n<main>\n<div class=\"top\"><span><b>qtrace</b> 产品追溯 · Product check</span><a href=\"/\">关于 About</a></div>\n{body}</main>\n</body>\n</html>\n",
         escape(title)
     )
+}
+
+/// A record kind in English words ("certificate issued").
+fn kind_en(kind: EventKind) -> String {
+    kind.name().replace('_', " ")
 }
 
 fn class_of(severity: Severity) -> &'static str {
@@ -125,14 +130,16 @@ fn evidence_href(evidence: &str) -> Option<(String, u64)> {
 /// Links to the evidence behind a check: each record it cites, as a chip
 /// opening `/evidence/<log>/<seq>`. Long lists fold away.
 fn evidence_links(cites: &[String]) -> String {
-    let mut seen = BTreeSet::new();
-    let links: Vec<String> = cites
+    // One chip per record, in log order.
+    let mut records: BTreeMap<(u64, String), &str> = BTreeMap::new();
+    for cite in cites {
+        if let Some((href, seq)) = evidence_href(cite) {
+            records.entry((seq, href)).or_insert(cite.split(' ').next().unwrap_or(cite));
+        }
+    }
+    let links: Vec<String> = records
         .iter()
-        .filter_map(|cite| {
-            let (href, seq) = evidence_href(cite)?;
-            seen.insert(href.clone())
-                .then(|| format!("<a href=\"{}\" title=\"{}\">#{seq}</a>", escape(&href), escape(cite)))
-        })
+        .map(|((seq, href), cite)| format!("<a href=\"{}\" title=\"{}\">#{seq}</a>", escape(href), escape(cite)))
         .collect();
     if links.is_empty() {
         return String::new();
@@ -159,6 +166,8 @@ fn with_names(text: &str, names: &BTreeMap<String, String>) -> String {
 /// One card: a title in both languages, a bilingual lead line for its
 /// status, the checks' own details and their evidence.
 struct Card<'a> {
+    /// The section's fragment id, so a link can point at it.
+    id: &'static str,
     zh: &'static str,
     en: &'static str,
     checks: Vec<&'a Check>,
@@ -182,8 +191,9 @@ impl Card<'_> {
             Severity::Invalid => self.leads[2],
         };
         let mut html = format!(
-            "<section class=\"card\">\n<h2><span class=\"mark {}\">{}</span>{} <small>{}</small></h2>\n\
+            "<section class=\"card\" id=\"{}\">\n<h2><span class=\"mark {}\">{}</span>{} <small>{}</small></h2>\n\
              <p class=\"lead {}\">{zh}<span>{en}</span></p>\n",
+            self.id,
             class_of(severity),
             mark_of(severity),
             self.zh,
@@ -280,6 +290,7 @@ pub fn verdict_page(report: &Report, context: &PageContext<'_>) -> String {
     if report.verdict == Overall::NotFound {
         let found: Vec<&Check> = check("found").collect();
         let card = Card {
+            id: "result",
             zh: "查询结果",
             en: "Result",
             checks: found,
@@ -302,12 +313,14 @@ pub fn verdict_page(report: &Report, context: &PageContext<'_>) -> String {
 
 fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
     let by_name = |name: &str| -> Vec<&Check> { report.checks.iter().filter(|c| c.name == name).collect() };
-    let mut html = String::new();
+    let mut cards: Vec<(Severity, String)> = Vec::new();
     let mut genuine = by_name("integrity");
     genuine.extend(by_name("accountability"));
     genuine.extend(by_name("equivocation"));
-    html.push_str(
-        &Card {
+    add(
+        &mut cards,
+        Card {
+            id: "genuine",
             zh: "正品",
             en: "Genuine",
             checks: genuine,
@@ -322,8 +335,8 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
                     "Not genuine: a record is altered, forged or signed without authority",
                 ),
             ],
-        }
-        .render(""),
+        },
+        "",
     );
 
     let mut certificates = String::new();
@@ -344,27 +357,35 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
             let history: Vec<String> = cert
                 .history
                 .iter()
-                .map(|(date, kind, _)| format!("{} {} {}", escape(date), kind.name_zh(), kind.name()))
+                .map(|(date, kind, _)| format!("{} {} {}", escape(date), kind.name_zh(), kind_en(*kind)))
                 .collect();
             let _ = write!(certificates, "<dt>记录 History</dt><dd>{}</dd>", history.join("<br>"));
         }
         certificates.push_str("</dl>\n");
     }
-    html.push_str(
-        &Card {
+    add(
+        &mut cards,
+        Card {
+            id: "certificate",
             zh: "认证状态",
             en: "Certification",
             checks: by_name("certificate"),
             leads: [
-                ("认证有效（或无需认证）", "Certificate valid, or none recorded"),
+                if report.certificates.is_empty() {
+                    ("未见认证记录（并非所有产品都需要认证）", "No certificate recorded (not every product needs one)")
+                } else {
+                    ("认证有效", "Certified: the certificate is valid")
+                },
                 ("证书已暂停或存在问题", "The certificate is suspended or needs attention"),
                 ("证书无效、伪造或被冒用", "The certificate is invalid, forged or used for another product"),
             ],
-        }
-        .render(&certificates),
+        },
+        &certificates,
     );
-    html.push_str(
-        &Card {
+    add(
+        &mut cards,
+        Card {
+            id: "recall",
             zh: "召回",
             en: "Recalls",
             checks: by_name("recall"),
@@ -373,12 +394,14 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
                 ("召回信息需要注意", "Recall information needs attention"),
                 ("已召回：请停止使用", "RECALLED: stop using this product"),
             ],
-        }
-        .render(""),
+        },
+        "",
     );
-    html.push_str(
-        &Card {
-            zh: "监督抽查与检验",
+    add(
+        &mut cards,
+        Card {
+            id: "spot-check",
+            zh: "监督抽查",
             en: "Spot checks and inspections",
             checks: by_name("spot_check"),
             leads: [
@@ -386,11 +409,13 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
                 ("抽查或检验结果需要注意", "A spot check or inspection needs attention"),
                 ("抽查或检验不合格", "A spot check or inspection found it NON-CONFORMANT"),
             ],
-        }
-        .render(""),
+        },
+        "",
     );
-    html.push_str(
-        &Card {
+    add(
+        &mut cards,
+        Card {
+            id: "blacklist",
             zh: "黑名单",
             en: "Quality blacklist",
             checks: by_name("blacklist"),
@@ -399,17 +424,17 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
                 ("责任主体已列入质量失信黑名单", "A responsible organisation is on the quality blacklist"),
                 ("责任主体已列入质量失信黑名单", "A responsible organisation is on the quality blacklist"),
             ],
-        }
-        .render(""),
+        },
+        "",
     );
-    html.push_str(&responsible_card(report));
-    html.push_str(&path_card(report, names));
     let known = ["integrity", "accountability", "equivocation", "certificate", "recall", "spot_check", "blacklist"];
     let known = known.iter().chain(["source", "destination"].iter());
     let known: BTreeSet<&str> = known.copied().collect();
     let others: Vec<&Check> = report.checks.iter().filter(|c| !known.contains(c.name)).collect();
-    html.push_str(
-        &Card {
+    add(
+        &mut cards,
+        Card {
+            id: "other",
             zh: "其他检查",
             en: "Other checks",
             checks: others,
@@ -418,10 +443,22 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
                 ("其他检查需要注意", "Other checks need attention"),
                 ("其他检查未通过", "Another check failed"),
             ],
-        }
-        .render(""),
+        },
+        "",
     );
+    // Problems first: a consumer of a recalled product sees the recall
+    // without scrolling.
+    cards.sort_by_key(|(severity, _)| std::cmp::Reverse(*severity));
+    let mut html: String = cards.into_iter().map(|(_, card)| card).collect();
+    html.push_str(&responsible_card(report));
+    html.push_str(&path_card(report, names));
     html
+}
+
+fn add(cards: &mut Vec<(Severity, String)>, card: Card<'_>, extra: &str) {
+    if !card.checks.is_empty() {
+        cards.push((card.severity(), card.render(extra)));
+    }
 }
 
 /// The organisations and people accountable (责任主体), one entry per
@@ -453,16 +490,16 @@ fn responsible_card(report: &Report) -> String {
         return String::new();
     }
     let mut html = String::from(
-        "<section class=\"card\">\n<h2><span class=\"mark info\">i</span>责任主体 <small>Responsible organisations and people</small></h2>\n<ul class=\"orgs\">\n",
+        "<section class=\"card\" id=\"responsible\">\n<h2><span class=\"mark info\">i</span>责任主体 <small>Responsible organisations and people</small></h2>\n<ul class=\"orgs\">\n",
     );
     for uscc in order {
         let Some(org) = orgs.get(uscc) else { continue };
-        let kinds: Vec<String> = org.kinds.iter().map(|k| format!("{} {}", k.name_zh(), k.name())).collect();
+        let kinds: Vec<String> = org.kinds.iter().map(|k| format!("{} {}", k.name_zh(), kind_en(*k))).collect();
         let people: Vec<String> = org.people.iter().map(|p| escape(p)).collect();
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<li><div class=\"org\">{}</div><div class=\"uscc\">统一社会信用代码 USCC {}</div>\
-             <div class=\"who\">签名人 Signed by: {}</div><div class=\"roles\">记录 Records: {}</div>{}</li>\n",
+             <div class=\"who\">签名人 Signed by: {}</div><div class=\"roles\">记录 Records: {}</div>{}</li>",
             escape(org.name),
             escape(uscc),
             people.join("; "),
@@ -488,7 +525,7 @@ fn path_card(report: &Report, names: &BTreeMap<String, String>) -> String {
         _ => ("来源不明或记录不全", "The source is not fully on record"),
     };
     let mut html = format!(
-        "<section class=\"card\">\n<h2><span class=\"mark {}\">{}</span>追溯路径 <small>Traceability path</small></h2>\n\
+        "<section class=\"card\" id=\"path\">\n<h2><span class=\"mark {}\">{}</span>追溯路径 <small>Traceability path</small></h2>\n\
          <p class=\"lead {}\">{zh}<span>{en}</span></p>\n",
         class_of(severity),
         mark_of(severity),
@@ -504,13 +541,13 @@ fn path_card(report: &Report, names: &BTreeMap<String, String>) -> String {
                 format!(" <a class=\"chip\" href=\"{}\" title=\"{}\">#{seq}</a>", escape(&href), escape(&step.record))
             })
             .unwrap_or_default();
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<li><div class=\"when\">{}</div><div class=\"what\"><span class=\"kind\">{} {}</span>{}</div>\
-             <div class=\"by\">{}{link}</div></li>\n",
+             <div class=\"by\">{}{link}</div></li>",
             escape(&step.when),
             step.kind.name_zh(),
-            step.kind.name(),
+            kind_en(step.kind),
             escape(&with_names(&step.what, names)),
             escape(&step.organisation),
         );

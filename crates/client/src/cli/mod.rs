@@ -32,6 +32,7 @@ Environment 环境变量:
   QTRACE_NODE  node address, as --node (default http://127.0.0.1:7700)
   QTRACE_KEY   secret key file that signs records, as --key
   QTRACE_ORG   USCC (统一社会信用代码) of the signer's organisation, as --org
+  QTRACE_CA    CA certificate (PEM) of an https:// node, as --ca
   QTRACE_VKEY  the log's C2SP verifier key, as --vkey (checkpoint, proof, consistency)
   QTRACE_TRUST trusted logs' verifier keys, comma-separated, as --trust (verify, check)
   QTRACE_RESOLVER  the resolver a QR code's link points at, as qr --base
@@ -61,7 +62,8 @@ const GLOBAL: &str = "Global options 全局选项";
     disable_help_subcommand = true
 )]
 pub struct Cli {
-    /// Address of the qtrace node (plain-text gRPC).
+    /// Address of the qtrace node: http://HOST:PORT, or https://HOST:PORT
+    /// with --ca for a node serving TLS.
     #[arg(
         long,
         global = true,
@@ -83,6 +85,15 @@ pub struct Cli {
     /// in lowercase hex.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
+    /// CA certificate (PEM) that signed an https:// node's certificate.
+    #[arg(long, global = true, help_heading = GLOBAL, env = "QTRACE_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// This client's certificate (PEM) for a node that requires mutual TLS.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -248,7 +259,7 @@ impl From<tonic::Status> for Failure {
 impl From<ConnectError> for Failure {
     fn from(error: ConnectError) -> Self {
         match error {
-            ConnectError::BadUrl { .. } => Failure::Usage(error.to_string()),
+            ConnectError::BadUrl { .. } | ConnectError::Tls { .. } => Failure::Usage(error.to_string()),
             _ => Failure::Unreachable(error.to_string()),
         }
     }
@@ -267,12 +278,21 @@ pub struct Ctx {
     pub key_path: Option<PathBuf>,
     pub org: Option<Uscc>,
     pub json: bool,
+    tls: Option<(PathBuf, Option<(PathBuf, PathBuf)>)>,
     client: Option<LedgerClient<Channel>>,
 }
 
 impl Ctx {
     fn new(cli: &Cli) -> Self {
-        Ctx { node: cli.node.clone(), key_path: cli.key.clone(), org: cli.org.clone(), json: cli.json, client: None }
+        let tls = cli.ca.clone().map(|ca| (ca, cli.tls_cert.clone().zip(cli.tls_key.clone())));
+        Ctx {
+            node: cli.node.clone(),
+            key_path: cli.key.clone(),
+            org: cli.org.clone(),
+            json: cli.json,
+            tls,
+            client: None,
+        }
     }
 
     /// Loads the signing key given by --key / QTRACE_KEY.
@@ -297,7 +317,14 @@ impl Ctx {
     /// The connection to the node, opened on first use.
     pub async fn client(&mut self) -> Result<&mut LedgerClient<Channel>, Failure> {
         if self.client.is_none() {
-            self.client = Some(connect::connect(&self.node).await?);
+            let tls = match &self.tls {
+                Some((ca, identity)) => Some(connect::Tls::from_files(
+                    ca,
+                    identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path())),
+                )?),
+                None => None,
+            };
+            self.client = Some(connect::connect_with(&self.node, tls.as_ref()).await?);
         }
         self.client.as_mut().ok_or_else(|| Failure::Failed("no connection to the node".to_owned()))
     }

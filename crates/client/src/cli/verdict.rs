@@ -660,11 +660,13 @@ fn consumer_text(computed: &Computed) -> String {
             Severity::Invalid => format!("NO 否 — {}", c.detail),
         },
     };
+    // The recall check's detail starts each recall with "RECALLED (已召回): ",
+    // which the answer already says.
     let recalled_text = match report.check("recall") {
-        _ if report.recalled => {
-            format!("YES 是 (已召回) — {}", report.check("recall").map(|c| c.detail.as_str()).unwrap_or_default())
+        Some(c) if report.recalled || c.severity != Severity::Ok => {
+            format!("YES 是 (已召回) — {}", c.detail.replace("RECALLED (已召回): ", ""))
         }
-        Some(c) if c.severity != Severity::Ok => format!("YES 是 (已召回) — {}", c.detail),
+        _ if report.recalled => "YES 是 (已召回)".to_owned(),
         _ => "No 否".to_owned(),
     };
     text.push_str(&format!("\n  Genuine? 是否正品: {genuine_text}\n"));
@@ -774,7 +776,9 @@ mod tests {
         };
         let data_label = format!("pinned ({})", dir.path().join("log.vkey").display());
         let both_label = format!("2 key(s), pinned (--trust, {})", dir.path().join("log.vkey").display());
-        let cases: Vec<(TrustArgs, Result<String, (u8, &str)>)> = vec![
+        // (arguments, Ok(what is trusted) or Err((exit code, part of the message)))
+        type Case<'a> = (TrustArgs, Result<String, (u8, &'a str)>);
+        let cases: Vec<Case> = vec![
             (args(&[], None), Ok("none".to_owned())),
             (args(&[""], None), Ok("none".to_owned())),
             (args(&[vkey], None), Ok("1 key(s), pinned (--trust)".to_owned())),

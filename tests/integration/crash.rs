@@ -146,6 +146,7 @@ async fn load(
             match client.append(pb::AppendRequest { event: Some(signed.clone()) }).await {
                 Ok(receipt) => out.receipt(&vkey, &signed, &receipt.into_inner(), cycle),
                 Err(status) if uncertain(&status) => {
+                    eprintln!("task {client_no} single err {:?} {}", status.code(), status.message());
                     out.in_flight.push(signed);
                     break;
                 }
@@ -171,6 +172,7 @@ async fn load(
                     }
                 }
                 Err(status) if uncertain(&status) => {
+                    eprintln!("task {client_no} batch err {:?} {}", status.code(), status.message());
                     out.in_flight.extend(events);
                     break;
                 }
@@ -178,6 +180,7 @@ async fn load(
             }
         }
     }
+    eprintln!("task {client_no} done n={n}");
     out
 }
 
@@ -242,6 +245,7 @@ impl Known {
             assert_eq!(found, Some(&acked.hash), "cycle {cycle}: acknowledged entry {} lost or changed", acked.seq);
             assert_eq!(self.by_dedup.get(&acked.dedup), Some(&acked.seq), "entry {}: dedup key", acked.seq);
         }
+        let t = Instant::now();
         // The node serves the receipts of the cycle just killed by sequence number.
         for acked in all.acked.iter().filter(|a| a.cycle + 1 >= cycle) {
             let entry = client
@@ -256,6 +260,8 @@ impl Known {
             assert_eq!((entry.seq, entry.hash().0), (acked.seq, acked.hash), "cycle {cycle}: GetEntry({})", acked.seq);
         }
 
+        eprintln!("   getentry {:?}", t.elapsed());
+        let t = Instant::now();
         // Every checkpoint a client saw, and the one verified at the last
         // restart, is consistent with the latest: by a proof from the node
         // checked against the two signed roots, and by the tree itself.
@@ -285,6 +291,7 @@ impl Known {
             });
             self.proven.insert(size);
         }
+        eprintln!("   consistency {:?} {}", t.elapsed(), self.proven.len());
         self.latest = Some((latest.size, latest.root));
 
         // A definite refusal wrote nothing.
@@ -379,6 +386,29 @@ async fn sigkill_under_concurrent_load_loses_no_acknowledged_record() {
         root.append(&mut client, register_key(actor, &format!("操作员{i}"), "生产记录员")).await.expect("register key");
     }
 
+    for what in ["info", "entry", "cp"] {
+        let t = Instant::now();
+        for _ in 0..20 {
+            match what {
+                "info" => {
+                    client.get_log_info(pb::GetLogInfoRequest {}).await.unwrap();
+                }
+                "entry" => {
+                    client
+                        .get_entry(pb::GetEntryRequest {
+                            key: Some(pb::get_entry_request::Key::Seq(1)),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap();
+                }
+                _ => {
+                    client.get_checkpoint(pb::GetCheckpointRequest::default()).await.unwrap();
+                }
+            }
+        }
+        eprintln!("20 x {what}: {:?}", t.elapsed());
+    }
     let mut known = Known {
         log_id: node.log_id(),
         vkey: vkey.clone(),
@@ -403,7 +433,9 @@ async fn sigkill_under_concurrent_load_loses_no_acknowledged_record() {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(100 + rng.below(300))).await;
+        let t1 = Instant::now();
         node.kill();
+        eprintln!("  kill {:?}", t1.elapsed());
         stop.store(true, Ordering::Release);
         let mut this_cycle = Outcomes::default();
         for task in tasks {
@@ -413,14 +445,19 @@ async fn sigkill_under_concurrent_load_loses_no_acknowledged_record() {
                 .expect("client task");
             this_cycle.merge(out);
         }
+        eprintln!("  joined {:?} refused {}", t1.elapsed(), this_cycle.refused.len());
         let in_flight = std::mem::take(&mut this_cycle.in_flight);
         let acked_now = this_cycle.acked.len();
         all.merge(this_cycle);
 
+        let t0 = Instant::now();
         node = Node::start_in(&data, &[]);
+        eprintln!("  start {:?}", t0.elapsed());
         assert_eq!(node.vkey().to_string(), vkey.to_string(), "same log key after the restart");
         let mut client = node.client().await;
+        eprintln!("  client {:?}", t0.elapsed());
         known.check(&mut client, &all, cycle).await;
+        eprintln!("  check {:?}", t0.elapsed());
         let n_in_flight = in_flight.len();
         let (resubmitted, present, absent) = settle(&mut client, &known, in_flight, cycle).await;
         total_present += present;

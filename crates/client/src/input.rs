@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::hash::EntryHash;
+use crate::hash::{EntryHash, LogId};
 use crate::pb;
 
 /// Why a command-line value was refused.
@@ -28,6 +28,9 @@ pub enum RecordKey {
     Seq(u64),
     /// An entry hash, written as 64 hex digits.
     Hash(EntryHash),
+    /// A record of another log the node mirrors, written `LOGID/SEQ` (the
+    /// log id in 64 hex digits): a parent in another agency's log.
+    InLog(LogId, u64),
 }
 
 impl RecordKey {
@@ -36,6 +39,16 @@ impl RecordKey {
     /// A 64-digit decimal string is read as a hash: no sequence number has
     /// that many digits (a `u64` has at most 20).
     pub fn parse(input: &str) -> Result<Self, InputError> {
+        if let Some((log, seq)) = input.split_once('/') {
+            let shape =
+                || format!("{input:?} is not LOGID/SEQ (the log id in 64 hex digits, the sequence number in decimal)");
+            if log.len() != 64 || seq.is_empty() || !seq.bytes().all(|b| b.is_ascii_digit()) {
+                return fail(shape());
+            }
+            let log = LogId::from_hex(log).map_err(|_| InputError(shape()))?;
+            let seq = seq.parse::<u64>().map_err(|_| InputError(format!("sequence number {seq} is too large")))?;
+            return Ok(RecordKey::InLog(log, seq));
+        }
         if input.len() == 64 && input.bytes().all(|b| b.is_ascii_hexdigit()) {
             return EntryHash::from_hex(input).map(RecordKey::Hash).map_err(|e| InputError(e.to_string()));
         }
@@ -52,11 +65,12 @@ impl RecordKey {
 
     /// The key as a `GetEntry` request asks for it.
     pub fn to_request(self) -> pb::GetEntryRequest {
-        let key = match self {
-            RecordKey::Seq(seq) => pb::get_entry_request::Key::Seq(seq),
-            RecordKey::Hash(hash) => pb::get_entry_request::Key::EntryHash(hash.0.to_vec()),
+        let (key, log_id) = match self {
+            RecordKey::Seq(seq) => (pb::get_entry_request::Key::Seq(seq), Vec::new()),
+            RecordKey::Hash(hash) => (pb::get_entry_request::Key::EntryHash(hash.0.to_vec()), Vec::new()),
+            RecordKey::InLog(log, seq) => (pb::get_entry_request::Key::Seq(seq), log.0.to_vec()),
         };
-        pb::GetEntryRequest { key: Some(key), log_id: Vec::new() }
+        pb::GetEntryRequest { key: Some(key), log_id }
     }
 }
 
@@ -65,6 +79,7 @@ impl fmt::Display for RecordKey {
         match self {
             RecordKey::Seq(seq) => write!(f, "#{seq}"),
             RecordKey::Hash(hash) => write!(f, "{hash}"),
+            RecordKey::InLog(log, seq) => write!(f, "{log}/{seq}"),
         }
     }
 }

@@ -86,6 +86,7 @@ pub fn check_answer(asked: RecordKey, entry: &CheckedEntry) -> Result<(), CheckE
     let matches = match asked {
         RecordKey::Seq(seq) => entry.entry.seq == seq,
         RecordKey::Hash(hash) => entry.hash == hash,
+        RecordKey::InLog(log, seq) => entry.log_id == log && entry.entry.seq == seq,
     };
     if matches { Ok(()) } else { Err(CheckError::WrongRecord { asked, seq: entry.entry.seq, hash: entry.hash }) }
 }

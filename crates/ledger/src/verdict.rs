@@ -228,7 +228,15 @@ impl<'a> Ctx<'a> {
             None => Err(format!("log {log} is not among the trusted logs (give its verifier key with --trust)")),
             Some(verifier) => note::open_checkpoint(note_text, verifier, &self.trust.witnesses)
                 .map(|opened| {
-                    let witnesses = opened.cosigners.iter().map(|(name, time)| format!("{name} at {time}")).collect();
+                    // Distinct witness names: one witness cosigning twice is one witness.
+                    // A log cannot witness itself: its own cosignature does not count.
+                    let witnesses: BTreeSet<String> = opened
+                        .cosigners
+                        .iter()
+                        .map(|(name, _)| name.as_str().to_string())
+                        .filter(|name| *name != opened.checkpoint.origin && name != verifier.name().as_str())
+                        .collect();
+                    let witnesses = witnesses.into_iter().collect();
                     (opened.checkpoint, witnesses)
                 })
                 .map_err(|e| format!("checkpoint of log {log} does not verify: {e}")),
@@ -405,7 +413,7 @@ fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>)
             Err(e) => problems.push(e),
         }
     }
-    let mut witnesses = BTreeSet::new();
+    let mut witnessed = Vec::new();
     let mut sizes = Vec::new();
     let mut short_of_quorum = Vec::new();
     let mut equivocations = Vec::new();
@@ -413,7 +421,9 @@ fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>)
     for (log, result) in ctx.checkpoints.borrow().iter() {
         if let Ok((checkpoint, cosigners)) = result {
             sizes.push(format!("checkpoint {} size {} root {}", log, checkpoint.size, hex::encode(checkpoint.root)));
-            witnesses.extend(cosigners.iter().cloned());
+            if !cosigners.is_empty() {
+                witnessed.push(format!("{} by {}", checkpoint.origin, cosigners.join(", ")));
+            }
             if cosigners.len() < ctx.options.witness_quorum {
                 short_of_quorum.push(format!(
                     "the checkpoint of log {log} is cosigned by {} of the {} trusted witnesses; the policy asks for {}",
@@ -440,10 +450,10 @@ fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>)
     if !short_of_quorum.is_empty() {
         report.push(Check::new("witnesses", Severity::Warning, short_of_quorum.join("; "), Vec::new()));
     }
-    let witness_text = if witnesses.is_empty() {
+    let witness_text = if witnessed.is_empty() {
         "no witness cosignatures".to_string()
     } else {
-        format!("cosigned by {} witness(es): {}", witnesses.len(), witnesses.into_iter().collect::<Vec<_>>().join(", "))
+        format!("checkpoints cosigned (见证): {}", witnessed.join("; "))
     };
     if problems.is_empty() {
         report.push(Check::new(

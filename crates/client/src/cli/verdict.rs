@@ -45,6 +45,18 @@ pub struct TrustArgs {
     /// A node's data directory on this machine: its log.vkey is trusted.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Witness policy: how many of the trusted logs (as witnesses, 见证) must
+    /// cosign the checkpoint that proves a record; fewer is a WARNING.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    pub witness_quorum: usize,
+}
+
+/// Every trusted log is also a trusted witness: in a qtrace federation a
+/// node cosigns its peers' checkpoints with its log key.
+fn witnesses_of(logs: &[Verifier]) -> Vec<qtrace_client::note::CosignatureVerifier> {
+    logs.iter()
+        .filter_map(|v| qtrace_client::note::CosignatureVerifier::new(v.name().as_str(), *v.public_key()).ok())
+        .collect()
 }
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +126,8 @@ struct Trusted {
     /// The `"trust"` field: "pinned (...)" or [`NODE_PROVIDED`].
     label: String,
     pinned: bool,
+    /// Witness policy (k of the trusted logs).
+    quorum: usize,
 }
 
 /// The keys the user pinned with --trust / QTRACE_TRUST and --data, if any.
@@ -140,15 +154,17 @@ fn pinned_trust(args: &TrustArgs) -> Result<Option<Trusted>, Failure> {
     if logs.is_empty() {
         return Ok(None);
     }
+    let witnesses = witnesses_of(&logs);
     Ok(Some(Trusted {
-        trust: Trust { logs, witnesses: Vec::new() },
+        trust: Trust { logs, witnesses },
         label: format!("pinned ({})", sources.join(", ")),
         pinned: true,
+        quorum: args.witness_quorum,
     }))
 }
 
 /// The pinned keys, or else the node's own key (first contact).
-async fn trust_or_node(ctx: &mut Ctx, pinned: Option<Trusted>) -> Result<Trusted, Failure> {
+async fn trust_or_node(ctx: &mut Ctx, pinned: Option<Trusted>, quorum: usize) -> Result<Trusted, Failure> {
     if let Some(pinned) = pinned {
         return Ok(pinned);
     }
@@ -164,11 +180,8 @@ async fn trust_or_node(ctx: &mut Ctx, pinned: Option<Trusted>) -> Result<Trusted
         }
         .into());
     }
-    Ok(Trusted {
-        trust: Trust { logs: vec![key], witnesses: Vec::new() },
-        label: NODE_PROVIDED.to_owned(),
-        pinned: false,
-    })
+    let witnesses = witnesses_of(std::slice::from_ref(&key));
+    Ok(Trusted { trust: Trust { logs: vec![key], witnesses }, label: NODE_PROVIDED.to_owned(), pinned: false, quorum })
 }
 
 /// Looks the record up (checking what the node sends) and names it as a
@@ -214,6 +227,8 @@ async fn fetch_bundle(ctx: &mut Ctx, request: &pb::VerifyRequest) -> Result<pb::
 #[derive(Debug, Clone, Default)]
 struct Question {
     raw: bool,
+    /// Witness policy when the node's own key is used.
+    quorum: usize,
     /// For a certificate: its status on this day too.
     at: Option<Date>,
     /// For a certificate: the product it is shown for.
@@ -246,7 +261,7 @@ fn compute(bytes: &[u8], trusted: Trusted, question: &Question, ctx: &Ctx) -> Re
         .as_ref()
         .and_then(|s| s.kind.as_ref())
         .ok_or_else(|| Failure::Unverified("the evidence bundle does not say what it is about".to_owned()))?;
-    let options = verdict::Options { limits: Limits::default(), raw: question.raw, witness_quorum: 0 };
+    let options = verdict::Options { limits: Limits::default(), raw: question.raw, witness_quorum: trusted.quorum };
     if question.product.is_some() && !matches!(kind, Kind::Certificate(_)) {
         return Err(Failure::Usage(format!(
             "--product applies to a certificate; this bundle is about {}",
@@ -293,7 +308,7 @@ async fn online(
     pinned: Option<Trusted>,
     question: &Question,
 ) -> Result<Computed, Failure> {
-    let trusted = trust_or_node(ctx, pinned).await?;
+    let trusted = trust_or_node(ctx, pinned, question.quorum).await?;
     let bundle = fetch_bundle(ctx, &request).await?;
     let computed = compute(&bundle.encode_to_vec(), trusted, question, ctx)?;
     // The verdict is as of the node's date; a node far off our calendar
@@ -346,7 +361,13 @@ pub async fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), Failure> {
         at: args.at.map(|d| d.to_string()).unwrap_or_default(),
         for_product: args.product.as_ref().map(ProductCode::to_element_string).unwrap_or_default(),
     };
-    let question = Question { raw: args.raw, at: args.at, product: args.product.map(|p| p.gtin), today: None };
+    let question = Question {
+        raw: args.raw,
+        quorum: args.trust.witness_quorum,
+        at: args.at,
+        product: args.product.map(|p| p.gtin),
+        today: None,
+    };
     let computed = online(ctx, request, pinned, &question).await?;
     ctx.emit(verdict_json(&computed), &regulator_text(&computed, "computed here from the node's evidence bundle"));
     outcome(computed.report.verdict)
@@ -360,7 +381,13 @@ fn verify_offline(ctx: &Ctx, args: &VerifyArgs, path: &Path, pinned: Option<Trus
         ));
     };
     let bytes = std::fs::read(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
-    let question = Question { raw: args.raw, at: None, product: args.product.clone().map(|p| p.gtin), today: args.at };
+    let question = Question {
+        raw: args.raw,
+        quorum: args.trust.witness_quorum,
+        at: None,
+        product: args.product.clone().map(|p| p.gtin),
+        today: args.at,
+    };
     let computed = compute(&bytes, trusted, &question, ctx)?;
     let how = format!("computed offline from {}", path.display());
     ctx.emit(verdict_json(&computed), &regulator_text(&computed, &how));
@@ -373,7 +400,8 @@ pub async fn check(ctx: &mut Ctx, args: CheckArgs) -> Result<(), Failure> {
     let code = subject::parse_product(&args.code).map_err(|e| Failure::Usage(e.to_string()))?;
     let pinned = pinned_trust(&args.trust)?;
     let request = pb::VerifyRequest { subject: Some(subject::product_subject(&code)), ..Default::default() };
-    let computed = online(ctx, request, pinned, &Question::default()).await?;
+    let question = Question { quorum: args.trust.witness_quorum, ..Question::default() };
+    let computed = online(ctx, request, pinned, &question).await?;
     ctx.emit(verdict_json(&computed), &consumer_text(&computed));
     outcome(computed.report.verdict)
 }
@@ -768,6 +796,7 @@ mod tests {
         let args = |keys: &[&str], data: Option<&Path>| TrustArgs {
             keys: keys.iter().map(|k| (*k).to_owned()).collect(),
             data: data.map(Path::to_path_buf),
+            witness_quorum: 0,
         };
         let describe = |result: Result<Option<Trusted>, Failure>| match result {
             Ok(None) => Ok("none".to_owned()),

@@ -11,8 +11,10 @@
 //! - [`keyfile`], [`time`], [`input`], [`subject`]: key files, RFC 3339 event
 //!   times, what a verdict is about, and the other values a person types.
 //! - [`qr`]: QR codes of GS1 Digital Links (SVG, PNG, terminal).
+//! - [`epcis`]: GS1 EPCIS 2.0 JSON(-LD) documents to qtrace records and back.
 
 pub mod connect;
+pub mod epcis;
 pub mod input;
 pub mod keyfile;
 pub mod qr;

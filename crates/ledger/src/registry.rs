@@ -73,6 +73,10 @@ pub enum AuthError {
     Blacklisted { uscc: String, since: String, reason: String },
     #[error("{field}: {detail}")]
     Mismatch { field: &'static str, detail: String },
+    #[error(
+        "certificate.issuer_uscc is {issuer}, but the signer's organisation is {signer}; only the issuing body may sign for its certificates"
+    )]
+    NotIssuer { issuer: String, signer: String },
     #[error("certificate {issuer}/{number} already exists")]
     CertificateExists { issuer: String, number: String },
     #[error("certificate {issuer}/{number} does not exist")]
@@ -98,6 +102,7 @@ impl AuthError {
             | AuthError::RevokedKey { .. }
             | AuthError::RoleNotAllowed { .. }
             | AuthError::NotAccredited { .. }
+            | AuthError::NotIssuer { .. }
             | AuthError::Genesis => RefusalClass::PermissionDenied,
             AuthError::Blacklisted { .. }
             | AuthError::IllegalTransition { .. }
@@ -821,13 +826,7 @@ fn certificate_key(body: &Body) -> Option<&pb::CertificateKey> {
 
 fn issuer_is_signer(cert: &pb::CertificateKey, org: &Organisation) -> Result<(), AuthError> {
     if parse_uscc(&cert.issuer_uscc)? != org.uscc {
-        return Err(AuthError::Mismatch {
-            field: "certificate.issuer_uscc",
-            detail: format!(
-                "is {}, but the signer's organisation is {}; only the issuing body may sign for a certificate",
-                cert.issuer_uscc, org.uscc
-            ),
-        });
+        return Err(AuthError::NotIssuer { issuer: cert.issuer_uscc.clone(), signer: org.uscc.to_string() });
     }
     Ok(())
 }
@@ -985,6 +984,7 @@ mod tests {
             AuthError::NotAccredited { .. } => "NotAccredited",
             AuthError::Blacklisted { .. } => "Blacklisted",
             AuthError::Mismatch { .. } => "Mismatch",
+            AuthError::NotIssuer { .. } => "NotIssuer",
             AuthError::CertificateExists { .. } => "CertificateExists",
             AuthError::UnknownCertificate { .. } => "UnknownCertificate",
             AuthError::IllegalTransition { .. } => "IllegalTransition",
@@ -1462,12 +1462,13 @@ mod tests {
         // Numbers are per issuer: another body may use the same number.
         let other_issuer = about_cert(again.clone(), CERT_BODY_2, CERT_NUMBER);
         check("same number, another issuer", log.authorize(Who::CertBody2, &other_issuer), OK);
-        check("issuing in another body's name", log.authorize(Who::CertBody2, &again), MISMATCH);
+        let not_issuer: Want = Err(("NotIssuer", C::PermissionDenied));
+        check("issuing in another body's name", log.authorize(Who::CertBody2, &again), not_issuer);
         for kind in [K::CertificateSuspended, K::CertificateWithdrawn, K::CertificateRenewed] {
             check(
                 &format!("{kind} of another body's certificate"),
                 log.authorize(Who::CertBody2, &example(kind)),
-                MISMATCH,
+                not_issuer,
             );
         }
     }
@@ -1784,6 +1785,7 @@ mod tests {
                 C::FailedPrecondition,
             ),
             (AuthError::Mismatch { field: "f", detail: String::new() }, C::InvalidArgument),
+            (AuthError::NotIssuer { issuer: String::new(), signer: String::new() }, C::PermissionDenied),
             (AuthError::CertificateExists { issuer: String::new(), number: String::new() }, C::AlreadyExists),
             (AuthError::UnknownCertificate { issuer: String::new(), number: String::new() }, C::NotFound),
             (

@@ -79,6 +79,15 @@ impl SledStore {
         LogStore::load(self.db.clone(), tree, log_id)
     }
 
+    /// Drops and rebuilds the derived keys of a log from its entries,
+    /// without loading the log's head (which reads derived Merkle nodes).
+    pub fn rebuild_derived(&self, log_id: LogId) -> Result<()> {
+        let tree = self.db.open_tree(format!("log/{}", log_id.to_hex()))?;
+        let head = Head { size: 0, last_hash: EntryHash(log_id.0), root: merkle::empty_root() };
+        let log = LogStore { db: self.db.clone(), tree, log_id, head: Mutex::new((head, CompactRange::new())) };
+        log.rebuild_derived()
+    }
+
     /// The ids of every log in the store.
     pub fn logs(&self) -> Result<Vec<LogId>> {
         let mut logs = Vec::new();

@@ -37,6 +37,7 @@ use qtrace_ledger::view::{RecordId, View};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::page;
 use crate::service::Verdicts;
@@ -178,8 +179,6 @@ async fn resolve(State(resolver): State<Arc<Resolver>>, uri: Uri, headers: Heade
     let want_json = wants_json(&headers, uri.query());
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or(uri.path()).to_string();
     let link = format!("{RESOLVER_HOST}{path_and_query}");
-    let span = tracing::debug_span!("resolve", link = %link);
-    let _guard = span.enter();
     if let Err(error) = ProductCode::parse(&link) {
         if want_json {
             return json_response(
@@ -193,7 +192,10 @@ async fn resolve(State(resolver): State<Arc<Resolver>>, uri: Uri, headers: Heade
         subject: Some(pb::VerdictSubject { kind: Some(pb::verdict_subject::Kind::ProductCode(link)) }),
         ..Default::default()
     };
-    let report = match resolver.verdicts.compute(request, false).await {
+    // The span is attached to the future, not entered, because the task
+    // may move between threads while the verdict is computed.
+    let span = tracing::debug_span!("resolve", path = %path_and_query);
+    let report = match resolver.verdicts.compute(request, false).instrument(span).await {
         Ok((report, _)) => report,
         Err(failure) => return failure_response(failure, want_json),
     };

@@ -74,12 +74,21 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_ind
     };
     let log_id = LogId::of_key(&log_key.public_key().to_bytes());
     let store = SledStore::open(&data.join("store")).context("opening the sled store")?;
-    let mut log = Arc::new(store.log(log_id)?);
+    let refuse = || {
+        format!(
+            "refusing to start: the store in {} is inconsistent; run `qtrace-node audit --data {}` to locate the \
+             problem (if only indexes are damaged, `--rebuild-indexes` rebuilds them from the entries)",
+            data.display(),
+            data.display()
+        )
+    };
     if rebuild_indexes {
+        // Derived keys are rebuilt before the log is loaded, since loading
+        // reads the Merkle nodes that may be the damaged part.
         tracing::info!("rebuilding derived state (indexes, Merkle nodes) from the entries");
-        log.rebuild_derived()?;
-        log = Arc::new(store.log(log_id)?);
+        store.rebuild_derived(log_id)?;
     }
+    let log = Arc::new(store.log(log_id).with_context(refuse)?);
 
     let mut authority_key_path = None;
     let created = log.head().size == 0;
@@ -141,16 +150,9 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_ind
     };
     let signer = Signer::new(&origin, log_key.signing_key().clone())
         .map_err(|e| anyhow::anyhow!("log origin {origin:?} cannot name a C2SP key: {e}"))?;
-    startup_check(&log, &signer.verifier()).with_context(|| {
-        format!(
-            "refusing to start: the store in {} is inconsistent; run `qtrace-node audit --data {}` to locate the \
-             problem (if only indexes are damaged, `--rebuild-indexes` rebuilds them from the entries)",
-            data.display(),
-            data.display()
-        )
-    })?;
+    startup_check(&log, &signer.verifier()).with_context(refuse)?;
     std::fs::write(data.join("log.vkey"), format!("{}\n", signer.verifier()))?;
-    let registry = replay(&log, &log_key)?;
+    let registry = replay(&log, &log_key).with_context(refuse)?;
     Ok(Opened { store, log, log_key, signer, origin, registry, created, authority_key_path })
 }
 
@@ -263,10 +265,19 @@ fn stored_origin(log: &LogStore) -> anyhow::Result<String> {
 pub fn replay(log: &LogStore, log_key: &SecretKey) -> anyhow::Result<Registry> {
     let mut registry = Registry::new(log_key.public_key().to_bytes());
     let size = log.head().size;
+    let mut expected = 0;
     for entry in log.range(0, size) {
         let entry = entry?;
+        // Replaying reads every entry anyway; a gap is caught for free.
+        if entry.seq != expected {
+            bail!("entry {expected} is missing");
+        }
+        expected += 1;
         let event = decode_event(&entry.event).map_err(|e| anyhow::anyhow!("entry {}: {e}", entry.seq))?;
         registry.apply(entry.seq, &entry.signer, &event);
+    }
+    if expected != size {
+        bail!("the log holds {expected} entries but its tree has {size}");
     }
     Ok(registry)
 }

@@ -69,6 +69,7 @@ pub fn to_status(failure: Failure) -> Status {
             AppendError::ShuttingDown => Status::unavailable(e.to_string()),
             AppendError::Storage(message) => internal(message),
         },
+        Failure::Store(e @ StoreError::BeyondLog { .. }) => Status::invalid_argument(format!("tree_size: {e}")),
         Failure::Store(e) => internal(e.to_string()),
         Failure::Verdict(VerdictError::Trace(e)) | Failure::Trace(e) => match e {
             TraceError::TooDeep { .. } | TraceError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),

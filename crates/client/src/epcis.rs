@@ -1,0 +1,2060 @@
+//! GS1 EPCIS 2.0 interoperability: EPCIS JSON(-LD) events become qtrace
+//! records ([`Importer`]), and a product's qtrace records become an
+//! `EPCISDocument` ([`export_document`]).
+//!
+//! The JSON is walked as [`serde_json::Value`]: EPCIS events are open-ended
+//! (every object takes extension fields), and only the fields below mean
+//! anything to qtrace. Every EPCIS event becomes either one qtrace event or
+//! one [`Refusal`] saying why not; nothing is merged, split or dropped
+//! silently, and nothing here panics on input.
+//!
+//! # EPCIS → qtrace
+//!
+//! | EPCIS 2.0 event | qtrace record | how |
+//! |---|---|---|
+//! | ObjectEvent, bizStep `commissioning` or `creating_class_instance`, or action `ADD` without bizStep | Production | the one item of `epcList`/`quantityList` is the output lot (lot from the LGTIN or Digital Link `/10/`, else ILMD `cbvmda:lotNumber`); ILMD `cbvmda:productionDate`, `cbvmda:itemExpirationDate`; factory = bizLocation. More than one item is refused: a production record creates one lot |
+//! | TransformationEvent | Transformation | `inputEPCList` + `inputQuantityList` → inputs, `outputEPCList` + `outputQuantityList` → outputs (ILMD lot applies to outputs), dates and factory as for production |
+//! | ObjectEvent, bizStep `shipping` | Shipment | items from `epcList`/`quantityList`; `sourceList`/`destinationList`: the `location` entry is the party's GLN; the USCC comes from `qtrace:sourceUSCC`/`qtrace:destinationUSCC`, else from `--party-map` looked up by the GLN of the `owning_party`, else `possessing_party`, else `location` entry. No USCC: refused |
+//! | ObjectEvent, bizStep `receiving` | Receipt | as shipping |
+//! | ObjectEvent, bizStep `retail_selling` or disposition `retail_sold` | Sale | store = bizLocation |
+//! | ObjectEvent, bizStep `inspecting` or `sampling` | Inspection, only when the importing key is a testing lab's (else refused: "inspection needs a testing lab's key") | the one item is the product; report number = bizTransaction of type `testres`; conclusion = disposition `conformant`/`non_conformant`; `sampling` = destructive; each `sensorReport` → a test item (name = type, component, time; value; unit = uom) |
+//! | ObjectEvent, disposition `recalled` (no rule above) | Recall | GTIN and lots from the items; number, risk class, reason and initiator only from `qtrace:recall` (EPCIS has no place for them; without it the ledger refuses the record) |
+//! | ObjectEvent, bizStep `sensor_reporting` | refused | monitoring readings are not a qtrace record |
+//! | ObjectEvent, action `DELETE`, or another bizStep | refused | no qtrace record kind |
+//! | AggregationEvent | refused | "aggregation has no qtrace record kind (packing is not a quality event)" |
+//! | TransactionEvent | refused | its bizTransactionList belongs on the shipping/receiving ObjectEvent, where it becomes documents |
+//! | AssociationEvent | refused | no qtrace record kind |
+//! | any event with `errorDeclaration` | refused | it declares an earlier event wrong: record a qtrace correction (`qtrace correct`) |
+//!
+//! | EPCIS field | qtrace field |
+//! |---|---|
+//! | `eventTime` + `eventTimeZoneOffset` | `event_time` (milliseconds; the offset in minutes) |
+//! | `readPoint` / `bizLocation` (`urn:epc:id:sgln:`, Digital Link `/414/`) | `location` GLNs, check digit computed from company prefix + location reference; a sub-location (SGLN extension, AI 254) or a non-GLN place (`geo:`) is kept as attribute `epcis:readPoint` / `epcis:bizLocation` |
+//! | `bizStep` / `disposition` | `biz_step` / `disposition`, CBV prefixes (`urn:epcglobal:cbv:bizstep:`, `https://ref.gs1.org/cbv/BizStep-`, …) stripped |
+//! | `bizTransactionList` | documents (kind = the type's short name, or `bizTransaction`; id = the URI) |
+//! | `certificationInfo` | documents of kind `certificate` |
+//! | `sensorElementList` (not an inspection) | attributes `epcis:sensor <type> …` = `<value> <uom>` |
+//! | `eventID` | attribute `epcis:eventID` |
+//! | SGTIN `urn:epc:id:sgtin:` / Digital Link `/01/…/21/` | GTIN + serial |
+//! | LGTIN `urn:epc:class:lgtin:` / Digital Link `/01/…/10/` | GTIN + lot |
+//! | `urn:epc:idpat:sgtin:CP.ITEM.*` | the GTIN (any item of it) |
+//! | `quantity` + `uom` | quantity (no `uom`: a count, unit `EA`) |
+//! | party `urn:epc:id:pgln:`, `urn:epc:id:sgln:`, Digital Link `/417/` or `/414/` | a GLN, looked up in the party map |
+//!
+//! Every mapped event is encoded and checked with the ledger's own
+//! [`decode_event`](crate::event::decode_event) before it is signed, so one
+//! the node would refuse is refused here with the ledger's exact message.
+//!
+//! # qtrace → EPCIS
+//!
+//! | qtrace record | EPCIS event |
+//! |---|---|
+//! | Production | ObjectEvent `ADD`, bizStep `commissioning`, ILMD dates |
+//! | Transformation | TransformationEvent, bizStep `commissioning` |
+//! | Shipment / Receipt | ObjectEvent `OBSERVE`, `shipping` / `receiving`, source and destination `location`s |
+//! | Sale | ObjectEvent `OBSERVE`, `retail_selling`, `retail_sold` |
+//! | Inspection / SpotCheck | ObjectEvent `OBSERVE`, `inspecting` (or `sampling`), disposition `conformant`/`non_conformant`; report, standards and test items in `qtrace:` fields |
+//! | Recall | ObjectEvent `OBSERVE`, disposition `recalled`, one `quantityList` entry per lot, the rest in `qtrace:recall` |
+//! | anything else (certificates, recall progress, corrections, registry) | not an EPCIS event: listed in the document's `qtrace:otherRecords` |
+//!
+//! Products and places are written as GS1 Digital Link URIs
+//! (`https://id.gs1.org/01/…/10/…`, `…/414/<GLN>`), because an EPC URN
+//! needs the GS1 company prefix length, which a GTIN or GLN alone does not
+//! tell. Certificate documents become `certificationInfo`
+//! (`qtrace:certificate/<issuer>/<number>`, a compact IRI in the `qtrace`
+//! namespace, unless the document id is a URI already).
+//!
+//! Each event's `eventID` is `ni:///sha-256;<entry hash hex>?ver=CBV2.0`:
+//! the qtrace entry hash (RFC 6962 leaf hash of the entry), so the same
+//! record always exports with the same id. `recordTime` is when the node
+//! logged it.
+//!
+//! ## Exact round trips
+//!
+//! An exported event also carries, in the `qtrace` namespace
+//! (`https://example.invalid/qtrace/v1#`, declared in `@context`), what EPCIS
+//! has no field for: `qtrace:kind`, `qtrace:signer` and `qtrace:signature`
+//! (hex), `qtrace:parents`, `qtrace:nonce`, `qtrace:region`,
+//! `qtrace:documents`, `qtrace:attributes`, body fields (`qtrace:sourceUSCC`,
+//! `qtrace:reportNumber`, `qtrace:testItems`, `qtrace:recall`, …), and, only
+//! when the standard fields cannot say them exactly, `qtrace:subject`,
+//! `qtrace:bizStep`, `qtrace:disposition` and `qtrace:items` /
+//! `qtrace:inputs` / `qtrace:outputs`. An event with `qtrace:kind` is read
+//! back from the standard what/when/where fields plus these, and nothing is
+//! derived for it (no `epcis:eventID` attribute: its eventID names the qtrace
+//! entry itself), so importing an export rebuilds the same event bytes. When
+//! it was signed by another key than the importing one, the rebuilt bytes
+//! must verify under `qtrace:signature` and are submitted as the original
+//! signed record (the node answers "duplicate" if it holds it); if they do
+//! not verify, the document was changed after export and the event is
+//! refused. Other extension fields are not recorded.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use prost::Message as _;
+use serde_json::{Map, Value, json};
+
+use crate::event::{EventError, EventKind, decode_event};
+use crate::hash::EntryHash;
+use crate::ids::{Date, Gln, Gtin, IdError, Lot, ProductCode, Serial, Uscc};
+use crate::pb::{self, event::Body, subject::Kind};
+use crate::records;
+use crate::signing::{PublicKey, SecretKey};
+use crate::time::{format_event_time, format_micros_utc, parse_offset, parse_rfc3339};
+use crate::verify::CheckedEntry;
+
+/// The EPCIS 2.0 JSON-LD context every exported document names first.
+pub const EPCIS_CONTEXT: &str = "https://ref.gs1.org/standards/epcis/epcis-context.jsonld";
+/// The namespace of qtrace's extension fields (`qtrace:…`).
+pub const QTRACE_NAMESPACE: &str = "https://example.invalid/qtrace/v1#";
+/// The resolver under which exported Digital Link URIs are written.
+pub const GS1_RESOLVER: &str = "https://id.gs1.org";
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/// Why an EPC URI, Digital Link or party map entry was not understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UriError {
+    /// A well-formed identifier of another kind (an SSCC where a product was
+    /// expected, say).
+    #[error("{uri:?} is not {expected}")]
+    Unsupported { uri: String, expected: &'static str },
+    /// The identifier's structure is wrong.
+    #[error("{uri:?} is malformed: {detail}")]
+    Malformed { uri: String, detail: String },
+    /// The GS1 key inside it is not valid.
+    #[error("{uri:?}: {source}")]
+    Identifier { uri: String, source: IdError },
+}
+
+/// Why a file is not an EPCIS document qtrace can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    #[error("not an EPCIS document: the top level must be a JSON object")]
+    NotAnObject,
+    #[error(
+        "not an EPCIS document: type is {0:?}; expected EPCISDocument, EPCISQueryDocument or a single event \
+         (ObjectEvent, AggregationEvent, TransactionEvent, TransformationEvent, AssociationEvent)"
+    )]
+    UnknownType(String),
+    #[error("{0} is missing or is not an array")]
+    NoEventList(&'static str),
+}
+
+/// Why one EPCIS event did not become a qtrace record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("an event must be a JSON object")]
+    NotAnObject,
+    #[error("event type {0:?} is not an EPCIS 2.0 event type")]
+    UnknownType(String),
+    #[error("aggregation has no qtrace record kind (packing is not a quality event)")]
+    Aggregation,
+    #[error(
+        "a TransactionEvent has no qtrace record kind: give its bizTransactionList on the shipping or receiving \
+         ObjectEvent, where it becomes the record's documents"
+    )]
+    Transaction,
+    #[error("association (of assets, sensors or parts) has no qtrace record kind")]
+    Association,
+    #[error(
+        "errorDeclaration: the event declares an earlier EPCIS event wrong; record that as a qtrace correction of the \
+         earlier record (qtrace correct), not as a new record"
+    )]
+    ErrorDeclaration,
+    #[error("action DELETE (the objects cease to exist) has no qtrace record kind")]
+    Delete,
+    #[error(
+        "bizStep sensor_reporting: monitoring readings without a production, movement, sale or inspection are not a qtrace record"
+    )]
+    SensorReporting,
+    #[error(
+        "bizStep {biz_step:?} with disposition {disposition:?} has no qtrace record kind (qtrace records commissioning, \
+         transformation, shipping, receiving, retail selling, inspecting/sampling and recalls)"
+    )]
+    NoRecordKind { biz_step: String, disposition: String },
+    #[error(
+        "qtrace:kind {0:?} is not a record kind qtrace exports as EPCIS (production, transformation, shipment, \
+         receipt, sale, inspection, spot_check, recall)"
+    )]
+    UnknownQtraceKind(String),
+    #[error("inspection needs a testing lab's key")]
+    NeedsLab,
+    #[error("{field}: {problem}")]
+    Field { field: String, problem: String },
+    #[error(
+        "the {side} party is missing: a qtrace {kind} names the USCC of both organisations ({side}List with an \
+         owning_party, possessing_party or location, or qtrace:{side}USCC)"
+    )]
+    NoParty { side: &'static str, kind: &'static str },
+    #[error(
+        "the {side} party {party} has no USCC: EPCIS names parties by GLN, so add the GLN to --party-map \
+         (GLN = \"USCC\") or give qtrace:{side}USCC"
+    )]
+    NoUscc { side: &'static str, party: String },
+    /// The mapped event fails the ledger's own checks; the message is the
+    /// ledger's, exactly as the node would give it.
+    #[error("{0}")]
+    Ledger(EventError),
+    #[error(
+        "qtrace:signature does not verify under qtrace:signer {signer} for the event rebuilt from this EPCIS event \
+         (it was changed after export); remove qtrace:signer and qtrace:signature to record it as your own"
+    )]
+    Signature { signer: String },
+}
+
+impl Refusal {
+    /// A stable short name of the refusal's class, for scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::NotAnObject | Refusal::UnknownType(_) => "not_an_event",
+            Refusal::Aggregation
+            | Refusal::Transaction
+            | Refusal::Association
+            | Refusal::ErrorDeclaration
+            | Refusal::Delete
+            | Refusal::SensorReporting
+            | Refusal::NoRecordKind { .. }
+            | Refusal::UnknownQtraceKind(_) => "no_record_kind",
+            Refusal::NeedsLab => "needs_lab",
+            Refusal::Field { .. } => "field",
+            Refusal::NoParty { .. } | Refusal::NoUscc { .. } => "party",
+            Refusal::Ledger(_) => "invalid",
+            Refusal::Signature { .. } => "signature",
+        }
+    }
+}
+
+fn field_error(field: impl Into<String>, problem: impl Into<String>) -> Refusal {
+    Refusal::Field { field: field.into(), problem: problem.into() }
+}
+
+// ---------------------------------------------------------------------------
+// GS1 identifiers in EPC URIs and Digital Link URIs
+// ---------------------------------------------------------------------------
+
+/// GS1 mod-10 check digit of ASCII data digits: weights 3, 1, 3, … from the
+/// rightmost data digit leftwards. Callers pass digits only.
+fn check_digit(data: &str) -> char {
+    let sum: u32 = data
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| u32::from(b.wrapping_sub(b'0')) * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    // The result is below 10, so it fits a byte.
+    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
+}
+
+fn malformed(uri: &str, detail: impl Into<String>) -> UriError {
+    UriError::Malformed { uri: uri.to_owned(), detail: detail.into() }
+}
+
+/// Decodes `%XX` escapes (EPC URIs escape `%`, `/`, `"`, `#`, `&`, `?`, `<`,
+/// `>`, `\` and more in serials and lots).
+fn percent_decode(uri: &str, component: &str) -> Result<String, UriError> {
+    let bytes = component.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut idx = 0;
+    while let Some(&b) = bytes.get(idx) {
+        if b == b'%' {
+            let hex = component.get(idx + 1..idx + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let Some(value) = hex else {
+                return Err(malformed(uri, format!("in {component:?}, '%' must be followed by two hex digits")));
+            };
+            out.push(value);
+            idx += 3;
+        } else {
+            out.push(b);
+            idx += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| malformed(uri, format!("{component:?} does not decode to UTF-8 text")))
+}
+
+/// Writes `value` with every byte other than letters, digits, `-`, `.`, `_`
+/// and `~` percent-encoded, which is safe in any URI component.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// The `CompanyPrefix.Reference` digits of an EPC URI, checked: all digits, a
+/// company prefix of 6 to 12 digits, `total` digits in all.
+fn epc_digits(uri: &str, company_prefix: &str, reference: &str, total: usize) -> Result<(), UriError> {
+    if let Some(ch) = company_prefix.chars().chain(reference.chars()).find(|c| !c.is_ascii_digit()) {
+        return Err(malformed(uri, format!("{ch:?} in the company prefix or reference is not a digit")));
+    }
+    if !(6..=12).contains(&company_prefix.len()) {
+        return Err(malformed(
+            uri,
+            format!("the company prefix {company_prefix:?} must have 6 to 12 digits, it has {}", company_prefix.len()),
+        ));
+    }
+    let found = company_prefix.len() + reference.len();
+    if found != total {
+        return Err(malformed(
+            uri,
+            format!("company prefix and reference must have {total} digits together, they have {found}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The GTIN of an SGTIN/LGTIN's `CompanyPrefix.IndicatorItemReference`: the
+/// indicator digit first, then the company prefix and the item reference,
+/// then the computed check digit.
+fn gtin_of(uri: &str, company_prefix: &str, item_reference: &str) -> Result<Gtin, UriError> {
+    epc_digits(uri, company_prefix, item_reference, 13)?;
+    let (indicator, item) = item_reference.split_at(1.min(item_reference.len()));
+    let data = format!("{indicator}{company_prefix}{item}");
+    let full = format!("{data}{}", check_digit(&data));
+    Gtin::parse(&full).map_err(|source| UriError::Identifier { uri: uri.to_owned(), source })
+}
+
+/// The GLN of an SGLN/PGLN's `CompanyPrefix.Reference` (12 digits), with the
+/// computed check digit.
+fn gln_of(uri: &str, company_prefix: &str, reference: &str) -> Result<Gln, UriError> {
+    epc_digits(uri, company_prefix, reference, 12)?;
+    let data = format!("{company_prefix}{reference}");
+    let full = format!("{data}{}", check_digit(&data));
+    Gln::parse(&full).map_err(|source| UriError::Identifier { uri: uri.to_owned(), source })
+}
+
+/// The three `.`-separated parts after `prefix` (the last may contain dots).
+fn three_parts<'a>(uri: &'a str, prefix: &str) -> Option<Result<(&'a str, &'a str, &'a str), UriError>> {
+    let rest = uri.strip_prefix(prefix)?;
+    let mut parts = rest.splitn(3, '.');
+    Some(match (parts.next(), parts.next(), parts.next()) {
+        (Some(a), Some(b), Some(c)) => Ok((a, b, c)),
+        _ => Err(malformed(uri, "expected CompanyPrefix.Reference.Value")),
+    })
+}
+
+fn is_http(uri: &str) -> bool {
+    let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
+    lower.starts_with("https://") || lower.starts_with("http://")
+}
+
+const PRODUCT: &str = "a product (an SGTIN, LGTIN, SGTIN pattern or GS1 Digital Link with AI 01)";
+const LOCATION: &str = "a location (urn:epc:id:sgln: or a GS1 Digital Link with AI 414)";
+const PARTY: &str = "a party (urn:epc:id:pgln:, urn:epc:id:sgln: or a GS1 Digital Link with AI 417 or 414)";
+
+/// Reads an EPC or class identifier naming a product: SGTIN (GTIN + serial),
+/// LGTIN (GTIN + lot), an SGTIN pattern `CP.ITEM.*` (the GTIN), or a GS1
+/// Digital Link with AI 01.
+pub fn parse_product(uri: &str) -> Result<ProductCode, UriError> {
+    let id = |source| UriError::Identifier { uri: uri.to_owned(), source };
+    if let Some(parts) = three_parts(uri, "urn:epc:id:sgtin:") {
+        let (company_prefix, item, serial) = parts?;
+        let gtin = gtin_of(uri, company_prefix, item)?;
+        let serial = Serial::parse(&percent_decode(uri, serial)?).map_err(id)?;
+        return Ok(ProductCode { gtin, lot: None, serial: Some(serial), expiry: None });
+    }
+    if let Some(parts) = three_parts(uri, "urn:epc:class:lgtin:") {
+        let (company_prefix, item, lot) = parts?;
+        let gtin = gtin_of(uri, company_prefix, item)?;
+        let lot = Lot::parse(&percent_decode(uri, lot)?).map_err(id)?;
+        return Ok(ProductCode { gtin, lot: Some(lot), serial: None, expiry: None });
+    }
+    if let Some(parts) = three_parts(uri, "urn:epc:idpat:sgtin:") {
+        let (company_prefix, item, serial) = parts?;
+        if item == "*" || serial != "*" {
+            return Err(UriError::Unsupported {
+                uri: uri.to_owned(),
+                expected: "a pattern of one GTIN's items (urn:epc:idpat:sgtin:CompanyPrefix.ItemReference.*)",
+            });
+        }
+        return Ok(ProductCode::from(gtin_of(uri, company_prefix, item)?));
+    }
+    if is_http(uri) {
+        return ProductCode::parse_digital_link(uri).map_err(|e| match e {
+            IdError::MissingGtin => UriError::Unsupported { uri: uri.to_owned(), expected: PRODUCT },
+            other => id(other),
+        });
+    }
+    Err(UriError::Unsupported { uri: uri.to_owned(), expected: PRODUCT })
+}
+
+/// The value after AI `ai` in a Digital Link path (searched from the right,
+/// so a resolver prefix may contain the same digits), and the value after a
+/// following AI 254 (a GLN extension), if any.
+fn digital_link_key(uri: &str, ai: &str) -> Option<(String, Option<String>)> {
+    let after_scheme = uri.split_once("://")?.1;
+    let path = after_scheme.split(['?', '#']).next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').skip(1).filter(|s| !s.is_empty()).collect();
+    let idx = segments.iter().rposition(|s| *s == ai)?;
+    let value = segments.get(idx + 1)?;
+    let extension = match (segments.get(idx + 2), segments.get(idx + 3)) {
+        (Some(&"254"), Some(ext)) => Some((*ext).to_owned()),
+        _ => None,
+    };
+    Some(((*value).to_owned(), extension))
+}
+
+/// A place named by a location identifier: its GLN, and the extension (a
+/// sub-location) when there is one other than `0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub gln: Gln,
+    pub extension: Option<String>,
+}
+
+/// Reads a location: `urn:epc:id:sgln:CompanyPrefix.LocationReference.Extension`
+/// or a GS1 Digital Link `…/414/<GLN>[/254/<extension>]`.
+pub fn parse_location(uri: &str) -> Result<Place, UriError> {
+    let id = |source| UriError::Identifier { uri: uri.to_owned(), source };
+    if let Some(parts) = three_parts(uri, "urn:epc:id:sgln:") {
+        let (company_prefix, reference, extension) = parts?;
+        let gln = gln_of(uri, company_prefix, reference)?;
+        let extension = Some(percent_decode(uri, extension)?).filter(|e| e != "0");
+        return Ok(Place { gln, extension });
+    }
+    if is_http(uri)
+        && let Some((value, extension)) = digital_link_key(uri, "414")
+    {
+        let gln = Gln::parse(&value).map_err(id)?;
+        let extension = match extension {
+            Some(ext) => Some(percent_decode(uri, &ext)?),
+            None => None,
+        };
+        return Ok(Place { gln, extension });
+    }
+    Err(UriError::Unsupported { uri: uri.to_owned(), expected: LOCATION })
+}
+
+/// Reads a party: `urn:epc:id:pgln:CompanyPrefix.PartyReference`, an SGLN
+/// (EPCIS 1.x named parties by SGLN; the extension is ignored), or a GS1
+/// Digital Link with AI 417 (party GLN) or 414.
+pub fn parse_party(uri: &str) -> Result<Gln, UriError> {
+    let id = |source| UriError::Identifier { uri: uri.to_owned(), source };
+    if let Some(rest) = uri.strip_prefix("urn:epc:id:pgln:") {
+        let Some((company_prefix, reference)) = rest.split_once('.') else {
+            return Err(malformed(uri, "expected CompanyPrefix.PartyReference"));
+        };
+        return gln_of(uri, company_prefix, reference);
+    }
+    if uri.starts_with("urn:epc:id:sgln:") {
+        return parse_location(uri).map(|place| place.gln);
+    }
+    if is_http(uri) {
+        for ai in ["417", "414"] {
+            if let Some((value, _)) = digital_link_key(uri, ai) {
+                return Gln::parse(&value).map_err(id);
+            }
+        }
+    }
+    if uri.len() == 13 && uri.bytes().all(|b| b.is_ascii_digit()) {
+        return Gln::parse(uri).map_err(id);
+    }
+    Err(UriError::Unsupported { uri: uri.to_owned(), expected: PARTY })
+}
+
+/// Writes a GLN as a GS1 Digital Link location URI.
+pub fn location_uri(gln: &str) -> String {
+    format!("{GS1_RESOLVER}/414/{gln}")
+}
+
+/// Writes a product key as a GS1 Digital Link URI (GTIN, lot, serial).
+pub fn product_uri(key: &pb::ProductKey) -> String {
+    let mut out = format!("{GS1_RESOLVER}/01/{}", key.gtin);
+    if !key.lot.is_empty() {
+        out.push_str("/10/");
+        out.push_str(&percent_encode(&key.lot));
+    }
+    if !key.serial.is_empty() {
+        out.push_str("/21/");
+        out.push_str(&percent_encode(&key.serial));
+    }
+    out
+}
+
+/// Whether `text` is an absolute URI in the sense of RFC 3986: a scheme,
+/// `:`, and only URI characters (percent escapes well formed).
+pub fn is_uri(text: &str) -> bool {
+    let Some((scheme, rest)) = text.split_once(':') else { return false };
+    let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || rest.is_empty() {
+        return false;
+    }
+    let bytes = rest.as_bytes();
+    let mut idx = 0;
+    while let Some(&b) = bytes.get(idx) {
+        if b == b'%' {
+            let ok = bytes.get(idx + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(idx + 2).is_some_and(u8::is_ascii_hexdigit);
+            if !ok {
+                return false;
+            }
+            idx += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?#".contains(&b)) {
+            return false;
+        }
+        idx += 1;
+    }
+    true
+}
+
+/// An event time's zone offset as EPCIS writes it, `±HH:MM`.
+pub fn format_offset(minutes: i32) -> String {
+    let sign = if minutes < 0 { '-' } else { '+' };
+    format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)
+}
+
+// ---------------------------------------------------------------------------
+// CBV vocabularies
+// ---------------------------------------------------------------------------
+
+/// CBV 2.0 business steps (the short names the EPCIS JSON schema lists).
+pub const BIZ_STEPS: &[&str] = &[
+    "accepting",
+    "arriving",
+    "assembling",
+    "collecting",
+    "commissioning",
+    "consigning",
+    "creating_class_instance",
+    "cycle_counting",
+    "decommissioning",
+    "departing",
+    "destroying",
+    "disassembling",
+    "dispensing",
+    "encoding",
+    "entering_exiting",
+    "holding",
+    "inspecting",
+    "installing",
+    "killing",
+    "loading",
+    "other",
+    "packing",
+    "picking",
+    "receiving",
+    "removing",
+    "repackaging",
+    "repairing",
+    "replacing",
+    "reserving",
+    "retail_selling",
+    "shipping",
+    "staging_outbound",
+    "stock_taking",
+    "stocking",
+    "storing",
+    "transporting",
+    "unloading",
+    "unpacking",
+    "void_shipping",
+    "sensor_reporting",
+    "sampling",
+];
+
+/// CBV 2.0 dispositions.
+pub const DISPOSITIONS: &[&str] = &[
+    "active",
+    "container_closed",
+    "damaged",
+    "destroyed",
+    "dispensed",
+    "disposed",
+    "encoded",
+    "expired",
+    "in_progress",
+    "in_transit",
+    "inactive",
+    "no_pedigree_match",
+    "non_sellable_other",
+    "partially_dispensed",
+    "recalled",
+    "reserved",
+    "retail_sold",
+    "returned",
+    "sellable_accessible",
+    "sellable_not_accessible",
+    "stolen",
+    "unknown",
+    "available",
+    "completeness_verified",
+    "completeness_inferred",
+    "conformant",
+    "container_open",
+    "mismatch_instance",
+    "mismatch_class",
+    "mismatch_quantity",
+    "needs_replacement",
+    "non_conformant",
+    "unavailable",
+];
+
+/// CBV 2.0 business transaction types.
+pub const BIZ_TRANSACTION_TYPES: &[&str] = &[
+    "bol",
+    "cert",
+    "desadv",
+    "inv",
+    "pedigree",
+    "po",
+    "poc",
+    "prodorder",
+    "recadv",
+    "rma",
+    "testprd",
+    "testres",
+    "upevt",
+];
+
+/// The URI forms of one CBV vocabulary: the EPCIS 1.x URN and the CBV 2.0
+/// web URI prefixes.
+struct Vocabulary {
+    urn: &'static str,
+    web: &'static str,
+}
+
+const BIZ_STEP: Vocabulary = Vocabulary { urn: "urn:epcglobal:cbv:bizstep:", web: "BizStep-" };
+const DISPOSITION: Vocabulary = Vocabulary { urn: "urn:epcglobal:cbv:disp:", web: "Disp-" };
+const BTT: Vocabulary = Vocabulary { urn: "urn:epcglobal:cbv:btt:", web: "BTT-" };
+const SDT: Vocabulary = Vocabulary { urn: "urn:epcglobal:cbv:sdt:", web: "SDT-" };
+
+/// The short CBV name of a vocabulary value given in any of its forms
+/// (`shipping`, `urn:epcglobal:cbv:bizstep:shipping`,
+/// `https://ref.gs1.org/cbv/BizStep-shipping`); other values unchanged.
+fn cbv_short(value: &str, vocabulary: &Vocabulary) -> String {
+    if let Some(short) = value.strip_prefix(vocabulary.urn) {
+        return short.to_owned();
+    }
+    for base in ["https://ref.gs1.org/cbv/", "http://ref.gs1.org/cbv/", "https://gs1.org/voc/", "cbv:", "gs1:"] {
+        if let Some(short) = value.strip_prefix(base).and_then(|rest| rest.strip_prefix(vocabulary.web)) {
+            return short.to_owned();
+        }
+    }
+    value.to_owned()
+}
+
+/// Whether a URI may stand for a vocabulary value of its own (the schema's
+/// `vocab-other-uri`: not in the CBV's own namespaces).
+fn other_vocabulary_uri(value: &str) -> bool {
+    is_uri(value)
+        && !value.starts_with("urn:epcglobal:cbv")
+        && !value.starts_with("http://ns.gs1.org/cbv/")
+        && !value.starts_with("https://ns.gs1.org/cbv/")
+}
+
+// ---------------------------------------------------------------------------
+// Party map
+// ---------------------------------------------------------------------------
+
+/// The USCC of each party GLN: EPCIS names parties by GS1 keys, qtrace by
+/// unified social credit code, and only the importer knows which is which.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartyMap(BTreeMap<Gln, Uscc>);
+
+impl PartyMap {
+    /// Reads a TOML file of `"<party>" = "<USCC>"` lines, where a party is a
+    /// 13-digit GLN, `urn:epc:id:pgln:…`, `urn:epc:id:sgln:…` or a Digital
+    /// Link with AI 417 or 414.
+    pub fn parse_toml(text: &str) -> Result<Self, String> {
+        let entries: BTreeMap<String, String> =
+            toml::from_str(text).map_err(|e| format!("not a party map (\"<GLN or PGLN>\" = \"<USCC>\" lines): {e}"))?;
+        let mut map = PartyMap::default();
+        for (party, uscc) in entries {
+            let gln = parse_party(&party).map_err(|e| format!("key {party:?}: {e}"))?;
+            let uscc = Uscc::parse(&uscc).map_err(|e| format!("{party:?} = {uscc:?}: {e}"))?;
+            map.insert(gln, uscc);
+        }
+        Ok(map)
+    }
+
+    pub fn insert(&mut self, gln: Gln, uscc: Uscc) {
+        self.0.insert(gln, uscc);
+    }
+
+    pub fn get(&self, gln: &Gln) -> Option<&Uscc> {
+        self.0.get(gln)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading documents
+// ---------------------------------------------------------------------------
+
+const EVENT_TYPES: [&str; 5] =
+    ["ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent", "AssociationEvent"];
+
+/// The events of an `EPCISDocument` (`epcisBody.eventList`), an
+/// `EPCISQueryDocument` (`epcisBody.queryResults.resultsBody.eventList`) or a
+/// single event, in document order.
+pub fn events_of(document: &Value) -> Result<Vec<&Value>, DocumentError> {
+    let object = document.as_object().ok_or(DocumentError::NotAnObject)?;
+    let doc_type = object.get("type").and_then(Value::as_str).unwrap_or_default();
+    let list = match doc_type {
+        "EPCISDocument" => document
+            .pointer("/epcisBody/eventList")
+            .and_then(Value::as_array)
+            .ok_or(DocumentError::NoEventList("epcisBody.eventList"))?,
+        "EPCISQueryDocument" => document
+            .pointer("/epcisBody/queryResults/resultsBody/eventList")
+            .and_then(Value::as_array)
+            .ok_or(DocumentError::NoEventList("epcisBody.queryResults.resultsBody.eventList"))?,
+        t if EVENT_TYPES.contains(&t) => return Ok(vec![document]),
+        other => return Err(DocumentError::UnknownType(other.to_owned())),
+    };
+    Ok(list.iter().collect())
+}
+
+/// The event's `type`, as given (empty when missing).
+pub fn event_type(event: &Value) -> &str {
+    event.get("type").and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The event's `eventID`, if it has one.
+pub fn event_id(event: &Value) -> Option<&str> {
+    event.get("eventID").and_then(Value::as_str)
+}
+
+/// Typed access to one event object's fields, refusing fields of the wrong
+/// JSON type with their name.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    /// Exported by qtrace (`qtrace:kind`): read back exactly, derive nothing.
+    exported: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn of(event: &'a Value) -> Result<Self, Refusal> {
+        let object = event.as_object().ok_or(Refusal::NotAnObject)?;
+        Ok(Fields { object, exported: object.contains_key("qtrace:kind") })
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.object.contains_key(key)
+    }
+
+    fn str(&self, key: &str) -> Result<Option<&'a str>, Refusal> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(field_error(key, "must be a string")),
+        }
+    }
+
+    /// A string field, empty when absent.
+    fn text(&self, key: &str) -> Result<String, Refusal> {
+        Ok(self.str(key)?.unwrap_or_default().to_owned())
+    }
+
+    fn array(&self, key: &str) -> Result<&'a [Value], Refusal> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(_) => Err(field_error(key, "must be an array")),
+        }
+    }
+
+    fn object(&self, key: &str) -> Result<Option<&'a Map<String, Value>>, Refusal> {
+        match self.object.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(o)) => Ok(Some(o)),
+            Some(_) => Err(field_error(key, "must be an object")),
+        }
+    }
+}
+
+fn as_str<'v>(value: &'v Value, path: &str) -> Result<&'v str, Refusal> {
+    value.as_str().ok_or_else(|| field_error(path, "must be a string"))
+}
+
+fn get_str<'v>(object: &'v Map<String, Value>, key: &str, path: &str) -> Result<&'v str, Refusal> {
+    match object.get(key) {
+        None | Some(Value::Null) => Ok(""),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(field_error(format!("{path}.{key}"), "must be a string")),
+    }
+}
+
+/// The qtrace record kind an EPCIS event maps to, or why it maps to none.
+pub fn classify(event: &Value) -> Result<EventKind, Refusal> {
+    let fields = Fields::of(event)?;
+    if fields.has("errorDeclaration") {
+        return Err(Refusal::ErrorDeclaration);
+    }
+    if let Some(kind) = fields.str("qtrace:kind")? {
+        return match kind {
+            "production" => Ok(EventKind::Production),
+            "transformation" => Ok(EventKind::Transformation),
+            "shipment" => Ok(EventKind::Shipment),
+            "receipt" => Ok(EventKind::Receipt),
+            "sale" => Ok(EventKind::Sale),
+            "inspection" => Ok(EventKind::Inspection),
+            "spot_check" => Ok(EventKind::SpotCheck),
+            "recall" => Ok(EventKind::Recall),
+            other => Err(Refusal::UnknownQtraceKind(other.to_owned())),
+        };
+    }
+    match event_type(event) {
+        "ObjectEvent" => {}
+        "TransformationEvent" => return Ok(EventKind::Transformation),
+        "AggregationEvent" => return Err(Refusal::Aggregation),
+        "TransactionEvent" => return Err(Refusal::Transaction),
+        "AssociationEvent" => return Err(Refusal::Association),
+        other => return Err(Refusal::UnknownType(other.to_owned())),
+    }
+    let action = fields.text("action")?;
+    let biz_step = cbv_short(&fields.text("bizStep")?, &BIZ_STEP);
+    let disposition = cbv_short(&fields.text("disposition")?, &DISPOSITION);
+    if action == "DELETE" {
+        return Err(Refusal::Delete);
+    }
+    match biz_step.as_str() {
+        "shipping" => return Ok(EventKind::Shipment),
+        "receiving" => return Ok(EventKind::Receipt),
+        "retail_selling" => return Ok(EventKind::Sale),
+        "inspecting" | "sampling" => return Ok(EventKind::Inspection),
+        "commissioning" | "creating_class_instance" => return Ok(EventKind::Production),
+        "sensor_reporting" => return Err(Refusal::SensorReporting),
+        "" if action == "ADD" => return Ok(EventKind::Production),
+        _ => {}
+    }
+    match disposition.as_str() {
+        "retail_sold" => Ok(EventKind::Sale),
+        "recalled" => Ok(EventKind::Recall),
+        _ => Err(Refusal::NoRecordKind { biz_step, disposition }),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// EPCIS → qtrace
+// ---------------------------------------------------------------------------
+
+/// The event time: `eventTime` (RFC 3339) as milliseconds, with the offset
+/// of `eventTimeZoneOffset` (or of `eventTime` itself when that is missing).
+pub fn read_event_time(event: &Value) -> Result<pb::EventTime, Refusal> {
+    let fields = Fields::of(event)?;
+    let text = fields.str("eventTime")?.ok_or_else(|| field_error("eventTime", "is required"))?;
+    let time = parse_rfc3339(text).map_err(|e| field_error("eventTime", e.to_string()))?;
+    let offset_minutes = match fields.str("eventTimeZoneOffset")? {
+        Some(offset) => parse_offset(offset).map_err(|e| field_error("eventTimeZoneOffset", e.to_string()))?,
+        None => time.offset_minutes,
+    };
+    Ok(pb::EventTime { unix_millis: time.unix_millis, offset_minutes })
+}
+
+/// The lot ILMD gives the objects an event creates (`cbvmda:lotNumber`).
+fn ilmd_lot(fields: &Fields<'_>) -> Result<Option<Lot>, Refusal> {
+    let Some(ilmd) = fields.object("ilmd")? else { return Ok(None) };
+    for key in ["cbvmda:lotNumber", "urn:epcglobal:cbv:mda:lotNumber"] {
+        if let Some(value) = ilmd.get(key) {
+            let text = as_str(value, &format!("ilmd.{key}"))?;
+            return Lot::parse(text).map(Some).map_err(|e| field_error(format!("ilmd.{key}"), e.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// An ILMD date (`YYYY-MM-DD`, or the date part of a date-time), checked.
+fn ilmd_date(fields: &Fields<'_>, name: &str) -> Result<String, Refusal> {
+    let Some(ilmd) = fields.object("ilmd")? else { return Ok(String::new()) };
+    for key in [format!("cbvmda:{name}"), format!("urn:epcglobal:cbv:mda:{name}")] {
+        if let Some(value) = ilmd.get(&key) {
+            let path = format!("ilmd.{key}");
+            let text = as_str(value, &path)?;
+            let day = text.get(..10).unwrap_or(text);
+            return Date::parse_iso(day).map(|d| d.to_string()).map_err(|e| field_error(path, e.to_string()));
+        }
+    }
+    Ok(String::new())
+}
+
+/// One item of an EPC list or quantity list as a qtrace lot quantity. A
+/// quantity without `uom` is a count of instances (unit `EA`).
+fn quantity_of(element: &Map<String, Value>, path: &str) -> Result<Option<pb::Quantity>, Refusal> {
+    let Some(quantity) = element.get("quantity") else { return Ok(None) };
+    let value = quantity.as_f64().ok_or_else(|| field_error(format!("{path}.quantity"), "must be a number"))?;
+    let unit = match get_str(element, "uom", path)? {
+        "" => "EA".to_owned(),
+        uom => uom.to_owned(),
+    };
+    Ok(Some(pb::Quantity { value, unit }))
+}
+
+fn product_key(code: &ProductCode, lot: Option<&Lot>) -> pb::ProductKey {
+    let mut key = records::product_key(code);
+    if key.lot.is_empty()
+        && let Some(lot) = lot
+    {
+        key.lot = lot.to_string();
+    }
+    key
+}
+
+/// The items of an EPC list and a quantity list, in that order; `lot` (from
+/// ILMD) fills in items that name no lot.
+fn read_items(
+    fields: &Fields<'_>,
+    epc_key: &str,
+    quantity_key: &str,
+    lot: Option<&Lot>,
+) -> Result<Vec<pb::LotQuantity>, Refusal> {
+    let mut items = Vec::new();
+    for (i, epc) in fields.array(epc_key)?.iter().enumerate() {
+        let path = format!("{epc_key}[{i}]");
+        let code = parse_product(as_str(epc, &path)?).map_err(|e| field_error(&path, e.to_string()))?;
+        items.push(pb::LotQuantity { product: Some(product_key(&code, lot)), quantity: None });
+    }
+    for (i, element) in fields.array(quantity_key)?.iter().enumerate() {
+        let path = format!("{quantity_key}[{i}]");
+        let element = element.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        let class = get_str(element, "epcClass", &path)?;
+        let code = parse_product(class).map_err(|e| field_error(format!("{path}.epcClass"), e.to_string()))?;
+        items.push(pb::LotQuantity { product: Some(product_key(&code, lot)), quantity: quantity_of(element, &path)? });
+    }
+    Ok(items)
+}
+
+fn lot_json(item: &pb::LotQuantity) -> Value {
+    let product = item.product.clone().unwrap_or_default();
+    let mut out = json!({"gtin": product.gtin, "lot": product.lot, "serial": product.serial});
+    if let (Some(q), Some(object)) = (&item.quantity, out.as_object_mut()) {
+        object.insert("quantity".into(), json!({"value": q.value, "unit": q.unit}));
+    }
+    out
+}
+
+fn lot_from_json(value: &Value, path: &str) -> Result<pb::LotQuantity, Refusal> {
+    let object = value.as_object().ok_or_else(|| field_error(path, "must be an object"))?;
+    let product = pb::ProductKey {
+        gtin: get_str(object, "gtin", path)?.to_owned(),
+        lot: get_str(object, "lot", path)?.to_owned(),
+        serial: get_str(object, "serial", path)?.to_owned(),
+    };
+    let quantity = match object.get("quantity") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(q)) => {
+            let qpath = format!("{path}.quantity");
+            let value =
+                q.get("value").and_then(Value::as_f64).ok_or_else(|| field_error(&qpath, "value must be a number"))?;
+            Some(pb::Quantity { value, unit: get_str(q, "unit", &qpath)?.to_owned() })
+        }
+        Some(_) => return Err(field_error(format!("{path}.quantity"), "must be an object")),
+    };
+    Ok(pb::LotQuantity { product: Some(product), quantity })
+}
+
+/// The items of a list, from the `override_key` field when there is one
+/// (an export that the standard fields could not carry exactly).
+fn item_list(
+    fields: &Fields<'_>,
+    epc_key: &str,
+    quantity_key: &str,
+    override_key: &str,
+    lot: Option<&Lot>,
+) -> Result<Vec<pb::LotQuantity>, Refusal> {
+    if fields.has(override_key) {
+        return fields
+            .array(override_key)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| lot_from_json(v, &format!("{override_key}[{i}]")))
+            .collect();
+    }
+    read_items(fields, epc_key, quantity_key, lot)
+}
+
+/// Where: read point and business location GLNs; places that are not plain
+/// GLNs are kept as attributes (for events not exported by qtrace).
+fn read_location(fields: &Fields<'_>, derived: &mut Vec<pb::Attribute>) -> Result<pb::Location, Refusal> {
+    let mut location = pb::Location { region: fields.text("qtrace:region")?, ..Default::default() };
+    for (key, slot) in
+        [("readPoint", &mut location.read_point_gln), ("bizLocation", &mut location.business_location_gln)]
+    {
+        let Some(place) = fields.object(key)? else { continue };
+        let id = get_str(place, "id", key)?;
+        match parse_location(id) {
+            Ok(Place { gln, extension }) => {
+                *slot = gln.to_string();
+                if extension.is_some() && !fields.exported {
+                    derived.push(pb::Attribute { name: format!("epcis:{key}"), value: id.to_owned() });
+                }
+            }
+            Err(UriError::Unsupported { .. }) if !fields.exported => {
+                derived.push(pb::Attribute { name: format!("epcis:{key}"), value: id.to_owned() });
+            }
+            Err(e) => return Err(field_error(format!("{key}.id"), e.to_string())),
+        }
+    }
+    Ok(location)
+}
+
+/// A business step or disposition: the `qtrace:` override when present,
+/// else the standard field's short CBV name.
+fn vocabulary_value(
+    fields: &Fields<'_>,
+    key: &str,
+    override_key: &str,
+    vocabulary: &Vocabulary,
+) -> Result<String, Refusal> {
+    if fields.has(override_key) {
+        return fields.text(override_key);
+    }
+    Ok(cbv_short(&fields.text(key)?, vocabulary))
+}
+
+/// `qtrace:certificate/<percent-encoded id>`, the compact IRI a certificate
+/// document without a URI of its own is exported as.
+const CERTIFICATE_IRI: &str = "qtrace:certificate/";
+
+fn read_documents(fields: &Fields<'_>) -> Result<Vec<pb::Document>, Refusal> {
+    let mut documents = Vec::new();
+    for (i, bt) in fields.array("bizTransactionList")?.iter().enumerate() {
+        let path = format!("bizTransactionList[{i}]");
+        let bt = bt.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        let kind = match cbv_short(get_str(bt, "type", &path)?, &BTT) {
+            k if k.is_empty() => "bizTransaction".to_owned(),
+            k => k,
+        };
+        let id = get_str(bt, "bizTransaction", &path)?.to_owned();
+        documents.push(pb::Document { kind, id, sha256: Vec::new() });
+    }
+    let certificates: Vec<&Value> = match fields.object.get("certificationInfo") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(single) => vec![single],
+    };
+    for cert in certificates {
+        let uri = as_str(cert, "certificationInfo")?;
+        let id = match uri.strip_prefix(CERTIFICATE_IRI) {
+            Some(encoded) => {
+                percent_decode(uri, encoded).map_err(|e| field_error("certificationInfo", e.to_string()))?
+            }
+            None => uri.to_owned(),
+        };
+        documents.push(pb::Document { kind: "certificate".into(), id, sha256: Vec::new() });
+    }
+    Ok(documents)
+}
+
+fn documents_json(documents: &[pb::Document]) -> Value {
+    documents
+        .iter()
+        .map(|d| {
+            let mut doc = json!({"kind": d.kind, "id": d.id});
+            if let (false, Some(o)) = (d.sha256.is_empty(), doc.as_object_mut()) {
+                o.insert("sha256".into(), hex::encode(&d.sha256).into());
+            }
+            doc
+        })
+        .collect()
+}
+
+fn documents_from_json(fields: &Fields<'_>) -> Result<Vec<pb::Document>, Refusal> {
+    let mut documents = Vec::new();
+    for (i, d) in fields.array("qtrace:documents")?.iter().enumerate() {
+        let path = format!("qtrace:documents[{i}]");
+        let d = d.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        let sha256 = hex::decode(get_str(d, "sha256", &path)?)
+            .map_err(|e| field_error(format!("{path}.sha256"), format!("not hex: {e}")))?;
+        documents.push(pb::Document {
+            kind: get_str(d, "kind", &path)?.to_owned(),
+            id: get_str(d, "id", &path)?.to_owned(),
+            sha256,
+        });
+    }
+    Ok(documents)
+}
+
+fn attributes_from_json(fields: &Fields<'_>) -> Result<Vec<pb::Attribute>, Refusal> {
+    let mut attributes = Vec::new();
+    for (i, a) in fields.array("qtrace:attributes")?.iter().enumerate() {
+        let path = format!("qtrace:attributes[{i}]");
+        let a = a.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        attributes.push(pb::Attribute {
+            name: get_str(a, "name", &path)?.to_owned(),
+            value: get_str(a, "value", &path)?.to_owned(),
+        });
+    }
+    Ok(attributes)
+}
+
+/// One sensor reading in words: what was measured (type, component, what
+/// of, when), the value and the unit.
+#[derive(Debug, Clone, PartialEq)]
+struct Reading {
+    name: String,
+    value: String,
+    unit: String,
+}
+
+fn number_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Every `sensorReport` of every `sensorElementList` element, in order.
+fn sensor_readings(fields: &Fields<'_>) -> Result<Vec<Reading>, Refusal> {
+    let mut readings = Vec::new();
+    for (i, element) in fields.array("sensorElementList")?.iter().enumerate() {
+        let path = format!("sensorElementList[{i}]");
+        let element = element.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        let metadata = element.get("sensorMetadata").and_then(Value::as_object);
+        let meta_str = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default();
+        let reports = match element.get("sensorReport") {
+            Some(Value::Array(reports)) => reports.as_slice(),
+            _ => return Err(field_error(format!("{path}.sensorReport"), "must be an array")),
+        };
+        for (j, report) in reports.iter().enumerate() {
+            let rpath = format!("{path}.sensorReport[{j}]");
+            let report = report.as_object().ok_or_else(|| field_error(&rpath, "must be an object"))?;
+            let text = |key: &str| report.get(key).and_then(Value::as_str).unwrap_or_default();
+            let mut name = match text("type") {
+                "" => "reading".to_owned(),
+                t => t.to_owned(),
+            };
+            for key in ["component", "chemicalSubstance", "microorganism"] {
+                if !text(key).is_empty() {
+                    name.push(' ');
+                    name.push_str(text(key));
+                }
+            }
+            let time = match (text("time"), meta_str("time"), meta_str("startTime"), meta_str("endTime")) {
+                (t, _, _, _) if !t.is_empty() => t.to_owned(),
+                (_, t, _, _) if !t.is_empty() => t.to_owned(),
+                (_, _, start, end) if !start.is_empty() || !end.is_empty() => format!("{start}/{end}"),
+                _ => String::new(),
+            };
+            if !time.is_empty() {
+                name.push_str(" @");
+                name.push_str(&time);
+            }
+            let mut parts = Vec::new();
+            if let Some(exception) = report.get("exception").and_then(Value::as_str) {
+                parts.push(format!("{exception}:"));
+            }
+            for key in ["value", "stringValue", "booleanValue", "hexBinaryValue", "uriValue"] {
+                if let Some(v) = report.get(key) {
+                    parts.push(number_text(v));
+                }
+            }
+            for (key, label) in [
+                ("minValue", "min"),
+                ("maxValue", "max"),
+                ("meanValue", "mean"),
+                ("sDev", "sDev"),
+                ("percRank", "percRank"),
+                ("percValue", "percValue"),
+            ] {
+                if let Some(v) = report.get(key) {
+                    parts.push(format!("{label} {}", number_text(v)));
+                }
+            }
+            readings.push(Reading { name, value: parts.join(" "), unit: text("uom").to_owned() });
+        }
+    }
+    Ok(readings)
+}
+
+fn conclusion_name(value: i32) -> Value {
+    match pb::Conclusion::try_from(value) {
+        Ok(pb::Conclusion::Conformant) => "conformant".into(),
+        Ok(pb::Conclusion::NonConformant) => "non_conformant".into(),
+        Ok(pb::Conclusion::Unspecified) => "unspecified".into(),
+        Err(_) => value.into(),
+    }
+}
+
+fn conclusion_value(value: Option<&Value>, path: &str) -> Result<i32, Refusal> {
+    match value {
+        None | Some(Value::Null) => Ok(0),
+        Some(Value::String(s)) => match s.as_str() {
+            "conformant" => Ok(pb::Conclusion::Conformant as i32),
+            "non_conformant" => Ok(pb::Conclusion::NonConformant as i32),
+            "unspecified" | "" => Ok(0),
+            other => Err(field_error(path, format!("{other:?} is not conformant or non_conformant"))),
+        },
+        Some(v) => v
+            .as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| field_error(path, "must be conformant or non_conformant")),
+    }
+}
+
+fn test_items_json(items: &[pb::TestItem]) -> Value {
+    items
+        .iter()
+        .map(|t| {
+            let mut item = json!({"name": t.name, "value": t.value, "unit": t.unit, "limit": t.limit});
+            if let (true, Some(o)) = (t.result != 0, item.as_object_mut()) {
+                o.insert("result".into(), conclusion_name(t.result));
+            }
+            item
+        })
+        .collect()
+}
+
+fn test_items_from_json(fields: &Fields<'_>) -> Result<Vec<pb::TestItem>, Refusal> {
+    let mut items = Vec::new();
+    for (i, t) in fields.array("qtrace:testItems")?.iter().enumerate() {
+        let path = format!("qtrace:testItems[{i}]");
+        let t = t.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        items.push(pb::TestItem {
+            name: get_str(t, "name", &path)?.to_owned(),
+            value: get_str(t, "value", &path)?.to_owned(),
+            unit: get_str(t, "unit", &path)?.to_owned(),
+            limit: get_str(t, "limit", &path)?.to_owned(),
+            result: conclusion_value(t.get("result"), &format!("{path}.result"))?,
+        });
+    }
+    Ok(items)
+}
+
+fn strings(fields: &Fields<'_>, key: &str) -> Result<Vec<String>, Refusal> {
+    fields.array(key)?.iter().enumerate().map(|(i, v)| as_str(v, &format!("{key}[{i}]")).map(str::to_owned)).collect()
+}
+
+/// One side of a movement. The location GLN is the `location` entry; the
+/// USCC is `qtrace:<side>USCC`, else the party map's answer for the GLN of
+/// the `owning_party`, `possessing_party` or `location` entry, in that order.
+fn read_party(
+    fields: &Fields<'_>,
+    side: &'static str,
+    kind: &'static str,
+    parties: &PartyMap,
+) -> Result<pb::Party, Refusal> {
+    let list_key = format!("{side}List");
+    let mut by_type: BTreeMap<String, (String, Gln)> = BTreeMap::new();
+    let mut location_gln = String::new();
+    for (i, entry) in fields.array(&list_key)?.iter().enumerate() {
+        let path = format!("{list_key}[{i}]");
+        let entry = entry.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        let entry_type = cbv_short(get_str(entry, "type", &path)?, &SDT);
+        let id = get_str(entry, side, &path)?;
+        let gln = match entry_type.as_str() {
+            "location" => parse_location(id).map(|p| p.gln),
+            "owning_party" | "possessing_party" => parse_party(id),
+            // Other source/destination types say nothing qtrace records.
+            _ => continue,
+        }
+        .map_err(|e| field_error(format!("{path}.{side}"), e.to_string()))?;
+        if entry_type == "location" && location_gln.is_empty() {
+            location_gln = gln.to_string();
+        }
+        by_type.entry(entry_type).or_insert_with(|| (id.to_owned(), gln));
+    }
+    let uscc_key = format!("qtrace:{side}USCC");
+    if let Some(uscc) = fields.str(&uscc_key)? {
+        return Ok(pb::Party { uscc: uscc.to_owned(), location_gln });
+    }
+    let candidates: Vec<&(String, Gln)> =
+        ["owning_party", "possessing_party", "location"].iter().filter_map(|t| by_type.get(*t)).collect();
+    let Some((first_id, first_gln)) = candidates.first() else {
+        return Err(Refusal::NoParty { side, kind });
+    };
+    match candidates.iter().find_map(|(_, gln)| parties.get(gln)) {
+        Some(uscc) => Ok(pb::Party { uscc: uscc.to_string(), location_gln }),
+        None => Err(Refusal::NoUscc { side, party: format!("{first_id} (GLN {first_gln})") }),
+    }
+}
+
+fn subject_json(subject: &pb::Subject) -> Value {
+    match subject.kind.as_ref() {
+        Some(Kind::Product(p)) => json!({"product": {"gtin": p.gtin, "lot": p.lot, "serial": p.serial}}),
+        Some(Kind::Certificate(c)) => json!({"certificate": {"issuerUSCC": c.issuer_uscc, "number": c.number}}),
+        Some(Kind::OrganisationUscc(u)) => json!({"organisationUSCC": u}),
+        None => json!({}),
+    }
+}
+
+fn subject_from_json(fields: &Fields<'_>) -> Result<Option<pb::Subject>, Refusal> {
+    const PATH: &str = "qtrace:subject";
+    let Some(object) = fields.object(PATH)? else { return Ok(None) };
+    let kind = if let Some(p) = object.get("product").and_then(Value::as_object) {
+        let path = format!("{PATH}.product");
+        Kind::Product(pb::ProductKey {
+            gtin: get_str(p, "gtin", &path)?.to_owned(),
+            lot: get_str(p, "lot", &path)?.to_owned(),
+            serial: get_str(p, "serial", &path)?.to_owned(),
+        })
+    } else if let Some(c) = object.get("certificate").and_then(Value::as_object) {
+        let path = format!("{PATH}.certificate");
+        Kind::Certificate(pb::CertificateKey {
+            issuer_uscc: get_str(c, "issuerUSCC", &path)?.to_owned(),
+            number: get_str(c, "number", &path)?.to_owned(),
+        })
+    } else if let Some(u) = object.get("organisationUSCC") {
+        Kind::OrganisationUscc(as_str(u, &format!("{PATH}.organisationUSCC"))?.to_owned())
+    } else {
+        return Ok(Some(pb::Subject { kind: None }));
+    };
+    Ok(Some(pb::Subject { kind: Some(kind) }))
+}
+
+/// The subject a record of this body has unless it says otherwise: the
+/// (first) product it makes, moves, sells or tests; a recall's GTIN.
+pub fn derived_subject(body: &Body) -> Option<pb::Subject> {
+    let first = |items: &[pb::LotQuantity]| items.first().and_then(|i| i.product.clone());
+    let product = match body {
+        Body::Production(p) => p.output.as_ref().and_then(|o| o.product.clone()),
+        Body::Transformation(t) => first(&t.outputs),
+        Body::Shipment(s) => first(&s.items),
+        Body::Receipt(r) => first(&r.items),
+        Body::Sale(s) => first(&s.items),
+        Body::Inspection(i) => i.product.clone(),
+        Body::SpotCheck(s) => s.product.clone(),
+        Body::Recall(r) => Some(pb::ProductKey { gtin: r.gtin.clone(), ..Default::default() }),
+        _ => None,
+    }?;
+    Some(pb::Subject { kind: Some(Kind::Product(product)) })
+}
+
+fn refs_json(refs: &[pb::RecordRef]) -> Value {
+    refs.iter()
+        .map(|r| json!({"logID": hex::encode(&r.log_id), "seq": r.seq, "entryHash": hex::encode(&r.entry_hash)}))
+        .collect()
+}
+
+fn refs_from_json(fields: &Fields<'_>) -> Result<Vec<pb::RecordRef>, Refusal> {
+    let mut refs = Vec::new();
+    for (i, r) in fields.array("qtrace:parents")?.iter().enumerate() {
+        let path = format!("qtrace:parents[{i}]");
+        let r = r.as_object().ok_or_else(|| field_error(&path, "must be an object"))?;
+        let bytes = |key: &str| {
+            hex::decode(get_str(r, key, &path)?)
+                .map_err(|e| field_error(format!("{path}.{key}"), format!("not hex: {e}")))
+        };
+        let seq = r
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| field_error(format!("{path}.seq"), "must be a number"))?;
+        refs.push(pb::RecordRef { log_id: bytes("logID")?, seq, entry_hash: bytes("entryHash")? });
+    }
+    Ok(refs)
+}
+
+/// The one product of a list that must name exactly one (an inspection's
+/// sample).
+fn single_product(items: Vec<pb::LotQuantity>, what: &str) -> Result<pb::ProductKey, Refusal> {
+    let mut products: Vec<pb::ProductKey> = Vec::new();
+    for product in items.into_iter().filter_map(|i| i.product) {
+        if !products.contains(&product) {
+            products.push(product);
+        }
+    }
+    match <[pb::ProductKey; 1]>::try_from(products) {
+        Ok([product]) => Ok(product),
+        Err(products) if products.is_empty() => Err(field_error(
+            "epcList/quantityList",
+            format!("{what} is about one product; this event names none (readings of the read point alone)"),
+        )),
+        Err(products) => Err(field_error(
+            "epcList/quantityList",
+            format!("{what} is about one product; this event names {}", products.len()),
+        )),
+    }
+}
+
+/// Maps one EPCIS event to the qtrace event it means, unsigned.
+pub fn map_event(event: &Value, parties: &PartyMap) -> Result<pb::Event, Refusal> {
+    let kind = classify(event)?;
+    let fields = Fields::of(event)?;
+    let exported = fields.exported;
+    let mut derived_attributes = Vec::new();
+    if !exported && let Some(id) = fields.str("eventID")? {
+        derived_attributes.push(pb::Attribute { name: "epcis:eventID".into(), value: id.to_owned() });
+    }
+    let event_time = read_event_time(event)?;
+    let location = read_location(&fields, &mut derived_attributes)?;
+    let biz_step = vocabulary_value(&fields, "bizStep", "qtrace:bizStep", &BIZ_STEP)?;
+    let disposition = vocabulary_value(&fields, "disposition", "qtrace:disposition", &DISPOSITION)?;
+    let ilmd_lot = ilmd_lot(&fields)?;
+    let production_date = ilmd_date(&fields, "productionDate")?;
+    let expiry_date = ilmd_date(&fields, "itemExpirationDate")?;
+    let mut readings_to_attributes = !exported;
+    let factory_or_store = |key: &str| -> Result<String, Refusal> {
+        if exported { fields.text(key) } else { Ok(location.business_location_gln.clone()) }
+    };
+    let body = match kind {
+        EventKind::Production => {
+            let items = item_list(&fields, "epcList", "quantityList", "qtrace:items", ilmd_lot.as_ref())?;
+            let n_items = items.len();
+            let Ok([output]) = <[pb::LotQuantity; 1]>::try_from(items) else {
+                return Err(field_error(
+                    "epcList/quantityList",
+                    format!(
+                        "a qtrace production record creates one lot; this event names {n_items} items (give the lot \
+                         once, as a quantityList entry with its quantity, or send one event per lot)"
+                    ),
+                ));
+            };
+            Body::Production(pb::Production {
+                output: Some(output),
+                production_date,
+                expiry_date,
+                factory_gln: factory_or_store("qtrace:factoryGLN")?,
+            })
+        }
+        EventKind::Transformation => Body::Transformation(pb::Transformation {
+            inputs: item_list(&fields, "inputEPCList", "inputQuantityList", "qtrace:inputs", None)?,
+            outputs: item_list(&fields, "outputEPCList", "outputQuantityList", "qtrace:outputs", ilmd_lot.as_ref())?,
+            production_date,
+            expiry_date,
+            factory_gln: factory_or_store("qtrace:factoryGLN")?,
+        }),
+        EventKind::Shipment | EventKind::Receipt => {
+            let name = if kind == EventKind::Shipment { "shipment" } else { "receipt" };
+            let items = item_list(&fields, "epcList", "quantityList", "qtrace:items", None)?;
+            let source = Some(read_party(&fields, "source", name, parties)?);
+            let destination = Some(read_party(&fields, "destination", name, parties)?);
+            let shipment_number = fields.text("qtrace:shipmentNumber")?;
+            if kind == EventKind::Shipment {
+                Body::Shipment(pb::Shipment { items, source, destination, shipment_number })
+            } else {
+                Body::Receipt(pb::Receipt { items, source, destination, shipment_number })
+            }
+        }
+        EventKind::Sale => Body::Sale(pb::Sale {
+            items: item_list(&fields, "epcList", "quantityList", "qtrace:items", None)?,
+            store_gln: factory_or_store("qtrace:storeGLN")?,
+        }),
+        EventKind::Inspection => {
+            readings_to_attributes = false;
+            let product =
+                single_product(item_list(&fields, "epcList", "quantityList", "qtrace:items", None)?, "an inspection")?;
+            let inspection = if exported {
+                pb::Inspection {
+                    report_number: fields.text("qtrace:reportNumber")?,
+                    product: Some(product),
+                    standards: strings(&fields, "qtrace:standards")?,
+                    items: test_items_from_json(&fields)?,
+                    conclusion: conclusion_value(fields.object.get("qtrace:conclusion"), "qtrace:conclusion")?,
+                    destructive: fields.object.get("qtrace:destructive").and_then(Value::as_bool).unwrap_or(false),
+                    client_uscc: fields.text("qtrace:clientUSCC")?,
+                }
+            } else {
+                let report_number = match fields.str("qtrace:reportNumber")? {
+                    Some(number) => number.to_owned(),
+                    None => read_documents(&fields)?
+                        .into_iter()
+                        .find(|d| d.kind == "testres")
+                        .map(|d| d.id)
+                        .unwrap_or_default(),
+                };
+                let items = sensor_readings(&fields)?
+                    .into_iter()
+                    .map(|r| pb::TestItem { name: r.name, value: r.value, unit: r.unit, ..Default::default() })
+                    .collect();
+                let conclusion = match disposition.as_str() {
+                    "conformant" => pb::Conclusion::Conformant as i32,
+                    "non_conformant" => pb::Conclusion::NonConformant as i32,
+                    _ => 0,
+                };
+                pb::Inspection {
+                    report_number,
+                    product: Some(product),
+                    standards: strings(&fields, "qtrace:standards")?,
+                    items,
+                    conclusion,
+                    destructive: biz_step == "sampling",
+                    client_uscc: fields.text("qtrace:clientUSCC")?,
+                }
+            };
+            Body::Inspection(inspection)
+        }
+        EventKind::SpotCheck => {
+            let product =
+                single_product(item_list(&fields, "epcList", "quantityList", "qtrace:items", None)?, "a spot check")?;
+            let spot = fields.object("qtrace:spotCheck")?.cloned().unwrap_or_default();
+            let path = "qtrace:spotCheck";
+            let standards = match spot.get("standards") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| as_str(v, &format!("{path}.standards[{i}]")).map(str::to_owned))
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(field_error(format!("{path}.standards"), "must be an array")),
+            };
+            Body::SpotCheck(pb::SpotCheck {
+                plan_number: get_str(&spot, "planNumber", path)?.to_owned(),
+                product: Some(product),
+                inspected_uscc: get_str(&spot, "inspectedUSCC", path)?.to_owned(),
+                lab_uscc: get_str(&spot, "labUSCC", path)?.to_owned(),
+                standards,
+                items: test_items_from_json(&fields)?,
+                result: conclusion_value(spot.get("result"), &format!("{path}.result"))?,
+                published_on: get_str(&spot, "publishedOn", path)?.to_owned(),
+            })
+        }
+        EventKind::Recall => Body::Recall(read_recall(&fields)?),
+        // `classify` returns only the kinds above.
+        other => return Err(Refusal::UnknownQtraceKind(other.name().to_owned())),
+    };
+    let documents = if exported { documents_from_json(&fields)? } else { read_documents(&fields)? };
+    let mut attributes = if exported { attributes_from_json(&fields)? } else { derived_attributes };
+    if readings_to_attributes {
+        for reading in sensor_readings(&fields)? {
+            let value =
+                if reading.unit.is_empty() { reading.value } else { format!("{} {}", reading.value, reading.unit) };
+            attributes.push(pb::Attribute { name: format!("epcis:sensor {}", reading.name), value });
+        }
+    }
+    let subject = match subject_from_json(&fields)? {
+        Some(subject) => Some(subject),
+        None => derived_subject(&body),
+    };
+    let nonce = match fields.object.get("qtrace:nonce") {
+        None | Some(Value::Null) => 0,
+        Some(v) => number_text(v).parse::<u64>().map_err(|_| field_error("qtrace:nonce", "must be a whole number"))?,
+    };
+    let location = (location != pb::Location::default()).then_some(location);
+    Ok(pb::Event {
+        event_time: Some(event_time),
+        subject,
+        parents: refs_from_json(&fields)?,
+        location,
+        biz_step,
+        disposition,
+        documents,
+        attributes,
+        nonce,
+        body: Some(body),
+    })
+}
+
+fn read_recall(fields: &Fields<'_>) -> Result<pb::Recall, Refusal> {
+    let items = item_list(fields, "epcList", "quantityList", "qtrace:items", None)?;
+    let mut gtin = String::new();
+    let mut lots = Vec::new();
+    for product in items.iter().filter_map(|i| i.product.as_ref()) {
+        if gtin.is_empty() {
+            gtin = product.gtin.clone();
+        } else if gtin != product.gtin {
+            return Err(field_error(
+                "epcList/quantityList",
+                format!("a qtrace recall names one GTIN; this event names {gtin} and {}", product.gtin),
+            ));
+        }
+        if !product.lot.is_empty() {
+            lots.push(product.lot.clone());
+        }
+    }
+    let recall = fields.object("qtrace:recall")?.cloned().unwrap_or_default();
+    let path = "qtrace:recall";
+    let text = |key: &str| get_str(&recall, key, path).map(str::to_owned);
+    let dates = match recall.get("dates") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(d)) => {
+            let dpath = format!("{path}.dates");
+            let kind = match get_str(d, "kind", &dpath)? {
+                "production" => pb::DateKind::Production as i32,
+                "expiry" => pb::DateKind::Expiry as i32,
+                _ => 0,
+            };
+            Some(pb::DateRange {
+                kind,
+                from: get_str(d, "from", &dpath)?.to_owned(),
+                to: get_str(d, "to", &dpath)?.to_owned(),
+            })
+        }
+        Some(_) => return Err(field_error(format!("{path}.dates"), "must be an object")),
+    };
+    let regions = match recall.get("regions") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| as_str(v, &format!("{path}.regions[{i}]")).map(str::to_owned))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(field_error(format!("{path}.regions"), "must be an array")),
+    };
+    let risk_class = match recall.get("riskClass") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| field_error(format!("{path}.riskClass"), "must be 1, 2 or 3"))?,
+    };
+    let initiator = match get_str(&recall, "initiator", path)? {
+        "voluntary" => pb::RecallInitiator::Voluntary as i32,
+        "ordered" => pb::RecallInitiator::Ordered as i32,
+        _ => 0,
+    };
+    Ok(pb::Recall {
+        recall_number: text("recallNumber")?,
+        gtin,
+        lots,
+        serial_from: text("serialFrom")?,
+        serial_to: text("serialTo")?,
+        dates,
+        regions,
+        risk_class,
+        reason: text("reason")?,
+        initiator,
+        manufacturer_uscc: text("manufacturerUSCC")?,
+        remedy: text("remedy")?,
+    })
+}
+
+/// A mapped EPCIS event, signed and ready to submit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub signed: pb::SignedEvent,
+    pub kind: EventKind,
+    /// True when the event is submitted under the qtrace signature an
+    /// export carried (another key signed it), not signed here.
+    pub presigned: bool,
+}
+
+/// Turns EPCIS events into signed qtrace events for one importing key.
+pub struct Importer<'a> {
+    pub key: &'a SecretKey,
+    pub parties: &'a PartyMap,
+    /// Whether the importing key acts for a testing lab (from the log's
+    /// registry); inspections are refused otherwise.
+    pub signer_is_lab: bool,
+}
+
+/// The other key an exported event names as its signer, if any.
+fn foreign_signer(event: &Value, own: &PublicKey) -> Result<Option<(PublicKey, Vec<u8>)>, Refusal> {
+    let fields = Fields::of(event)?;
+    let Some(signer) = fields.str("qtrace:signer")? else { return Ok(None) };
+    let signer = PublicKey::from_hex(signer).map_err(|e| field_error("qtrace:signer", e.to_string()))?;
+    if signer == *own {
+        return Ok(None);
+    }
+    let signature = hex::decode(fields.text("qtrace:signature")?)
+        .map_err(|e| field_error("qtrace:signature", format!("not hex: {e}")))?;
+    Ok(Some((signer, signature)))
+}
+
+/// Whether an event will be signed by the importing key and maps to an
+/// inspection: the case that needs to know whether the key is a lab's.
+pub fn needs_lab_check(event: &Value, own: &PublicKey) -> bool {
+    matches!(classify(event), Ok(EventKind::Inspection)) && matches!(foreign_signer(event, own), Ok(None))
+}
+
+impl Importer<'_> {
+    /// Maps, checks and signs one EPCIS event.
+    pub fn prepare(&self, event: &Value) -> Result<Prepared, Refusal> {
+        let kind = classify(event)?;
+        let own = self.key.public_key();
+        let foreign = foreign_signer(event, &own)?;
+        if kind == EventKind::Inspection && foreign.is_none() && !self.signer_is_lab {
+            return Err(Refusal::NeedsLab);
+        }
+        let mapped = map_event(event, self.parties)?;
+        match foreign {
+            None => {
+                let sealed = records::seal(&mapped, self.key).map_err(Refusal::Ledger)?;
+                Ok(Prepared { signed: sealed.signed, kind, presigned: false })
+            }
+            Some((signer, signature)) => {
+                let bytes = mapped.encode_to_vec();
+                decode_event(&bytes).map_err(Refusal::Ledger)?;
+                signer.verify_event(&bytes, &signature).map_err(|_| Refusal::Signature { signer: signer.to_hex() })?;
+                let signed = pb::SignedEvent { event: bytes, signer: signer.to_bytes().to_vec(), signature };
+                Ok(Prepared { signed, kind, presigned: true })
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// qtrace → EPCIS
+// ---------------------------------------------------------------------------
+
+/// The EPCIS eventID of a qtrace entry: its entry hash as a CBV 2.0 event
+/// hash URI.
+pub fn event_id_of(hash: &EntryHash) -> String {
+    format!("ni:///sha-256;{}?ver=CBV2.0", hash.to_hex())
+}
+
+/// Writes items as an EPC list (items with a serial) and a quantity list
+/// (lots and GTINs), the way [`read_items`] reads them back.
+fn write_items(items: &[pb::LotQuantity]) -> (Vec<Value>, Vec<Value>) {
+    let mut epcs: Vec<Value> = Vec::new();
+    let mut quantities = Vec::new();
+    for item in items {
+        let product = item.product.clone().unwrap_or_default();
+        let uri = product_uri(&product);
+        if product.serial.is_empty() {
+            let mut element = Map::new();
+            element.insert("epcClass".into(), uri.into());
+            // A unit the schema's uom pattern cannot hold is left to the
+            // qtrace:items override rather than written as a count.
+            if let Some(q) = &item.quantity
+                && q.unit.len() <= 3
+                && q.unit.len() >= 2
+                && q.unit.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+            {
+                element.insert("quantity".into(), json!(q.value));
+                element.insert("uom".into(), q.unit.clone().into());
+            }
+            quantities.push(Value::Object(element));
+        } else if !epcs.contains(&Value::from(uri.clone())) {
+            epcs.push(uri.into());
+        }
+    }
+    (epcs, quantities)
+}
+
+/// Puts items in the standard lists and, when reading those back would not
+/// give the same items (a quantity on a serial item, a unit EPCIS cannot
+/// write, an order the two lists lose), the exact items under `override_key`.
+fn put_items(
+    out: &mut Map<String, Value>,
+    epc_key: &str,
+    quantity_key: &str,
+    override_key: &str,
+    items: &[pb::LotQuantity],
+) {
+    let (epcs, quantities) = write_items(items);
+    let probe = json!({epc_key: epcs, quantity_key: quantities});
+    let read_back = Fields::of(&probe).and_then(|f| read_items(&f, epc_key, quantity_key, None));
+    if !epcs.is_empty() {
+        out.insert(epc_key.into(), epcs.into());
+    }
+    if !quantities.is_empty() {
+        out.insert(quantity_key.into(), quantities.into());
+    }
+    if read_back.as_deref() != Ok(items) {
+        out.insert(override_key.into(), items.iter().map(lot_json).collect());
+    }
+}
+
+/// Puts a business step or disposition: the value itself when EPCIS can
+/// hold it (a CBV name or another vocabulary's URI), else `default`; and the
+/// exact value under `override_key` when reading back would differ.
+fn put_vocabulary(
+    out: &mut Map<String, Value>,
+    key: &str,
+    override_key: &str,
+    actual: &str,
+    default: &str,
+    names: &[&str],
+    vocabulary: &Vocabulary,
+) {
+    let short = cbv_short(actual, vocabulary);
+    let standard = if names.contains(&short.as_str()) {
+        short
+    } else if other_vocabulary_uri(actual) {
+        actual.to_owned()
+    } else {
+        default.to_owned()
+    };
+    if cbv_short(&standard, vocabulary) != actual {
+        out.insert(override_key.into(), actual.into());
+    }
+    if !standard.is_empty() {
+        out.insert(key.into(), standard.into());
+    }
+}
+
+fn put_text(out: &mut Map<String, Value>, key: &str, value: &str) {
+    if !value.is_empty() {
+        out.insert(key.into(), value.into());
+    }
+}
+
+fn put_party(out: &mut Map<String, Value>, side: &str, party: Option<&pb::Party>) {
+    let party = party.cloned().unwrap_or_default();
+    if !party.location_gln.is_empty() {
+        out.insert(format!("{side}List"), json!([{"type": "location", side: location_uri(&party.location_gln)}]));
+    }
+    out.insert(format!("qtrace:{side}USCC"), party.uscc.into());
+}
+
+fn put_ilmd(out: &mut Map<String, Value>, production_date: &str, expiry_date: &str) {
+    let mut ilmd = Map::new();
+    if !production_date.is_empty() {
+        ilmd.insert("cbvmda:productionDate".into(), production_date.into());
+    }
+    if !expiry_date.is_empty() {
+        ilmd.insert("cbvmda:itemExpirationDate".into(), expiry_date.into());
+    }
+    if !ilmd.is_empty() {
+        out.insert("ilmd".into(), ilmd.into());
+    }
+}
+
+fn product_item(product: Option<&pb::ProductKey>) -> Vec<pb::LotQuantity> {
+    vec![pb::LotQuantity { product: product.cloned(), quantity: None }]
+}
+
+/// Documents as EPCIS can say them: certificates as `certificationInfo`,
+/// others with a URI id in `bizTransactionList`. The exact list is in
+/// `qtrace:documents` as well.
+fn put_documents(out: &mut Map<String, Value>, documents: &[pb::Document]) {
+    if documents.is_empty() {
+        return;
+    }
+    let mut transactions = Vec::new();
+    let mut certificates = Vec::new();
+    for d in documents {
+        if d.kind == "certificate" {
+            certificates.push(if is_uri(&d.id) {
+                d.id.clone()
+            } else {
+                format!("{CERTIFICATE_IRI}{}", percent_encode(&d.id))
+            });
+        } else if is_uri(&d.id) {
+            let mut bt = Map::new();
+            if BIZ_TRANSACTION_TYPES.contains(&d.kind.as_str()) || other_vocabulary_uri(&d.kind) {
+                bt.insert("type".into(), d.kind.clone().into());
+            }
+            bt.insert("bizTransaction".into(), d.id.clone().into());
+            transactions.push(Value::Object(bt));
+        }
+    }
+    if !transactions.is_empty() {
+        out.insert("bizTransactionList".into(), transactions.into());
+    }
+    if !certificates.is_empty() {
+        out.insert("certificationInfo".into(), certificates.into());
+    }
+    out.insert("qtrace:documents".into(), documents_json(documents));
+}
+
+/// The EPCIS event of a qtrace record, or `None` for a record kind that is
+/// not an EPCIS event (certificates, recall progress, corrections, registry
+/// records).
+pub fn export_event(record: &CheckedEntry) -> Option<Value> {
+    let event = &record.event.event;
+    let body = event.body.as_ref()?;
+    let mut out = Map::new();
+    let (epcis_type, action, step, disposition) = match body {
+        Body::Production(p) => {
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", p.output.as_slice());
+            put_ilmd(&mut out, &p.production_date, &p.expiry_date);
+            put_text(&mut out, "qtrace:factoryGLN", &p.factory_gln);
+            ("ObjectEvent", Some("ADD"), "commissioning", "active")
+        }
+        Body::Transformation(t) => {
+            put_items(&mut out, "inputEPCList", "inputQuantityList", "qtrace:inputs", &t.inputs);
+            put_items(&mut out, "outputEPCList", "outputQuantityList", "qtrace:outputs", &t.outputs);
+            put_ilmd(&mut out, &t.production_date, &t.expiry_date);
+            put_text(&mut out, "qtrace:factoryGLN", &t.factory_gln);
+            ("TransformationEvent", None, "commissioning", "active")
+        }
+        Body::Shipment(s) => {
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", &s.items);
+            put_party(&mut out, "source", s.source.as_ref());
+            put_party(&mut out, "destination", s.destination.as_ref());
+            put_text(&mut out, "qtrace:shipmentNumber", &s.shipment_number);
+            ("ObjectEvent", Some("OBSERVE"), "shipping", "in_transit")
+        }
+        Body::Receipt(r) => {
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", &r.items);
+            put_party(&mut out, "source", r.source.as_ref());
+            put_party(&mut out, "destination", r.destination.as_ref());
+            put_text(&mut out, "qtrace:shipmentNumber", &r.shipment_number);
+            ("ObjectEvent", Some("OBSERVE"), "receiving", "in_progress")
+        }
+        Body::Sale(s) => {
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", &s.items);
+            put_text(&mut out, "qtrace:storeGLN", &s.store_gln);
+            ("ObjectEvent", Some("OBSERVE"), "retail_selling", "retail_sold")
+        }
+        Body::Inspection(i) => {
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", &product_item(i.product.as_ref()));
+            put_text(&mut out, "qtrace:reportNumber", &i.report_number);
+            if !i.standards.is_empty() {
+                out.insert("qtrace:standards".into(), i.standards.clone().into());
+            }
+            if !i.items.is_empty() {
+                out.insert("qtrace:testItems".into(), test_items_json(&i.items));
+            }
+            if i.conclusion != 0 {
+                out.insert("qtrace:conclusion".into(), conclusion_name(i.conclusion));
+            }
+            if i.destructive {
+                out.insert("qtrace:destructive".into(), true.into());
+            }
+            put_text(&mut out, "qtrace:clientUSCC", &i.client_uscc);
+            let step = if i.destructive { "sampling" } else { "inspecting" };
+            let disposition =
+                if i.conclusion == pb::Conclusion::NonConformant as i32 { "non_conformant" } else { "conformant" };
+            ("ObjectEvent", Some("OBSERVE"), step, disposition)
+        }
+        Body::SpotCheck(s) => {
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", &product_item(s.product.as_ref()));
+            out.insert(
+                "qtrace:spotCheck".into(),
+                json!({
+                    "planNumber": s.plan_number,
+                    "inspectedUSCC": s.inspected_uscc,
+                    "labUSCC": s.lab_uscc,
+                    "standards": s.standards,
+                    "result": conclusion_name(s.result),
+                    "publishedOn": s.published_on,
+                }),
+            );
+            if !s.items.is_empty() {
+                out.insert("qtrace:testItems".into(), test_items_json(&s.items));
+            }
+            let disposition =
+                if s.result == pb::Conclusion::NonConformant as i32 { "non_conformant" } else { "conformant" };
+            ("ObjectEvent", Some("OBSERVE"), "inspecting", disposition)
+        }
+        Body::Recall(r) => {
+            let lots: Vec<pb::LotQuantity> = if r.lots.is_empty() {
+                vec![pb::LotQuantity {
+                    product: Some(pb::ProductKey { gtin: r.gtin.clone(), ..Default::default() }),
+                    quantity: None,
+                }]
+            } else {
+                r.lots
+                    .iter()
+                    .map(|lot| pb::LotQuantity {
+                        product: Some(pb::ProductKey { gtin: r.gtin.clone(), lot: lot.clone(), serial: String::new() }),
+                        quantity: None,
+                    })
+                    .collect()
+            };
+            put_items(&mut out, "epcList", "quantityList", "qtrace:items", &lots);
+            let initiator = match pb::RecallInitiator::try_from(r.initiator) {
+                Ok(pb::RecallInitiator::Voluntary) => "voluntary",
+                Ok(pb::RecallInitiator::Ordered) => "ordered",
+                _ => "",
+            };
+            let mut recall = json!({
+                "recallNumber": r.recall_number,
+                "riskClass": r.risk_class,
+                "reason": r.reason,
+                "initiator": initiator,
+                "manufacturerUSCC": r.manufacturer_uscc,
+                "remedy": r.remedy,
+                "serialFrom": r.serial_from,
+                "serialTo": r.serial_to,
+                "regions": r.regions,
+            });
+            if let (Some(d), Some(o)) = (&r.dates, recall.as_object_mut()) {
+                let kind = match pb::DateKind::try_from(d.kind) {
+                    Ok(pb::DateKind::Production) => "production",
+                    Ok(pb::DateKind::Expiry) => "expiry",
+                    _ => "",
+                };
+                o.insert("dates".into(), json!({"kind": kind, "from": d.from, "to": d.to}));
+            }
+            out.insert("qtrace:recall".into(), recall);
+            ("ObjectEvent", Some("OBSERVE"), "", "recalled")
+        }
+        _ => return None,
+    };
+    let kind = record.event.kind;
+    out.insert("type".into(), epcis_type.into());
+    if let Some(action) = action {
+        out.insert("action".into(), action.into());
+    }
+    let time = event.event_time.unwrap_or_default();
+    out.insert("eventTime".into(), format_event_time(&time).into());
+    out.insert("eventTimeZoneOffset".into(), format_offset(time.offset_minutes).into());
+    out.insert("recordTime".into(), format_micros_utc(record.entry.logged_at_micros).into());
+    out.insert("eventID".into(), event_id_of(&record.hash).into());
+    put_vocabulary(&mut out, "bizStep", "qtrace:bizStep", &event.biz_step, step, BIZ_STEPS, &BIZ_STEP);
+    put_vocabulary(
+        &mut out,
+        "disposition",
+        "qtrace:disposition",
+        &event.disposition,
+        disposition,
+        DISPOSITIONS,
+        &DISPOSITION,
+    );
+    if let Some(location) = &event.location {
+        if !location.read_point_gln.is_empty() {
+            out.insert("readPoint".into(), json!({"id": location_uri(&location.read_point_gln)}));
+        }
+        if !location.business_location_gln.is_empty() {
+            out.insert("bizLocation".into(), json!({"id": location_uri(&location.business_location_gln)}));
+        }
+        put_text(&mut out, "qtrace:region", &location.region);
+    }
+    put_documents(&mut out, &event.documents);
+    if !event.attributes.is_empty() {
+        let attributes: Vec<Value> =
+            event.attributes.iter().map(|a| json!({"name": a.name, "value": a.value})).collect();
+        out.insert("qtrace:attributes".into(), attributes.into());
+    }
+    out.insert("qtrace:kind".into(), kind.name().into());
+    if event.subject != derived_subject(body) {
+        out.insert("qtrace:subject".into(), event.subject.as_ref().map_or(json!({}), subject_json));
+    }
+    if !event.parents.is_empty() {
+        out.insert("qtrace:parents".into(), refs_json(&event.parents));
+    }
+    if event.nonce != 0 {
+        out.insert("qtrace:nonce".into(), event.nonce.to_string().into());
+    }
+    out.insert("qtrace:signer".into(), hex::encode(record.entry.signer).into());
+    out.insert("qtrace:signature".into(), hex::encode(record.entry.signature).into());
+    Some(Value::Object(out))
+}
+
+/// What [`export_document`] made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
+    pub document: Value,
+    /// Records exported as EPCIS events.
+    pub events: usize,
+    /// Records listed in `qtrace:otherRecords` instead.
+    pub other: usize,
+}
+
+/// An `EPCISDocument` of records (in the order given), made at
+/// `creation_date` (RFC 3339): an EPCIS event per record that has one, the
+/// others listed under `qtrace:otherRecords` with their eventIDs.
+pub fn export_document(records: &[CheckedEntry], creation_date: &str, product: &str) -> Exported {
+    let mut events = Vec::new();
+    let mut other = Vec::new();
+    for record in records {
+        match export_event(record) {
+            Some(event) => events.push(event),
+            None => other.push(json!({
+                "eventID": event_id_of(&record.hash),
+                "kind": record.event.kind.name(),
+                "logID": record.log_id.to_hex(),
+                "seq": record.entry.seq,
+                "what": record.event.body().map(crate::verdict::describe).unwrap_or_default(),
+            })),
+        }
+    }
+    let (n_events, n_other) = (events.len(), other.len());
+    let mut document = json!({
+        "@context": [EPCIS_CONTEXT, {"qtrace": QTRACE_NAMESPACE}],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": creation_date,
+        "epcisBody": {"eventList": events},
+        "qtrace:product": product,
+    });
+    if let (false, Some(o)) = (other.is_empty(), document.as_object_mut()) {
+        o.insert("qtrace:otherRecords".into(), other.into());
+    }
+    Exported { document, events: n_events, other: n_other }
+}

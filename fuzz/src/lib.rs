@@ -20,8 +20,11 @@ use qtrace_ledger::signing::SecretKey;
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::RecordId;
 
+/// A fuzz target: it panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name; the corpus of each is `corpus/<name>/`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("event_decode", event_decode),
     ("entry_decode", entry_decode),
     ("note_parse", note_parse),
@@ -202,7 +205,11 @@ pub fn proof_verify(data: &[u8]) {
     let old_size = y % size + 1;
     let old_root = tree.root_at(old_size).expect("old root");
     let mut proof = tree.consistency_proof(old_size, size).expect("consistency proof");
-    assert_eq!(merkle::verify_consistency(old_size, size, &proof, &old_root, &root), Ok(()), "a real consistency proof");
+    assert_eq!(
+        merkle::verify_consistency(old_size, size, &proof, &old_root, &root),
+        Ok(()),
+        "a real consistency proof"
+    );
     if !proof.is_empty() {
         let i = (flip % proof.len() as u64) as usize;
         proof[i][(flip >> 8) as usize % 32] ^= 1 << ((flip >> 16) % 8);
@@ -220,7 +227,11 @@ pub fn product_code(data: &[u8]) {
     let text = text.as_ref();
     if let Ok(code) = ProductCode::parse(text) {
         assert_eq!(ProductCode::parse(&code.to_element_string()), Ok(code.clone()), "element string round trip");
-        assert_eq!(ProductCode::parse(&code.to_digital_link("https://id.gs1.org")), Ok(code), "Digital Link round trip");
+        assert_eq!(
+            ProductCode::parse(&code.to_digital_link("https://id.gs1.org")),
+            Ok(code),
+            "Digital Link round trip"
+        );
     }
     if let Ok(uscc) = Uscc::parse(text) {
         assert_eq!(Uscc::parse(uscc.as_str()), Ok(uscc));

@@ -2,8 +2,10 @@
 //! with sled directly, one way per copy. `qtrace-node audit` must catch
 //! every damage and say where it is; the node's startup check must refuse
 //! what it is meant to catch (it is deliberately cheap: the newest
-//! checkpoint, the tree's frontier and the last entry); `--rebuild-indexes`
-//! must repair damage to derived state and nothing else.
+//! checkpoint against the tree's frontier, the last entry, and the run of
+//! sequence numbers it replays into the registry; it verifies no other
+//! signature, Merkle node or checkpoint); `--rebuild-indexes` must repair
+//! damage to derived state and nothing else.
 
 use std::path::Path;
 
@@ -147,7 +149,7 @@ fn cases() -> Vec<Case> {
                 t.remove(entry_key(MIDDLE)).expect("sled remove");
             },
             audit_says: &["entry 15: is missing"],
-            start: Start::Serves,
+            start: Start::Refuses,
             rebuild: Rebuild::Refuses,
         },
         Case {
@@ -163,7 +165,7 @@ fn cases() -> Vec<Case> {
             name: "(c) two middle entries swapped",
             damage: |t| swap_entries(t, MIDDLE, MIDDLE + 1),
             audit_says: &["entry 15: ", "entry 16"],
-            start: Start::Serves,
+            start: Start::Refuses,
             rebuild: Rebuild::Refuses,
         },
         Case {

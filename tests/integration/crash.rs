@@ -293,9 +293,11 @@ impl Known {
             assert_eq!((entry.seq, entry.hash().0), (seq, hash), "cycle {cycle}: GetEntry({seq})");
         }
 
-        // Every checkpoint a client saw, and the one verified at the last
-        // restart, is consistent with the latest: by a proof from the node
-        // checked against the two signed roots, and by the tree itself.
+        // Every checkpoint a client saw is consistent with the latest: by a
+        // proof from the node checked against the two signed roots, and by
+        // the tree itself. Each is proven once; the latest of the restart
+        // before is proven again to the new latest, which carries every
+        // earlier proof forward.
         let mut to_prove: Vec<(u64, [u8; 32])> = Vec::new();
         for (size, text) in &all.checkpoints {
             if !self.proven.contains(size) {

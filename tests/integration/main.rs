@@ -7,6 +7,7 @@ mod audit;
 mod browser;
 mod cli;
 mod crash;
+mod epcis;
 mod federation;
 mod malformed;
 mod resolver;

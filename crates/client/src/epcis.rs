@@ -2058,3 +2058,950 @@ pub fn export_document(records: &[CheckedEntry], creation_date: &str, product: &
     }
     Exported { document, events: n_events, other: n_other }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::entry::Entry;
+    use crate::hash::LogId;
+    use crate::records::fixtures::{self, GLN, GLN2, GTIN, LAB, MAKER, SHOP, every_kind, uscc};
+
+    /// The shared EPCIS vectors, beside the repository.
+    fn vectors() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/epcis")
+    }
+
+    fn gln(text: &str) -> Gln {
+        Gln::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    /// The party map the tests import with: the two parties of example
+    /// 9.6.2, one given as a bare GLN and one as a PGLN.
+    fn party_map() -> PartyMap {
+        let text = format!("\"4012345000016\" = \"{MAKER}\"\n\"urn:epc:id:pgln:0614141.00001\" = \"{SHOP}\"\n");
+        PartyMap::parse_toml(&text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn key(seed: u8) -> SecretKey {
+        SecretKey::from_seed(&[seed; 32])
+    }
+
+    /// A record as a node would hand it out, signed by `signer`.
+    fn checked(event: &pb::Event, signer: &SecretKey, seq: u64) -> CheckedEntry {
+        let sealed = records::seal(event, signer).unwrap_or_else(|e| panic!("fixture does not seal: {e}"));
+        let signature = <[u8; 64]>::try_from(sealed.signed.signature.as_slice()).unwrap_or_else(|_| panic!("64 bytes"));
+        let entry = Entry {
+            seq,
+            prev_hash: EntryHash([7; 32]),
+            logged_at_micros: 1_795_226_400_123_456,
+            signer: signer.public_key().to_bytes(),
+            signature,
+            event: sealed.signed.event,
+        };
+        CheckedEntry { log_id: LogId([3; 32]), hash: entry.hash(), entry, event: sealed.event }
+    }
+
+    #[test]
+    fn check_digits_of_gs1_keys() {
+        // Data digits and the check digit the GS1 General Specifications give.
+        let cases = [("061414100001", '2'), ("950600013430", '7'), ("0952012345678", '8'), ("1061414107346", '4')];
+        for (data, want) in cases {
+            assert_eq!(check_digit(data), want, "{data}");
+        }
+    }
+
+    /// `Ok((gln, extension))` or `Err(fragment of the message)`.
+    type LocationCase = (&'static str, Result<(&'static str, Option<&'static str>), &'static str>);
+    /// An event's time fields and `Ok((unix millis, offset minutes))` or `Err(fragment)`.
+    type TimeCase = (Value, Result<(i64, i32), &'static str>);
+
+    /// `Ok((gtin, lot, serial))` or `Err(fragment of the message)`.
+    type ProductCase = (&'static str, Result<(&'static str, &'static str, &'static str), &'static str>);
+
+    #[test]
+    fn products_from_epc_uris_and_digital_links() {
+        let cases: &[ProductCase] = &[
+            ("urn:epc:id:sgtin:0614141.107346.2017", Ok(("10614141073464", "", "2017"))),
+            ("urn:epc:id:sgtin:0614141.107346.32a%2Fb", Ok(("10614141073464", "", "32a/b"))),
+            ("urn:epc:id:sgtin:4012345.011111.9876", Ok(("04012345111118", "", "9876"))),
+            ("urn:epc:id:sgtin:123456789012.0.7", Ok(("01234567890128", "", "7"))),
+            ("urn:epc:class:lgtin:4012345.012345.998877", Ok(("04012345123456", "998877", ""))),
+            ("urn:epc:class:lgtin:4023333.002000.2019-10-07", Ok(("04023333020008", "2019-10-07", ""))),
+            ("urn:epc:idpat:sgtin:4012345.066666.*", Ok(("04012345666663", "", ""))),
+            ("https://id.gs1.org/01/09506000134352", Ok(("09506000134352", "", ""))),
+            ("https://id.gs1.org/01/09520123456788/10/ABC1/21/12345", Ok(("09520123456788", "ABC1", "12345"))),
+            ("https://example.org/r/01/9520123456788/10/L%2F1", Ok(("09520123456788", "L/1", ""))),
+            ("urn:epc:id:sscc:0614141.1234567890", Err("is not a product")),
+            ("https://id.example.com/8003/040123450007718765", Err("is not a product")),
+            ("urn:epc:id:giai:4000001.111", Err("is not a product")),
+            ("urn:epc:idpat:sgtin:4012345.*.*", Err("is not a pattern of one GTIN's items")),
+            ("urn:epc:idpat:sgtin:4012345.066666.12", Err("is not a pattern of one GTIN's items")),
+            ("urn:epc:id:sgtin:06141X1.107346.1", Err("'X' in the company prefix or reference is not a digit")),
+            ("urn:epc:id:sgtin:0614141.10734.1", Err("must have 13 digits together, they have 12")),
+            ("urn:epc:id:sgtin:06141.10734600.1", Err("must have 6 to 12 digits, it has 5")),
+            ("urn:epc:id:sgtin:0614141.107346", Err("expected CompanyPrefix.Reference.Value")),
+            (
+                "urn:epc:class:lgtin:4012345.012345.ABCDEFGHIJKLMNOPQRSTU",
+                Err("lot must be 1 to 20 characters long, found 21"),
+            ),
+            ("urn:epc:id:sgtin:0614141.107346.%zz", Err("'%' must be followed by two hex digits")),
+            ("https://id.gs1.org/01/09520123456789", Err("GTIN check digit is 9, expected 8")),
+        ];
+        for (uri, want) in cases {
+            let got = parse_product(uri).map(|c| {
+                let key = records::product_key(&c);
+                (key.gtin, key.lot, key.serial)
+            });
+            match (want, &got) {
+                (Ok((gtin, lot, serial)), Ok(got)) => {
+                    assert_eq!((got.0.as_str(), got.1.as_str(), got.2.as_str()), (*gtin, *lot, *serial), "{uri}")
+                }
+                (Err(fragment), Err(e)) => assert!(e.to_string().contains(fragment), "{uri}: {e}"),
+                _ => panic!("{uri}: expected {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn locations_and_parties() {
+        let locations: &[LocationCase] = &[
+            ("urn:epc:id:sgln:0614141.07346.1234", Ok(("0614141073467", Some("1234")))),
+            ("urn:epc:id:sgln:0012345.11111.0", Ok(("0012345111112", None))),
+            ("urn:epc:id:sgln:4012345.00225.0", Ok(("4012345002256", None))),
+            ("urn:epc:id:sgln:4012345.00001.a%2Fb", Ok(("4012345000016", Some("a/b")))),
+            ("https://id.gs1.org/414/9506000134307", Ok(("9506000134307", None))),
+            ("https://id.example.com/414/4012345000054/254/A1", Ok(("4012345000054", Some("A1")))),
+            ("geo:42.698334,23.319941", Err("is not a location")),
+            ("https://id.gs1.org/414/9506000134308", Err("GLN check digit is 8, expected 7")),
+            ("urn:epc:id:sgln:0614141.0734.0", Err("must have 12 digits together, they have 11")),
+        ];
+        for (uri, want) in locations {
+            let got = parse_location(uri);
+            match (want, &got) {
+                (Ok((g, ext)), Ok(place)) => {
+                    assert_eq!((place.gln.as_str(), place.extension.as_deref()), (*g, *ext), "{uri}")
+                }
+                (Err(fragment), Err(e)) => assert!(e.to_string().contains(fragment), "{uri}: {e}"),
+                _ => panic!("{uri}: expected {want:?}, got {got:?}"),
+            }
+        }
+        let parties: &[(&str, Result<&str, &str>)] = &[
+            ("urn:epc:id:pgln:0614141.00001", Ok("0614141000012")),
+            ("urn:epc:id:sgln:4012345.00001.0", Ok("4012345000016")),
+            ("https://id.gs1.org/417/0614141000012", Ok("0614141000012")),
+            ("https://id.gs1.org/414/4012345000054", Ok("4012345000054")),
+            ("6931234000013", Ok("6931234000013")),
+            ("urn:epc:id:pgln:0614141", Err("expected CompanyPrefix.PartyReference")),
+            ("urn:epc:id:pgln:0614141.0000A", Err("'A' in the company prefix or reference is not a digit")),
+            ("mailto:shop@example.com", Err("is not a party")),
+            ("0614141000013", Err("GLN check digit is 3, expected 2")),
+        ];
+        for (uri, want) in parties {
+            let got = parse_party(uri);
+            match (want, &got) {
+                (Ok(g), Ok(found)) => assert_eq!(found.as_str(), *g, "{uri}"),
+                (Err(fragment), Err(e)) => assert!(e.to_string().contains(fragment), "{uri}: {e}"),
+                _ => panic!("{uri}: expected {want:?}, got {got:?}"),
+            }
+        }
+        // Written back as Digital Links, which read back the same.
+        assert_eq!(location_uri(GLN), "https://id.gs1.org/414/0614141000012");
+        assert_eq!(parse_location(&location_uri(GLN2)).map(|p| p.gln), Ok(gln(GLN2)));
+        let key = pb::ProductKey { gtin: GTIN.into(), lot: "L/1%".into(), serial: "S&1".into() };
+        let uri = product_uri(&key);
+        assert_eq!(uri, "https://id.gs1.org/01/09520123456788/10/L%2F1%25/21/S%261");
+        assert!(is_uri(&uri));
+        assert_eq!(parse_product(&uri).map(|c| records::product_key(&c)), Ok(key));
+    }
+
+    #[test]
+    fn uris_as_the_schema_checks_them() {
+        let cases = [
+            ("https://id.gs1.org/414/0614141000012", true),
+            ("ni:///sha-256;ab01?ver=CBV2.0", true),
+            ("urn:epcglobal:cbv:bt:0614141073467:1152", true),
+            ("qtrace:certificate/9144030071526726XG%2FCQC-1", true),
+            ("qtrace:kind", true),
+            ("CQC-2026-001", false),
+            ("9144030071526726XG/CQC-1", false),
+            ("http://example.com/a b", false),
+            ("http://example.com/%zz", false),
+            ("1http://example.com", false),
+            ("urn:", false),
+            ("证书:1", false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(is_uri(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn party_maps() {
+        let map = party_map();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map.get(&gln("0614141000012")), Some(&uscc(SHOP)));
+        assert_eq!(map.get(&gln("4012345000016")), Some(&uscc(MAKER)));
+        let bad = [
+            ("\"4012345000016\" = 7", "not a party map"),
+            ("\"4012345000017\" = \"914403007152672A21\"", "GLN check digit is 7, expected 6"),
+            ("\"urn:epc:id:sscc:0614141.1234567890\" = \"914403007152672A21\"", "is not a party"),
+            ("\"4012345000016\" = \"914403007152672A22\"", "USCC"),
+            ("not toml", "not a party map"),
+        ];
+        for (text, fragment) in bad {
+            match PartyMap::parse_toml(text) {
+                Err(e) => assert!(e.contains(fragment), "{text}: {e}"),
+                Ok(map) => panic!("{text}: accepted {map:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn event_times_and_zone_offsets() {
+        let cases: &[TimeCase] = &[
+            (
+                json!({"eventTime": "2005-04-03T20:33:31.116000-06:00", "eventTimeZoneOffset": "-06:00"}),
+                Ok((1_112_582_011_116, -360)),
+            ),
+            (
+                json!({"eventTime": "2013-06-08T14:58:56.591Z", "eventTimeZoneOffset": "+02:00"}),
+                Ok((1_370_703_536_591, 120)),
+            ),
+            (
+                json!({"eventTime": "2026-11-21T10:00:00+08:00", "eventTimeZoneOffset": "+08:00"}),
+                Ok((1_795_226_400_000, 480)),
+            ),
+            (
+                json!({"eventTime": "2026-11-21T02:00:00Z", "eventTimeZoneOffset": "+14:00"}),
+                Ok((1_795_226_400_000, 840)),
+            ),
+            (json!({"eventTime": "2026-11-21T02:00:00Z", "eventTimeZoneOffset": "-00:00"}), Ok((1_795_226_400_000, 0))),
+            // No offset field: the event time's own offset.
+            (json!({"eventTime": "2019-04-02T15:00:00.000+01:00"}), Ok((1_554_213_600_000, 60))),
+            (
+                json!({"eventTime": "2026-11-21T02:00:00Z", "eventTimeZoneOffset": "+14:30"}),
+                Err("offsets range from -14:00 to +14:00"),
+            ),
+            (
+                json!({"eventTime": "2026-11-21T02:00:00Z", "eventTimeZoneOffset": "08:00"}),
+                Err("must start with '+' or '-'"),
+            ),
+            (json!({"eventTime": "2026-11-21 02:00:00Z"}), Err("eventTime")),
+            (json!({"eventTimeZoneOffset": "+08:00"}), Err("eventTime: is required")),
+            (json!({"eventTime": 1_795_226_400_000i64}), Err("eventTime: must be a string")),
+        ];
+        for (event, want) in cases {
+            let got = read_event_time(event).map(|t| (t.unix_millis, t.offset_minutes));
+            match (want, &got) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{event}"),
+                (Err(fragment), Err(e)) => assert!(e.to_string().contains(fragment), "{event}: {e}"),
+                _ => panic!("{event}: expected {want:?}, got {got:?}"),
+            }
+        }
+        for (minutes, text) in [(480, "+08:00"), (-360, "-06:00"), (0, "+00:00"), (-30, "-00:30"), (840, "+14:00")] {
+            assert_eq!(format_offset(minutes), text);
+            assert_eq!(parse_offset(text).ok(), Some(minutes), "{text}");
+        }
+    }
+
+    #[test]
+    fn event_types_and_steps_choose_the_record_kind() {
+        let object = |action: &str, step: &str, disposition: &str| json!({"type": "ObjectEvent", "action": action, "bizStep": step, "disposition": disposition});
+        use EventKind as K;
+        let cases: Vec<(Value, Result<EventKind, &str>)> = vec![
+            (object("ADD", "commissioning", "active"), Ok(K::Production)),
+            (object("ADD", "urn:epcglobal:cbv:bizstep:commissioning", ""), Ok(K::Production)),
+            (object("ADD", "https://ref.gs1.org/cbv/BizStep-creating_class_instance", ""), Ok(K::Production)),
+            (object("ADD", "", ""), Ok(K::Production)),
+            (object("OBSERVE", "shipping", "in_transit"), Ok(K::Shipment)),
+            (object("OBSERVE", "receiving", "in_progress"), Ok(K::Receipt)),
+            (object("OBSERVE", "retail_selling", ""), Ok(K::Sale)),
+            (object("OBSERVE", "", "urn:epcglobal:cbv:disp:retail_sold"), Ok(K::Sale)),
+            (object("OBSERVE", "inspecting", ""), Ok(K::Inspection)),
+            (object("OBSERVE", "sampling", "non_conformant"), Ok(K::Inspection)),
+            (object("OBSERVE", "holding", "recalled"), Ok(K::Recall)),
+            (object("OBSERVE", "shipping", "recalled"), Ok(K::Shipment)),
+            (json!({"type": "TransformationEvent"}), Ok(K::Transformation)),
+            (object("OBSERVE", "sensor_reporting", ""), Err("monitoring readings")),
+            (object("DELETE", "decommissioning", ""), Err("action DELETE")),
+            (
+                object("OBSERVE", "storing", "sellable_accessible"),
+                Err("bizStep \"storing\" with disposition \"sellable_accessible\" has no qtrace record kind"),
+            ),
+            (
+                json!({"type": "AggregationEvent", "action": "ADD", "bizStep": "packing"}),
+                Err("aggregation has no qtrace record kind (packing is not a quality event)"),
+            ),
+            (
+                json!({"type": "TransactionEvent", "bizStep": "inspecting"}),
+                Err("a TransactionEvent has no qtrace record kind"),
+            ),
+            (json!({"type": "AssociationEvent"}), Err("association")),
+            (json!({"type": "ex:OtherEvent"}), Err("\"ex:OtherEvent\" is not an EPCIS 2.0 event type")),
+            (
+                json!({"type": "TransformationEvent", "errorDeclaration": {"declarationTime": "2020-09-29T13:00:00.000Z"}}),
+                Err("errorDeclaration"),
+            ),
+            (json!({"type": "ObjectEvent", "qtrace:kind": "spot_check"}), Ok(K::SpotCheck)),
+            (
+                json!({"type": "ObjectEvent", "qtrace:kind": "certificate_issued"}),
+                Err("qtrace:kind \"certificate_issued\""),
+            ),
+            (json!(["ObjectEvent"]), Err("must be a JSON object")),
+        ];
+        for (event, want) in cases {
+            let got = classify(&event);
+            match (want, &got) {
+                (Ok(kind), Ok(g)) => assert_eq!(g, &kind, "{event}"),
+                (Err(fragment), Err(e)) => assert!(e.to_string().contains(fragment), "{event}: {e}"),
+                _ => panic!("{event}: expected {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    fn base(kind: &str) -> Value {
+        json!({
+            "type": kind,
+            "eventTime": "2026-11-21T10:00:00+08:00",
+            "eventTimeZoneOffset": "+08:00",
+            "eventID": "ni:///sha-256;00e1e6eba3a7cc6125be4793a631f0af50f8322e0ab5f2c0bab994a11cec1d79?ver=CBV2.0",
+        })
+    }
+
+    fn with(mut event: Value, fields: Value) -> Value {
+        if let (Some(target), Value::Object(source)) = (event.as_object_mut(), fields) {
+            target.extend(source);
+        }
+        event
+    }
+
+    fn map(event: &Value) -> pb::Event {
+        map_event(event, &party_map()).unwrap_or_else(|e| panic!("{event}: {e}"))
+    }
+
+    fn attribute(name: &str, value: &str) -> pb::Attribute {
+        pb::Attribute { name: name.into(), value: value.into() }
+    }
+
+    fn event_id_attribute() -> pb::Attribute {
+        attribute(
+            "epcis:eventID",
+            "ni:///sha-256;00e1e6eba3a7cc6125be4793a631f0af50f8322e0ab5f2c0bab994a11cec1d79?ver=CBV2.0",
+        )
+    }
+
+    fn lot(gtin: &str, lot: &str, serial: &str, quantity: Option<(f64, &str)>) -> pb::LotQuantity {
+        pb::LotQuantity {
+            product: Some(pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: serial.into() }),
+            quantity: quantity.map(|(value, unit)| pb::Quantity { value, unit: unit.into() }),
+        }
+    }
+
+    #[test]
+    fn commissioning_becomes_production() {
+        let event = with(
+            base("ObjectEvent"),
+            json!({
+                "action": "ADD",
+                "bizStep": "urn:epcglobal:cbv:bizstep:commissioning",
+                "disposition": "active",
+                "quantityList": [{"epcClass": "urn:epc:class:lgtin:4012345.012345.998877", "quantity": 200, "uom": "KGM"}],
+                "readPoint": {"id": "urn:epc:id:sgln:4012345.00001.0"},
+                "bizLocation": {"id": "https://id.gs1.org/414/4012345002256"},
+                "ilmd": {"cbvmda:productionDate": "2026-11-20", "cbvmda:itemExpirationDate": "2028-11-19T00:00:00Z"},
+                "bizTransactionList": [{"type": "urn:epcglobal:cbv:btt:prodorder", "bizTransaction": "urn:epcglobal:cbv:bt:4012345000016:PO-7"}],
+                "certificationInfo": "https://cert.example/cqc/1",
+                "example:myField": "ignored",
+            }),
+        );
+        let mapped = map(&event);
+        let output = lot("04012345123456", "998877", "", Some((200.0, "KGM")));
+        assert_eq!(
+            mapped.body,
+            Some(Body::Production(pb::Production {
+                output: Some(output.clone()),
+                production_date: "2026-11-20".into(),
+                expiry_date: "2028-11-19".into(),
+                factory_gln: "4012345002256".into(),
+            }))
+        );
+        assert_eq!(mapped.subject, Some(pb::Subject { kind: Some(Kind::Product(output.product.unwrap_or_default())) }));
+        assert_eq!(mapped.event_time, Some(pb::EventTime { unix_millis: 1_795_226_400_000, offset_minutes: 480 }));
+        assert_eq!(
+            mapped.location,
+            Some(pb::Location {
+                read_point_gln: "4012345000016".into(),
+                business_location_gln: "4012345002256".into(),
+                region: String::new()
+            })
+        );
+        assert_eq!((mapped.biz_step.as_str(), mapped.disposition.as_str()), ("commissioning", "active"));
+        assert_eq!(
+            mapped.documents,
+            vec![
+                pb::Document {
+                    kind: "prodorder".into(),
+                    id: "urn:epcglobal:cbv:bt:4012345000016:PO-7".into(),
+                    sha256: vec![]
+                },
+                pb::Document { kind: "certificate".into(), id: "https://cert.example/cqc/1".into(), sha256: vec![] },
+            ]
+        );
+        assert_eq!(mapped.attributes, vec![event_id_attribute()]);
+        assert_eq!(mapped.nonce, 0);
+
+        // SGTINs take their lot from ILMD; a production creates one lot.
+        let serialised = with(
+            base("ObjectEvent"),
+            json!({"action": "ADD", "bizStep": "commissioning", "epcList": ["urn:epc:id:sgtin:4012345.011111.9876"],
+                   "ilmd": {"cbvmda:lotNumber": "LOTABC"}}),
+        );
+        match map(&serialised).body {
+            Some(Body::Production(p)) => assert_eq!(p.output, Some(lot("04012345111118", "LOTABC", "9876", None))),
+            other => panic!("{other:?}"),
+        }
+        let two = with(
+            base("ObjectEvent"),
+            json!({"action": "ADD", "epcList": ["urn:epc:id:sgtin:4012345.011111.1", "urn:epc:id:sgtin:4012345.011111.2"]}),
+        );
+        let refusal = map_event(&two, &party_map()).map(drop).map_err(|e| e.to_string());
+        assert!(matches!(&refusal, Err(m) if m.contains("creates one lot; this event names 2 items")), "{refusal:?}");
+    }
+
+    #[test]
+    fn transformation_inputs_and_outputs() {
+        let event = with(
+            base("TransformationEvent"),
+            json!({
+                "inputEPCList": ["urn:epc:id:sgtin:4012345.011122.25"],
+                "inputQuantityList": [
+                    {"epcClass": "urn:epc:class:lgtin:4012345.011111.4444", "quantity": 10, "uom": "KGM"},
+                    {"epcClass": "urn:epc:idpat:sgtin:4012345.066666.*", "quantity": 220},
+                ],
+                "outputEPCList": ["urn:epc:id:sgtin:4012345.077889.25"],
+                "outputQuantityList": [{"epcClass": "https://id.gs1.org/01/09520123456788/10/OUT-1", "quantity": 1.5, "uom": "LTR"}],
+                "bizStep": "commissioning",
+                "ilmd": {"cbvmda:lotNumber": "LOT-9"},
+            }),
+        );
+        match map(&event).body {
+            Some(Body::Transformation(t)) => {
+                assert_eq!(
+                    t.inputs,
+                    vec![
+                        lot("04012345111224", "", "25", None),
+                        lot("04012345111118", "4444", "", Some((10.0, "KGM"))),
+                        lot("04012345666663", "", "", Some((220.0, "EA"))),
+                    ]
+                );
+                assert_eq!(
+                    t.outputs,
+                    vec![lot("04012345778892", "LOT-9", "25", None), lot(GTIN, "OUT-1", "", Some((1.5, "LTR")))]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn shipping_and_receiving_name_parties_by_uscc() {
+        let lists = json!({
+            "quantityList": [{"epcClass": "urn:epc:class:lgtin:4012345.012345.998877", "quantity": 200, "uom": "KGM"}],
+            "sourceList": [
+                {"type": "possessing_party", "source": "urn:epc:id:sgln:4012345.00001.0"},
+                {"type": "location", "source": "urn:epc:id:sgln:4012345.00225.0"},
+            ],
+            "destinationList": [
+                {"type": "urn:epcglobal:cbv:sdt:owning_party", "destination": "https://id.gs1.org/417/0614141000012"},
+                {"type": "location", "destination": "urn:epc:id:sgln:0614141.00777.0"},
+            ],
+        });
+        let shipping =
+            with(with(base("ObjectEvent"), json!({"action": "OBSERVE", "bizStep": "shipping"})), lists.clone());
+        let source = pb::Party { uscc: MAKER.into(), location_gln: "4012345002256".into() };
+        let destination = pb::Party { uscc: SHOP.into(), location_gln: "0614141007776".into() };
+        let items = vec![lot("04012345123456", "998877", "", Some((200.0, "KGM")))];
+        assert_eq!(
+            map(&shipping).body,
+            Some(Body::Shipment(pb::Shipment {
+                items: items.clone(),
+                source: Some(source.clone()),
+                destination: Some(destination.clone()),
+                shipment_number: String::new(),
+            }))
+        );
+        let receiving = with(with(base("ObjectEvent"), json!({"action": "OBSERVE", "bizStep": "receiving"})), lists);
+        assert_eq!(
+            map(&receiving).body,
+            Some(Body::Receipt(pb::Receipt {
+                items,
+                source: Some(source),
+                destination: Some(destination),
+                shipment_number: String::new()
+            }))
+        );
+        // A qtrace extension field names a USCC the party map lacks.
+        let own = with(
+            receiving.clone(),
+            json!({"destinationList": [{"type": "owning_party", "destination": "urn:epc:id:pgln:9520123.00000"}],
+                   "qtrace:destinationUSCC": LAB}),
+        );
+        match map(&own).body {
+            Some(Body::Receipt(r)) => {
+                assert_eq!(r.destination, Some(pb::Party { uscc: LAB.into(), location_gln: String::new() }))
+            }
+            other => panic!("{other:?}"),
+        }
+        let refusals = [
+            (
+                with(
+                    receiving.clone(),
+                    json!({"destinationList": [{"type": "owning_party", "destination": "urn:epc:id:pgln:9520123.00000"}]}),
+                ),
+                "the destination party urn:epc:id:pgln:9520123.00000 (GLN 9520123000004) has no USCC",
+            ),
+            (with(receiving.clone(), json!({"sourceList": []})), "the source party is missing: a qtrace receipt names"),
+            (
+                with(receiving, json!({"sourceList": [{"type": "location", "source": "geo:1,2"}]})),
+                "sourceList[0].source: \"geo:1,2\" is not a location",
+            ),
+        ];
+        for (event, fragment) in refusals {
+            let got = map_event(&event, &party_map()).map(drop).map_err(|e| e.to_string());
+            assert!(matches!(&got, Err(m) if m.contains(fragment)), "{fragment}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn retail_selling_becomes_a_sale() {
+        let event = with(
+            base("ObjectEvent"),
+            json!({"action": "OBSERVE", "bizStep": "retail_selling", "disposition": "retail_sold",
+                   "epcList": ["https://id.gs1.org/01/09520123456788/10/P-1/21/0001"],
+                   "bizLocation": {"id": "urn:epc:id:sgln:0614141.00888.0"},
+                   "readPoint": {"id": "urn:epc:id:sgln:0614141.00888.7"}}),
+        );
+        let mapped = map(&event);
+        assert_eq!(
+            mapped.body,
+            Some(Body::Sale(pb::Sale {
+                items: vec![lot(GTIN, "P-1", "0001", None)],
+                store_gln: "0614141008889".into()
+            }))
+        );
+        // The read point's sub-location is kept as an attribute.
+        assert_eq!(
+            mapped.attributes,
+            vec![event_id_attribute(), attribute("epcis:readPoint", "urn:epc:id:sgln:0614141.00888.7")]
+        );
+    }
+
+    #[test]
+    fn inspections_need_a_lab_key_and_read_sensors_as_test_items() {
+        let event = with(
+            base("ObjectEvent"),
+            json!({
+                "action": "OBSERVE",
+                "bizStep": "sampling",
+                "disposition": "non_conformant",
+                "epcList": ["urn:epc:id:sgtin:4012345.011111.9876"],
+                "bizTransactionList": [{"type": "testres", "bizTransaction": "urn:epcglobal:cbv:bt:4012345000016:R-1"}],
+                "qtrace:standards": ["GB 19644-2010"],
+                "sensorElementList": [{
+                    "sensorMetadata": {"time": "2019-04-02T14:05:00.000+01:00"},
+                    "sensorReport": [
+                        {"type": "Temperature", "value": 26.0, "uom": "CEL"},
+                        {"type": "AmountOfSubstancePerUnitVolume", "chemicalSubstance": "https://identifiers.org/inchikey:X", "value": 0.18, "uom": "C35"},
+                    ],
+                }, {
+                    "sensorMetadata": {"startTime": "2019-04-01T15:00:00Z", "endTime": "2019-04-02T15:00:00Z"},
+                    "sensorReport": [{"type": "Temperature", "minValue": 12.4, "maxValue": 13.8, "uom": "CEL"},
+                                     {"type": "AbsoluteHumidity", "exception": "ALARM_CONDITION", "booleanValue": true}],
+                }],
+            }),
+        );
+        let (lab_key, factory_key, parties) = (key(1), key(2), party_map());
+        let lab = Importer { key: &lab_key, parties: &parties, signer_is_lab: true };
+        let factory = Importer { key: &factory_key, parties: &parties, signer_is_lab: false };
+        assert_eq!(factory.prepare(&event).map(drop), Err(Refusal::NeedsLab));
+        assert_eq!(Refusal::NeedsLab.to_string(), "inspection needs a testing lab's key");
+        let prepared = lab.prepare(&event).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((prepared.kind, prepared.presigned), (EventKind::Inspection, false));
+        let mapped = map(&event);
+        let item = |name: &str, value: &str, unit: &str| pb::TestItem {
+            name: name.into(),
+            value: value.into(),
+            unit: unit.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            mapped.body,
+            Some(Body::Inspection(pb::Inspection {
+                report_number: "urn:epcglobal:cbv:bt:4012345000016:R-1".into(),
+                product: Some(pb::ProductKey {
+                    gtin: "04012345111118".into(),
+                    lot: String::new(),
+                    serial: "9876".into()
+                }),
+                standards: vec!["GB 19644-2010".into()],
+                items: vec![
+                    item("Temperature @2019-04-02T14:05:00.000+01:00", "26.0", "CEL"),
+                    item(
+                        "AmountOfSubstancePerUnitVolume https://identifiers.org/inchikey:X @2019-04-02T14:05:00.000+01:00",
+                        "0.18",
+                        "C35"
+                    ),
+                    item("Temperature @2019-04-01T15:00:00Z/2019-04-02T15:00:00Z", "min 12.4 max 13.8", "CEL"),
+                    item("AbsoluteHumidity @2019-04-01T15:00:00Z/2019-04-02T15:00:00Z", "ALARM_CONDITION: true", ""),
+                ],
+                conclusion: pb::Conclusion::NonConformant as i32,
+                destructive: true,
+                client_uscc: String::new(),
+            }))
+        );
+        // Sensor readings on other records become attributes.
+        let shipping = with(
+            event.clone(),
+            json!({"bizStep": "shipping", "disposition": "in_transit", "qtrace:sourceUSCC": MAKER, "qtrace:destinationUSCC": SHOP,
+                   "bizTransactionList": []}),
+        );
+        let attributes = map(&shipping).attributes;
+        assert_eq!(attributes.first(), Some(&event_id_attribute()));
+        assert_eq!(
+            attributes.get(1),
+            Some(&attribute("epcis:sensor Temperature @2019-04-02T14:05:00.000+01:00", "26.0 CEL"))
+        );
+        assert_eq!(attributes.len(), 5);
+        // No conclusion, no report: the ledger's own words.
+        let bare = with(event, json!({"disposition": "", "bizTransactionList": []}));
+        assert_eq!(
+            lab.prepare(&bare).map(drop).map_err(|e| e.to_string()),
+            Err("inspection.report_number: is required".to_owned())
+        );
+        let no_product =
+            with(base("ObjectEvent"), json!({"action": "OBSERVE", "bizStep": "inspecting", "epcList": []}));
+        let got = lab.prepare(&no_product).map(drop).map_err(|e| e.to_string());
+        assert!(
+            matches!(&got, Err(m) if m.contains("an inspection is about one product; this event names none")),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn recalls_take_their_terms_from_the_qtrace_namespace() {
+        let event = with(
+            base("ObjectEvent"),
+            json!({"action": "OBSERVE", "disposition": "recalled",
+                   "quantityList": [{"epcClass": "https://id.gs1.org/01/09520123456788/10/L1"}, {"epcClass": "https://id.gs1.org/01/09520123456788/10/L2"}]}),
+        );
+        assert_eq!(
+            Importer { key: &key(1), parties: &party_map(), signer_is_lab: false }
+                .prepare(&event)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err("recall.recall_number: is required".to_owned())
+        );
+        let full = with(
+            event,
+            json!({"qtrace:recall": {"recallNumber": "R-1", "riskClass": 1, "reason": "melamine", "initiator": "voluntary",
+                                     "manufacturerUSCC": MAKER, "regions": ["310000"]}}),
+        );
+        match map(&full).body {
+            Some(Body::Recall(r)) => {
+                assert_eq!(
+                    (r.gtin.as_str(), r.lots.clone(), r.risk_class),
+                    (GTIN, vec!["L1".to_owned(), "L2".to_owned()], 1)
+                );
+                assert_eq!(
+                    (r.initiator, r.regions),
+                    (pb::RecallInitiator::Voluntary as i32, vec!["310000".to_owned()])
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let two_gtins = with(full, json!({"epcList": ["urn:epc:id:sgtin:4012345.011111.1"]}));
+        let got = map_event(&two_gtins, &party_map()).map(drop).map_err(|e| e.to_string());
+        assert!(matches!(&got, Err(m) if m.contains("a qtrace recall names one GTIN")), "{got:?}");
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let cases = [
+            (
+                json!({"type": "ObjectEvent", "action": "ADD", "epcList": ["urn:epc:id:sgtin:4012345.011111.1"]}),
+                "eventTime: is required",
+            ),
+            (
+                with(base("ObjectEvent"), json!({"action": "ADD", "epcList": "urn:epc:id:sgtin:4012345.011111.1"})),
+                "epcList: must be an array",
+            ),
+            (
+                with(base("ObjectEvent"), json!({"action": "ADD", "epcList": ["urn:epc:id:sscc:0614141.1234567890"]})),
+                "epcList[0]: \"urn:epc:id:sscc:0614141.1234567890\" is not a product",
+            ),
+            (
+                with(
+                    base("ObjectEvent"),
+                    json!({"action": "ADD", "quantityList": [{"epcClass": "urn:epc:class:lgtin:4012345.012345.1", "quantity": "many"}]}),
+                ),
+                "quantityList[0].quantity: must be a number",
+            ),
+            (
+                with(
+                    base("ObjectEvent"),
+                    json!({"action": "ADD", "readPoint": {"id": "urn:epc:id:sgln:0614141.0734.0"}}),
+                ),
+                "readPoint.id:",
+            ),
+            (
+                with(
+                    base("ObjectEvent"),
+                    json!({"action": "ADD", "ilmd": {"cbvmda:itemExpirationDate": "2026-02-30"}}),
+                ),
+                "ilmd.cbvmda:itemExpirationDate:",
+            ),
+        ];
+        for (event, fragment) in cases {
+            let got = map_event(&event, &party_map()).map(drop).map_err(|e| e.to_string());
+            assert!(matches!(&got, Err(m) if m.contains(fragment)), "{fragment}: {got:?}");
+        }
+    }
+
+    /// Every kind of record EPCIS has an event for, plus variants that need
+    /// the qtrace fields: exported and read back, it is the same event, and
+    /// imported with another key it is submitted under its own signature.
+    #[test]
+    fn exports_read_back_to_the_same_records() {
+        let maker = key(13);
+        let importer_key = key(21);
+        let parties = PartyMap::default();
+        let mut events: Vec<(String, pb::Event)> = every_kind().into_iter().map(|(n, e)| (n.to_owned(), e)).collect();
+        let variant = |name: &str, edit: &dyn Fn(&mut pb::Event)| {
+            let mut event = every_kind().into_iter().find(|(n, _)| *n == name).map(|(_, e)| e).unwrap_or_default();
+            edit(&mut event);
+            (format!("{name} (variant)"), event)
+        };
+        events.push(variant("shipment", &|e| {
+            e.biz_step = "my own step".into();
+            e.disposition = String::new();
+            e.nonce = 42;
+            e.location = Some(pb::Location {
+                read_point_gln: GLN.into(),
+                business_location_gln: String::new(),
+                region: "310000".into(),
+            });
+            e.documents = vec![
+                pb::Document { kind: "desadv".into(), id: "DESADV-1".into(), sha256: vec![9; 32] },
+                pb::Document {
+                    kind: "po".into(),
+                    id: "urn:epcglobal:cbv:bt:0614141000012:PO-1".into(),
+                    sha256: vec![],
+                },
+                pb::Document { kind: "certificate".into(), id: "9144030071526726XG/CQC 1".into(), sha256: vec![] },
+            ];
+            e.attributes = vec![attribute("epcis:eventID", "urn:uuid:1"), attribute("备注", "")];
+            if let Some(Body::Shipment(s)) = e.body.as_mut() {
+                s.items = vec![
+                    lot(GTIN, "L1", "", Some((120.0, "kg"))),
+                    lot(GTIN, "L1", "7", Some((1.0, "EA"))),
+                    lot(GTIN, "L2", "", None),
+                    lot(GTIN, "L1", "7", None),
+                ];
+            }
+        }));
+        events.push(variant("sale", &|e| {
+            e.subject = Some(pb::Subject {
+                kind: Some(Kind::Product(pb::ProductKey { gtin: GTIN.into(), ..Default::default() })),
+            });
+            e.biz_step = "urn:epcglobal:cbv:bizstep:retail_selling".into();
+            e.disposition = "https://ns.example.com/disp/sold-out".into();
+        }));
+        events.push(variant("recall", &|e| {
+            if let Some(Body::Recall(r)) = e.body.as_mut() {
+                r.lots.clear();
+                r.serial_from = "0001".into();
+                r.serial_to = "0999".into();
+                r.dates = Some(pb::DateRange {
+                    kind: pb::DateKind::Expiry as i32,
+                    from: "2027-01-01".into(),
+                    to: "2027-06-30".into(),
+                });
+            }
+        }));
+        let mut exported_kinds = Vec::new();
+        for (seq, (name, event)) in events.iter().enumerate() {
+            let record = checked(event, &maker, seq as u64);
+            let Some(epcis) = export_event(&record) else {
+                continue;
+            };
+            exported_kinds.push(record.event.kind);
+            assert_eq!(epcis["eventID"], event_id_of(&record.hash), "{name}");
+            assert_eq!(epcis["qtrace:kind"], record.event.kind.name(), "{name}");
+            let back = map_event(&epcis, &parties).unwrap_or_else(|e| panic!("{name}: {e}\n{epcis:#}"));
+            assert_eq!(&back, event, "{name}: read back differently from\n{epcis:#}");
+            // Another key imports the original signed record.
+            let importer = Importer { key: &importer_key, parties: &parties, signer_is_lab: false };
+            let prepared = importer.prepare(&epcis).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(prepared.presigned, "{name}");
+            assert_eq!(prepared.signed.event, record.entry.event, "{name}");
+            assert_eq!(prepared.signed.signature, record.entry.signature.to_vec(), "{name}");
+            // The signer imports it as the same signed record too.
+            let own = Importer { key: &maker, parties: &parties, signer_is_lab: true };
+            let again = own.prepare(&epcis).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!((again.presigned, &again.signed.event), (false, &record.entry.event), "{name}");
+            // An edit after export breaks the signature.
+            let mut edited = epcis.clone();
+            edited["eventTime"] = "2026-11-21T10:00:01+08:00".into();
+            assert!(
+                matches!(importer.prepare(&edited), Err(Refusal::Signature { .. })),
+                "{name}: an edited export was accepted"
+            );
+        }
+        use EventKind as K;
+        for kind in
+            [K::Production, K::Transformation, K::Shipment, K::Receipt, K::Sale, K::Inspection, K::SpotCheck, K::Recall]
+        {
+            assert!(exported_kinds.contains(&kind), "{kind} was not exported");
+        }
+        // Records that are not EPCIS events are not exported as events.
+        for (name, event) in every_kind() {
+            let kind = records::seal(&event, &maker).map(|s| s.event.kind).ok();
+            if matches!(kind, Some(K::CertificateIssued | K::Correction | K::RecallProgress | K::Genesis)) {
+                assert_eq!(export_event(&checked(&event, &maker, 0)), None, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn documents_are_epcis_documents() {
+        let maker = key(13);
+        let records: Vec<CheckedEntry> =
+            every_kind().iter().enumerate().map(|(seq, (_, event))| checked(event, &maker, seq as u64)).collect();
+        let exported = export_document(&records, "2026-11-21T02:00:00.000000Z", "(01)09520123456788");
+        assert_eq!((exported.events, exported.other, records.len()), (8, 17, exported.events + exported.other));
+        let document = &exported.document;
+        assert_eq!(document["@context"], json!([EPCIS_CONTEXT, {"qtrace": QTRACE_NAMESPACE}]));
+        assert_eq!(
+            (document["type"].as_str(), document["schemaVersion"].as_str()),
+            (Some("EPCISDocument"), Some("2.0"))
+        );
+        let events = events_of(document).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(events.len(), 8);
+        let types: Vec<&str> = events.iter().map(|e| event_type(e)).collect();
+        assert_eq!(types.iter().filter(|t| **t == "TransformationEvent").count(), 1);
+        assert_eq!(document["qtrace:otherRecords"][0]["kind"], "genesis");
+        // A query document and a single event are read too.
+        let query = json!({"type": "EPCISQueryDocument", "epcisBody": {"queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": [events[0]]}}}});
+        assert_eq!(events_of(&query).map(|e| e.len()), Ok(1));
+        assert_eq!(events_of(events[0]).map(|e| e.len()), Ok(1));
+        assert_eq!(
+            events_of(&json!({"type": "EPCISMasterDataDocument"})).map(|e| e.len()),
+            Err(DocumentError::UnknownType("EPCISMasterDataDocument".into()))
+        );
+        assert_eq!(
+            events_of(&json!({"type": "EPCISDocument"})).map(|e| e.len()),
+            Err(DocumentError::NoEventList("epcisBody.eventList"))
+        );
+        assert_eq!(events_of(&json!([1])).map(|e| e.len()), Err(DocumentError::NotAnObject));
+    }
+
+    /// Each shared example file, imported by a manufacturer's key (not a
+    /// lab's) with the party map: per event, the record kind or the
+    /// refusal's class, and a fragment of its reason.
+    #[test]
+    fn shared_examples_map_or_are_refused_with_reasons() {
+        let party = "party";
+        let no_kind = "no_record_kind";
+        let lab = "needs_lab";
+        let cases: &[(&str, &[(&str, &str)])] = &[
+            (
+                "Example_9.6.1-ObjectEvent.jsonld",
+                &[(party, "the source party is missing"), (party, "the source party is missing")],
+            ),
+            ("Example_9.6.1-ObjectEvent-with-pseudo-SBDH-headers.jsonld", &[(party, "source"), (party, "source")]),
+            ("Example_9.6.1-with-comment.jsonld", &[(party, "source"), (party, "source")]),
+            ("Example_9.6.2-ObjectEvent.jsonld", &[("receipt", "")]),
+            ("Example_9.6.3-AggregationEvent.jsonld", &[(no_kind, "aggregation has no qtrace record kind")]),
+            (
+                "Example_9.6.4-TransformationEvent.jsonld",
+                &[("invalid", "transformation.outputs[0].product.lot: is required")],
+            ),
+            ("WithSensorData/SensorDataExample1.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample1b.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample2.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample3.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample4.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample5.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample6.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample7.jsonld", &[(lab, "testing lab")]),
+            ("WithSensorData/SensorDataExample8.jsonld", &[(no_kind, "aggregation")]),
+            ("WithSensorData/SensorDataExample9.jsonld", &[(no_kind, "sensor_reporting")]),
+            ("WithSensorData/SensorDataExample10.jsonld", &[(no_kind, "sensor_reporting")]),
+            ("WithSensorData/SensorDataExample11.jsonld", &[(no_kind, "TransactionEvent")]),
+            ("WithSensorData/SensorDataExample12.jsonld", &[(no_kind, "errorDeclaration")]),
+            ("WithSensorData/SensorDataExample13.jsonld", &[(no_kind, "sensor_reporting")]),
+            ("WithSensorData/SensorDataExample14.jsonld", &[(no_kind, "sensor_reporting")]),
+            ("WithSensorData/SensorDataExample15.jsonld", &[(no_kind, "sensor_reporting")]),
+            ("WithSensorData/SensorDataExample16.jsonld", &[(no_kind, "sensor_reporting")]),
+            ("WithSensorData/SensorDataExample17.jsonld", &[(no_kind, "sensor_reporting")]),
+        ];
+        let parties = party_map();
+        let maker = key(13);
+        let importer = Importer { key: &maker, parties: &parties, signer_is_lab: false };
+        let mut seen = 0;
+        for (file, want) in cases {
+            let path = vectors().join("examples").join(file);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let document: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let events = events_of(&document).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let got: Vec<(String, String)> = events
+                .iter()
+                .map(|event| match importer.prepare(event) {
+                    Ok(prepared) => (prepared.kind.name().to_owned(), String::new()),
+                    Err(refusal) => (refusal.code().to_owned(), refusal.to_string()),
+                })
+                .collect();
+            assert_eq!(got.len(), want.len(), "{file}: {got:?}");
+            for ((code, reason), (want_code, fragment)) in got.iter().zip(want.iter()) {
+                assert_eq!(code, want_code, "{file}: {reason}");
+                assert!(reason.contains(fragment), "{file}: {reason:?} lacks {fragment:?}");
+            }
+            seen += 1;
+        }
+        // Every example in the shared vectors is covered above.
+        let mut files = 0;
+        for dir in [vectors().join("examples"), vectors().join("examples/WithSensorData")] {
+            let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            files +=
+                entries.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "jsonld")).count();
+        }
+        assert_eq!(seen, files);
+        // With a lab's key the inspections get as far as the ledger's own checks.
+        let lab_importer = Importer { key: &maker, parties: &parties, signer_is_lab: true };
+        let sensor1 = std::fs::read_to_string(vectors().join("examples/WithSensorData/SensorDataExample1.jsonld"))
+            .unwrap_or_default();
+        let document: Value = serde_json::from_str(&sensor1).unwrap_or_default();
+        let events = events_of(&document).unwrap_or_default();
+        let got = events.first().map(|e| lab_importer.prepare(e).map(drop).map_err(|e| e.to_string()));
+        assert_eq!(got, Some(Err("inspection.report_number: is required".to_owned())));
+        // Without the party map, 9.6.2 names the party it cannot resolve.
+        let empty = PartyMap::default();
+        let bare = Importer { key: &maker, parties: &empty, signer_is_lab: false };
+        let text =
+            std::fs::read_to_string(vectors().join("examples/Example_9.6.2-ObjectEvent.jsonld")).unwrap_or_default();
+        let document: Value = serde_json::from_str(&text).unwrap_or_default();
+        let got = events_of(&document)
+            .unwrap_or_default()
+            .first()
+            .map(|e| bare.prepare(e).map(drop).map_err(|e| e.to_string()));
+        assert_eq!(
+            got,
+            Some(Err("the source party urn:epc:id:sgln:4012345.00001.0 (GLN 4012345000016) has no USCC: EPCIS names \
+                      parties by GLN, so add the GLN to --party-map (GLN = \"USCC\") or give qtrace:sourceUSCC"
+                .to_owned()))
+        );
+        let _ = fixtures::header();
+    }
+}

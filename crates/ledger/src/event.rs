@@ -864,12 +864,40 @@ pub enum IndexKey {
     /// Every registry record (genesis, organisations, keys, blacklist): what
     /// an offline verifier replays to know who may sign what.
     Registry,
+    /// The records that create a lot (its production or transformation):
+    /// a lot's origin without scanning every use of the lot.
+    Creates(Gtin, Lot),
+    /// Inspections and spot checks of a lot.
+    Tests(Gtin, Lot),
+    /// Recalls of a GTIN.
+    RecallOf(Gtin),
+    /// Certificates listing a GTIN or GTIN prefix (the digits as written).
+    CertifiedFor(String),
+    /// Corrections of the record (log id, sequence).
+    Corrects(LogId, u64),
+}
+
+/// A decoded event without the self-contained checks of [`decode_event`],
+/// for records already in a log (the checks ran when it was appended, and
+/// a verdict re-runs them in its integrity check). `None` when the bytes
+/// are not an event with a body.
+pub fn decode_stored(bytes: &[u8]) -> Option<ValidEvent> {
+    let event = pb::Event::decode(bytes).ok()?;
+    let kind = EventKind::of(event.body.as_ref()?);
+    Some(ValidEvent { event, kind })
 }
 
 /// The index keys of a valid event, derived from the event alone. The store
 /// also adds [`IndexKey::Signer`] from the entry.
 pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
     let mut keys = Vec::new();
+    let add_lot = |keys: &mut Vec<IndexKey>, p: Option<&pb::ProductKey>, make: fn(Gtin, Lot) -> IndexKey| {
+        if let Some(p) = p
+            && let (Ok(g), Ok(lot)) = (Gtin::parse(&p.gtin), Lot::parse(&p.lot))
+        {
+            keys.push(make(g, lot));
+        }
+    };
     let mut add_product = |keys: &mut Vec<IndexKey>, p: Option<&pb::ProductKey>| {
         let Some(p) = p else { return };
         let Ok(g) = Gtin::parse(&p.gtin) else { return };
@@ -925,10 +953,17 @@ pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
         Some(Body::OrgUpdated(o)) => add_org(&mut keys, &o.uscc),
         Some(Body::KeyRegistered(k)) => add_org(&mut keys, &k.uscc),
         Some(Body::KeyRevoked(_)) => {}
-        Some(Body::Production(p)) => add_product(&mut keys, p.output.as_ref().and_then(|o| o.product.as_ref())),
+        Some(Body::Production(p)) => {
+            let output = p.output.as_ref().and_then(|o| o.product.as_ref());
+            add_product(&mut keys, output);
+            add_lot(&mut keys, output, IndexKey::Creates);
+        }
         Some(Body::Transformation(t)) => {
             lots(&mut keys, &t.inputs, &mut add_product);
             lots(&mut keys, &t.outputs, &mut add_product);
+            for output in &t.outputs {
+                add_lot(&mut keys, output.product.as_ref(), IndexKey::Creates);
+            }
         }
         Some(Body::Shipment(s)) => {
             lots(&mut keys, &s.items, &mut add_product);
@@ -945,10 +980,12 @@ pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
         Some(Body::Sale(s)) => lots(&mut keys, &s.items, &mut add_product),
         Some(Body::Inspection(i)) => {
             add_product(&mut keys, i.product.as_ref());
+            add_lot(&mut keys, i.product.as_ref(), IndexKey::Tests);
             add_org(&mut keys, &i.client_uscc);
         }
         Some(Body::SpotCheck(s)) => {
             add_product(&mut keys, s.product.as_ref());
+            add_lot(&mut keys, s.product.as_ref(), IndexKey::Tests);
             add_org(&mut keys, &s.inspected_uscc);
             add_org(&mut keys, &s.lab_uscc);
         }
@@ -960,6 +997,7 @@ pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
                 if let Ok(g) = Gtin::parse(&p.gtin) {
                     keys.push(IndexKey::Gtin(g));
                 }
+                keys.push(IndexKey::CertifiedFor(p.gtin.clone()));
             }
         }
         Some(Body::CertificateSuspended(c)) => add_cert(&mut keys, c.certificate.as_ref()),
@@ -975,6 +1013,7 @@ pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
                         keys.push(IndexKey::Lot(g.clone(), lot));
                     }
                 }
+                keys.push(IndexKey::RecallOf(g.clone()));
                 keys.push(IndexKey::Gtin(g));
             }
             add_org(&mut keys, &r.manufacturer_uscc);
@@ -983,7 +1022,14 @@ pub fn index_keys(event: &pb::Event) -> Vec<IndexKey> {
         Some(Body::RecallClosed(c)) => add_ref(&mut keys, c.recall.as_ref()),
         Some(Body::Blacklisted(b)) => add_org(&mut keys, &b.uscc),
         Some(Body::Delisted(d)) => add_org(&mut keys, &d.uscc),
-        Some(Body::Correction(c)) => add_ref(&mut keys, c.target.as_ref()),
+        Some(Body::Correction(c)) => {
+            add_ref(&mut keys, c.target.as_ref());
+            if let Some(target) = &c.target
+                && let Ok(log) = LogId::from_slice(&target.log_id)
+            {
+                keys.push(IndexKey::Corrects(log, target.seq));
+            }
+        }
     }
     if matches!(
         event.body.as_ref(),
@@ -1810,7 +1856,13 @@ mod tests {
             // rests on.
             (
                 K::CertificateIssued,
-                vec![cert.clone(), org(MANUFACTURER), IndexKey::Gtin(formula.clone()), parent.clone()],
+                vec![
+                    cert.clone(),
+                    org(MANUFACTURER),
+                    IndexKey::Gtin(formula.clone()),
+                    IndexKey::CertifiedFor(GTIN_FORMULA.into()),
+                    parent.clone(),
+                ],
             ),
             (K::CertificateSuspended, vec![cert.clone()]),
             // A scope reduction is found under the certificate only, not
@@ -1820,16 +1872,22 @@ mod tests {
                 K::Recall,
                 vec![
                     IndexKey::Gtin(formula.clone()),
+                    IndexKey::RecallOf(formula.clone()),
                     IndexKey::Lot(formula.clone(), lot(LOT)),
                     IndexKey::Lot(formula.clone(), lot("L20250616B")),
                     org(MANUFACTURER),
                 ],
             ),
-            // The corrected record is found as a parent; corrective records
-            // are not indexed.
+            // The corrected record is found as a parent and under the
+            // corrections key; corrective records are not indexed.
             (
                 K::Correction,
-                vec![IndexKey::Gtin(formula.clone()), IndexKey::Lot(formula.clone(), lot(LOT)), parent.clone()],
+                vec![
+                    IndexKey::Gtin(formula.clone()),
+                    IndexKey::Lot(formula.clone(), lot(LOT)),
+                    parent.clone(),
+                    IndexKey::Corrects(LogId([0x5a; 32]), 41),
+                ],
             ),
             (K::RecallProgress, vec![IndexKey::Gtin(formula.clone()), parent]),
             (
@@ -1842,7 +1900,13 @@ mod tests {
             ),
             (
                 K::SpotCheck,
-                vec![IndexKey::Gtin(formula.clone()), IndexKey::Lot(formula, lot(LOT)), org(MANUFACTURER), org(LAB)],
+                vec![
+                    IndexKey::Gtin(formula.clone()),
+                    IndexKey::Lot(formula.clone(), lot(LOT)),
+                    IndexKey::Tests(formula, lot(LOT)),
+                    org(MANUFACTURER),
+                    org(LAB),
+                ],
             ),
             // Registry records are also found under the registry key, which
             // is what an offline verifier replays.

@@ -129,7 +129,7 @@ pub fn lots_of(body: &Body) -> (Vec<LotKey>, Vec<LotKey>) {
 /// Records that created a lot (its production or producing transformation).
 pub fn lot_origins(view: &dyn View, lot: &LotKey) -> Result<Vec<Record>, ViewError> {
     let mut out = Vec::new();
-    for id in view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY)? {
+    for id in view.lookup(&IndexKey::Creates(lot.0.clone(), lot.1.clone()), MAX_PER_KEY)? {
         if let Some(record) = view.record(id)?
             && let Some(body) = record.body()
             && lots_of(body).1.contains(lot)
@@ -156,7 +156,7 @@ pub fn lot_records(view: &dyn View, lot: &LotKey) -> Result<Vec<Record>, ViewErr
 pub fn corrections_of(view: &dyn View, record: &Record) -> Result<Vec<Record>, ViewError> {
     let mut out = Vec::new();
     let signer_org = view.registry().key(&record.entry.signer).map(|k| k.uscc.clone());
-    for id in view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY)? {
+    for id in view.lookup(&IndexKey::Corrects(record.id.log, record.id.seq), MAX_PER_KEY)? {
         let Some(child) = view.record(id)? else { continue };
         let Some(Body::Correction(c)) = child.body() else { continue };
         let targets = c
@@ -195,16 +195,27 @@ pub fn trace(
     let mut seen: HashSet<RecordId> = HashSet::new();
     let mut lots_seen: BTreeSet<LotKey> = BTreeSet::new();
     let mut queue: VecDeque<usize> = VecDeque::new();
+    // Records are fetched only when first reached: a lot used by thousands
+    // of records is walked once, not once per path to it.
     let mut push = |trace: &mut Trace,
                     queue: &mut VecDeque<usize>,
-                    record: Record,
+                    id: RecordId,
+                    given: Option<Record>,
                     depth: u32,
                     via: Option<usize>,
                     relation: Relation|
      -> Result<(), TraceError> {
-        if !seen.insert(record.id) {
+        if !seen.insert(id) {
             return Ok(());
         }
+        let record = match given {
+            Some(record) => record,
+            None => match view.record(id)? {
+                Some(record) => record,
+                None if relation == Relation::Start => return Err(TraceError::NotFound(id)),
+                None => return Ok(()),
+            },
+        };
         if !raw && !corrections_of(view, &record)?.is_empty() {
             return Ok(());
         }
@@ -219,29 +230,35 @@ pub fn trace(
         Ok(())
     };
     for id in starts {
-        let record = view.record(*id)?.ok_or(TraceError::NotFound(*id))?;
-        push(&mut trace, &mut queue, record, 0, None, Relation::Start)?;
+        push(&mut trace, &mut queue, *id, None, 0, None, Relation::Start)?;
     }
     while let Some(index) = queue.pop_front() {
         let node = &trace.nodes[index];
         let depth = node.depth + 1;
-        let record = node.record.clone();
-        let Some(body) = record.body() else { continue };
+        let record_id = node.record.id;
+        let Some(body) = node.record.body() else { continue };
         let (uses, creates) = lots_of(body);
+        let parents = parent_ids(&node.record);
         match direction {
             Direction::Upstream => {
-                for id in parent_ids(&record) {
-                    if let Some(parent) = view.record(id)? {
-                        push(&mut trace, &mut queue, parent, depth, Some(index), Relation::Parent)?;
-                    }
+                for id in parents {
+                    push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::Parent)?;
                 }
                 for lot in uses {
                     if lots_seen.insert(lot.clone()) {
                         trace.lots.push(lot.clone());
                     }
                     for origin in lot_origins(view, &lot)? {
-                        if origin.id != record.id {
-                            push(&mut trace, &mut queue, origin, depth, Some(index), Relation::LotOrigin)?;
+                        if origin.id != record_id {
+                            push(
+                                &mut trace,
+                                &mut queue,
+                                origin.id,
+                                Some(origin),
+                                depth,
+                                Some(index),
+                                Relation::LotOrigin,
+                            )?;
                         }
                     }
                 }
@@ -252,19 +269,17 @@ pub fn trace(
                 }
             }
             Direction::Downstream => {
-                for id in view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY)? {
-                    if let Some(child) = view.record(id)? {
-                        push(&mut trace, &mut queue, child, depth, Some(index), Relation::Child)?;
-                    }
+                for id in view.lookup(&IndexKey::Parent(record_id.log, record_id.seq), MAX_PER_KEY)? {
+                    push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::Child)?;
                 }
                 for lot in creates {
                     if !lots_seen.insert(lot.clone()) {
                         continue;
                     }
                     trace.lots.push(lot.clone());
-                    for user in lot_records(view, &lot)? {
-                        if user.id != record.id {
-                            push(&mut trace, &mut queue, user, depth, Some(index), Relation::LotUse)?;
+                    for id in view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY)? {
+                        if id != record_id {
+                            push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::LotUse)?;
                         }
                     }
                 }

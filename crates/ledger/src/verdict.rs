@@ -858,7 +858,7 @@ fn lot_status_checks(
         if !gtins_done.insert(gtin.clone()) {
             continue;
         }
-        for id in ctx.view.lookup(&IndexKey::Gtin(gtin.clone()), trace::MAX_PER_KEY)? {
+        for id in ctx.view.lookup(&IndexKey::RecallOf(gtin.clone()), trace::MAX_PER_KEY)? {
             if let Some(record) = ctx.record(id)?
                 && matches!(record.body(), Some(Body::Recall(_)))
             {
@@ -921,8 +921,14 @@ fn lot_status_checks(
             }
         }
         // Failed inspections and spot checks of this lot.
-        let (lot_records, _) = ctx.corrected(trace::lot_records(ctx.view, lot)?)?;
-        for record in lot_records {
+        let mut tests = Vec::new();
+        for id in ctx.view.lookup(&IndexKey::Tests(lot.0.clone(), lot.1.clone()), trace::MAX_PER_KEY)? {
+            if let Some(record) = ctx.record(id)? {
+                tests.push(record);
+            }
+        }
+        let (tests, _) = ctx.corrected(tests)?;
+        for record in tests {
             let failed = match record.body() {
                 Some(Body::Inspection(i)) => (i.conclusion == pb::Conclusion::NonConformant as i32)
                     .then(|| format!("inspection report {} (检验报告)", i.report_number)),
@@ -1136,14 +1142,17 @@ fn certificates_for_product(
             }
         }
     }
-    // Covering: certificates issued for this GTIN.
+    // Covering: certificates issued for this GTIN or a prefix of it.
     let mut covering: BTreeSet<(String, String)> = BTreeSet::new();
-    for id in ctx.view.lookup(&IndexKey::Gtin(gtin.clone()), trace::MAX_PER_KEY)? {
-        if let Some(record) = ctx.record(id)?
-            && let Some(Body::CertificateIssued(c)) = record.body()
-            && let Some(key) = &c.certificate
-        {
-            covering.insert((key.issuer_uscc.clone(), key.number.clone()));
+    let digits = gtin.as_str();
+    for len in 1..=digits.len() {
+        for id in ctx.view.lookup(&IndexKey::CertifiedFor(digits[..len].to_string()), trace::MAX_PER_KEY)? {
+            if let Some(record) = ctx.record(id)?
+                && let Some(Body::CertificateIssued(c)) = record.body()
+                && let Some(key) = &c.certificate
+            {
+                covering.insert((key.issuer_uscc.clone(), key.number.clone()));
+            }
         }
     }
     let mut problems = Vec::new();
@@ -1222,8 +1231,8 @@ fn certificates_for_product(
 /// A GTIN with no lot: the product line's certificates and recalls.
 fn product_line(ctx: Ctx<'_>, code: &ProductCode, subject: String) -> Result<Report, VerdictError> {
     let today = ctx.view.today();
-    let ids = ctx.view.lookup(&IndexKey::Gtin(code.gtin.clone()), trace::MAX_PER_KEY)?;
-    if ids.is_empty() {
+    let known = ctx.view.lookup(&IndexKey::Gtin(code.gtin.clone()), 1)?;
+    if known.is_empty() {
         return Ok(Report::not_found(
             subject,
             format!("the ledger has no record of GTIN {} (查无此产品)", code.gtin),
@@ -1241,7 +1250,7 @@ fn product_line(ctx: Ctx<'_>, code: &ProductCode, subject: String) -> Result<Rep
     certificates_for_product(&ctx, &code.gtin, &[], &mut checks, &mut used, &mut views)?;
     // Recalls of the whole GTIN (no lot restriction).
     let mut recalls = Vec::new();
-    for id in ids {
+    for id in ctx.view.lookup(&IndexKey::RecallOf(code.gtin.clone()), trace::MAX_PER_KEY)? {
         if let Some(record) = ctx.record(id)?
             && let Some(Body::Recall(r)) = record.body()
             && r.lots.is_empty()

@@ -43,7 +43,7 @@ pub struct Record {
 impl Record {
     pub fn new(log: LogId, entry: Entry) -> Record {
         let hash = entry.hash();
-        let event = event::decode_event(&entry.event).ok();
+        let event = event::decode_stored(&entry.event);
         Record { id: RecordId { log, seq: entry.seq }, entry, hash, event }
     }
 

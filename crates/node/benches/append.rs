@@ -500,7 +500,7 @@ impl Bench<'_> {
                 continue;
             }
             self.report.figure(
-                &format!("{name}_cpu_us_per_event_{}", group.replace(['-', ' '], "_")),
+                &format!("{name}_cpu_us_per_event_{}", slug(group)),
                 &format!("    {group}"),
                 per_event(*cpu) * 1e6,
                 "µs",
@@ -929,6 +929,13 @@ fn machine_busy() -> Duration {
     let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
     let busy: u64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
     Duration::from_millis(busy * 10)
+}
+
+/// A JSON key for a thread group: its name before any parenthesis, in
+/// lower case with underscores ("writer thread (…)" gives "writer_thread").
+fn slug(label: &str) -> String {
+    let head = label.split(" (").next().unwrap_or(label).trim();
+    head.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect()
 }
 
 /// Thread names grouped: tokio's workers and blocking threads share one

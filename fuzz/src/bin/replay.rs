@@ -15,7 +15,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use qtrace_fuzz::TARGETS;
+use qtrace_fuzz::{TARGETS, Target};
 
 fn files(path: &Path) -> Vec<PathBuf> {
     if path.is_file() {
@@ -30,7 +30,7 @@ fn files(path: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `target` over `inputs`: (passed, failed).
-fn run(name: &str, target: fn(&[u8]), inputs: &[PathBuf]) -> (usize, usize) {
+fn run(name: &str, target: Target, inputs: &[PathBuf]) -> (usize, usize) {
     let (mut passed, mut failed) = (0, 0);
     for input in inputs {
         let bytes = match std::fs::read(input) {
@@ -61,10 +61,8 @@ fn main() -> ExitCode {
             (passed, failed) = (p, f);
         }
         _ => {
-            let root = args
-                .first()
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
+            let root =
+                args.first().map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
             for (name, target) in TARGETS {
                 let inputs = files(&root.join(name));
                 if inputs.is_empty() {

@@ -166,9 +166,8 @@ fn build_log() -> Log {
     for (i, (uscc, name, role, scope)) in orgs.into_iter().enumerate() {
         log.append(&format!("org-{}", i + 1), &root, &register_org(1 + i as i64, uscc, name, role, scope));
     }
-    for (i, (uscc, key, person)) in [(LAB, &lab, "李娜"), (CERT_BODY, &body, "王强"), (FACTORY, &factory, "张伟")]
-        .into_iter()
-        .enumerate()
+    for (i, (uscc, key, person)) in
+        [(LAB, &lab, "李娜"), (CERT_BODY, &body, "王强"), (FACTORY, &factory, "张伟")].into_iter().enumerate()
     {
         log.append(&format!("key-{}", i + 1), &root, &register_key(4 + i as i64, uscc, key, person));
     }
@@ -257,8 +256,10 @@ fn shared_vector(name: &str) -> Option<String> {
 }
 
 fn main() {
-    let root =
-        std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
+    let root = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
     let mut out = Writer { root, count: 0 };
     let log = build_log();
     let size = log.entries.len() as u64;

@@ -620,9 +620,19 @@ pub struct ConsistencyArgs {
 pub struct ImportArgs {
     /// The JSON Lines file: one object per line, {"event_b64", "signer", "signature"} (pre-signed,
     /// submitted as is; signer and signature in hex) or {"event_b64"} (signed here with --key).
+    /// With --epcis: a GS1 EPCIS 2.0 JSON(-LD) file.
     #[arg(value_name = "FILE.jsonl")]
     pub file: PathBuf,
     /// Ignore FILE.jsonl.progress and start from the first line.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "epcis")]
     pub from_start: bool,
+    /// FILE is a GS1 EPCIS 2.0 JSON(-LD) document (EPCISDocument, EPCISQueryDocument or one
+    /// event): each event is mapped to a qtrace record signed with --key, or refused with the
+    /// reason. See the EPCIS section of the README for the mapping.
+    #[arg(long)]
+    pub epcis: bool,
+    /// With --epcis: a TOML file of "<GLN, urn:epc:id:pgln:... or Digital Link /417/...>" =
+    /// "<USCC>" lines naming the organisation behind each party GLN (EPCIS has no USCC).
+    #[arg(long, value_name = "FILE", requires = "epcis")]
+    pub party_map: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 //! command runs in, output, and the mapping from failures to exit codes.
 
 mod args;
+mod epcis;
 mod import;
 mod qr;
 mod query;
@@ -161,7 +162,20 @@ pub enum Command {
     /// refusals with their line numbers, gRPC codes and messages; any refusal makes the exit
     /// code 1. Lines that are not valid JSON, base64 or hex, or whose event fails validation
     /// before signing, are refused here without being sent.
+    ///
+    /// With --epcis, FILE is a GS1 EPCIS 2.0 JSON(-LD) document: every event becomes a record
+    /// signed with --key, or is refused with the reason (an aggregation, a party without a USCC
+    /// in --party-map, an inspection by a key that is not a lab's, the ledger's own message). The
+    /// summary lists each event by index, type and eventID; any refusal makes the exit code 1.
     Import(ImportArgs),
+    /// Write a product's records as a GS1 EPCIS 2.0 JSON-LD document (EPCIS 导出).
+    ///
+    /// The node is queried by the product code (every page); each record is rechecked (entry hash
+    /// recomputed, signature verified) and mapped to an EPCIS event whose eventID is
+    /// ni:///sha-256;<entry hash>?ver=CBV2.0, so the same record always exports the same. Records
+    /// that are not EPCIS events (certificates, recall progress, corrections) are listed under
+    /// qtrace:otherRecords. `qtrace import --epcis` reads the document back to the same records.
+    Export(epcis::ExportArgs),
     /// Verify a record or a certificate (核验, the regulator's view), or an evidence bundle offline.
     ///
     /// The verdict is computed here, from the evidence bundle the node sends (or a file with
@@ -406,7 +420,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Checkpoint(a) => query::checkpoint(&mut ctx, a).await,
         Command::Proof(a) => query::proof(&mut ctx, a).await,
         Command::Consistency(a) => query::consistency(&mut ctx, a).await,
+        Command::Import(a) if a.epcis => epcis::import(&mut ctx, a).await,
         Command::Import(a) => import::run(&mut ctx, a).await,
+        Command::Export(a) => epcis::export(&mut ctx, a).await,
         Command::Verify(a) => verdict::verify(&mut ctx, a).await,
         Command::Check(a) => verdict::check(&mut ctx, a).await,
         Command::Bundle(a) => verdict::bundle(&mut ctx, a).await,

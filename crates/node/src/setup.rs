@@ -86,7 +86,7 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_ind
         // Derived keys are rebuilt before the log is loaded, since loading
         // reads the Merkle nodes that may be the damaged part.
         tracing::info!("rebuilding derived state (indexes, Merkle nodes) from the entries");
-        store.rebuild_derived(log_id)?;
+        store.rebuild_derived(log_id).with_context(refuse)?;
     }
     let log = Arc::new(store.log(log_id).with_context(refuse)?);
 

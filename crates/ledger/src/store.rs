@@ -407,15 +407,13 @@ impl LogStore {
     pub fn derived_from_entries(&self) -> Result<BTreeSet<(Vec<u8>, Vec<u8>)>> {
         let mut batch = Derived::default();
         let mut range = CompactRange::new();
-        let mut expected = 0u64;
-        for entry in self.range(0, u64::MAX) {
+        for (expected, entry) in (0u64..).zip(self.range(0, u64::MAX)) {
             let entry = entry?;
             // Derived state is only ever rebuilt from a whole log: a gap is
             // damage to the log itself, which nothing may paper over.
             if entry.seq != expected {
                 return Err(StoreError::Corrupt(format!("entry {expected} is missing")));
             }
-            expected += 1;
             let hash = entry.hash();
             let keys = event::decode_event(&entry.event).map(|e| event::index_keys(&e.event)).unwrap_or_default();
             write_derived(&mut batch, &entry, &hash, &keys);

@@ -29,9 +29,29 @@ pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    build_binaries_once(dir);
     let path = dir.join(name);
     assert!(path.exists(), "{} is not built; run the tests with `cargo test --workspace`", path.display());
     path
+}
+
+/// `cargo test` builds other packages' binaries only as test harnesses, so
+/// the real `qtrace-node` and `qtrace` are built here, once per test run,
+/// with the same profile (a no-op when they are up to date; never stale).
+fn build_binaries_once(dir: &Path) {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", "qtrace-node", "-p", "qtrace-client", "--bins", "--manifest-path"]);
+        command.arg(&manifest);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("running cargo build for the qtrace binaries");
+        assert!(status.success(), "cargo build of qtrace-node and qtrace failed");
+    });
 }
 
 /// A running `qtrace-node` process.

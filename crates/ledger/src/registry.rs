@@ -811,7 +811,8 @@ impl Registry {
     }
 }
 
-fn certificate_key(body: &Body) -> Option<&pb::CertificateKey> {
+/// The certificate a certificate record is about, for any of its kinds.
+pub fn certificate_key(body: &Body) -> Option<&pb::CertificateKey> {
     match body {
         Body::CertificateIssued(c) => c.certificate.as_ref(),
         Body::CertificateSuspended(c) => c.certificate.as_ref(),

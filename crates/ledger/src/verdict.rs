@@ -723,16 +723,7 @@ fn certificate_history(ctx: &Ctx<'_>, issuer: &Uscc, number: &str) -> Result<Opt
     let records: Vec<Record> = records
         .into_iter()
         .filter(|r| {
-            let key = match r.body() {
-                Some(Body::CertificateIssued(c)) => c.certificate.as_ref(),
-                Some(Body::CertificateSuspended(c)) => c.certificate.as_ref(),
-                Some(Body::CertificateRestored(c)) => c.certificate.as_ref(),
-                Some(Body::CertificateScopeReduced(c)) => c.certificate.as_ref(),
-                Some(Body::CertificateWithdrawn(c)) => c.certificate.as_ref(),
-                Some(Body::CertificateCancelled(c)) => c.certificate.as_ref(),
-                Some(Body::CertificateRenewed(c)) => c.certificate.as_ref(),
-                _ => None,
-            };
+            let key = r.body().and_then(registry::certificate_key);
             key.is_some_and(|k| k.issuer_uscc == issuer.as_str() && k.number == number)
         })
         .collect();
@@ -1390,16 +1381,7 @@ pub fn verify_record(view: &dyn View, trust: &Trust, id: RecordId, options: Opti
         if !lots.is_empty() {
             lot_status_checks(&ctx, &lots, None, &mut checks, &mut used)?;
         }
-        let cert_key = match body {
-            Body::CertificateIssued(c) => c.certificate.as_ref(),
-            Body::CertificateSuspended(c) => c.certificate.as_ref(),
-            Body::CertificateRestored(c) => c.certificate.as_ref(),
-            Body::CertificateScopeReduced(c) => c.certificate.as_ref(),
-            Body::CertificateWithdrawn(c) => c.certificate.as_ref(),
-            Body::CertificateCancelled(c) => c.certificate.as_ref(),
-            Body::CertificateRenewed(c) => c.certificate.as_ref(),
-            _ => None,
-        };
+        let cert_key = registry::certificate_key(body);
         if let Some(key) = cert_key
             && let Ok(issuer) = Uscc::parse(&key.issuer_uscc)
             && let Some(history) = certificate_history(&ctx, &issuer, &key.number)?

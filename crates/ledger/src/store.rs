@@ -63,9 +63,29 @@ pub struct SledStore {
 }
 
 impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// sled takes an exclusive advisory lock on the directory. When a
+    /// handle on the same directory was dropped a moment ago in this
+    /// process, sled's background threads may still hold that lock
+    /// (spacejam/sled#1234, #1289), so a lock conflict is retried for up to
+    /// two seconds before it is reported; any other error is reported at
+    /// once. Another process holding the store still gets the error.
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
-        Ok(SledStore { db })
+        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+        let config = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput);
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(SledStore { db }),
+                Err(e) if is_lock_conflict(&e) && started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A temporary store, removed when dropped (tests and benchmarks).
@@ -604,6 +624,13 @@ impl NodeSource for TreeNodes<'_> {
     }
 }
 
+/// Whether sled refused to open because another handle holds the
+/// directory's lock. sled 0.34 reports it as `ErrorKind::Other` with this
+/// message (config.rs), so the message is what identifies it.
+fn is_lock_conflict(error: &sled::Error) -> bool {
+    matches!(error, sled::Error::Io(e) if e.to_string().starts_with("could not acquire lock on"))
+}
+
 impl std::fmt::Debug for LogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LogStore({})", self.log_id)
@@ -1023,6 +1050,24 @@ mod tests {
         // The right continuation is still accepted.
         let head = ok(logs.append(&new[20..], true, sign));
         assert_eq!((head.size, head.root), (30, tree_of(&new).root()));
+    }
+
+    #[test]
+    fn a_held_store_is_refused_and_a_dropped_one_reopens() {
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let held = ok(SledStore::open(dir.path()));
+        match SledStore::open(dir.path()) {
+            Err(StoreError::Sled(e)) => assert!(is_lock_conflict(&e), "{e}"),
+            Err(other) => panic!("a second open of a held store must fail on the lock, got {other}"),
+            Ok(_) => panic!("a second open of a held store must fail on the lock"),
+        }
+        drop(held);
+        // Dropping and reopening at once is what restarts and tests do;
+        // sled's threads may hold the lock a moment after the drop.
+        for _ in 0..20 {
+            let store = ok(SledStore::open(dir.path()));
+            ok(store.flush());
+        }
     }
 
     #[test]

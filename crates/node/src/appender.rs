@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{self, ValidEvent};
 use qtrace_ledger::hash::{EntryHash, LogId};
+use qtrace_ledger::merkle::Hash;
 use qtrace_ledger::note::Signer;
 use qtrace_ledger::pb;
 use qtrace_ledger::registry::{AuthError, RecordInfo, Records, Registry};
@@ -33,6 +34,11 @@ pub const MAX_GROUP: usize = 4_096;
 pub const DEFAULT_QUEUE_LIMIT: usize = 32_768;
 /// How far in the future of the node's clock an event time may claim to be.
 pub const MAX_FUTURE_MILLIS: i64 = 24 * 3_600 * 1_000;
+/// Longest the writer waits for announced submissions (unary appends whose
+/// signatures are being verified) to join the group it is about to commit.
+/// Waiting lets one flush serve many callers: under load, groups grow from
+/// a few events to dozens, and sled writes far less per event.
+pub const MAX_LINGER: std::time::Duration = std::time::Duration::from_micros(1_000);
 
 /// An event whose encoding and signature have been checked.
 #[derive(Debug, Clone)]
@@ -53,6 +59,8 @@ pub struct Logged {
     /// The tree size and signed checkpoint the caller can prove against.
     pub tree_size: u64,
     pub checkpoint: Arc<String>,
+    /// The root of the tree at `tree_size`, which `checkpoint` signs.
+    pub root: Hash,
 }
 
 /// Why the writer refused an event.
@@ -82,6 +90,8 @@ struct Job {
 pub struct Appender {
     tx: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
+    /// Submissions announced with [`Appender::announce`] and not yet queued.
+    arriving: Arc<AtomicUsize>,
     limit: usize,
     closed: Arc<AtomicBool>,
 }
@@ -99,18 +109,29 @@ impl Appender {
     ) -> (Appender, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
-        let mut writer = Writer { log, logs, registry, signer, origin, entries, queued: queued.clone() };
+        let arriving = Arc::new(AtomicUsize::new(0));
+        let mut writer =
+            Writer { log, logs, registry, signer, origin, entries, queued: queued.clone(), arriving: arriving.clone() };
         let handle = std::thread::Builder::new()
             .name("qtrace-writer".into())
             .spawn(move || writer.run(rx))
             // Failing to start a thread at boot leaves nothing to serve.
             .expect("spawning the writer thread");
-        (Appender { tx, queued, limit: queue_limit, closed: Arc::new(AtomicBool::new(false)) }, handle)
+        (Appender { tx, queued, arriving, limit: queue_limit, closed: Arc::new(AtomicBool::new(false)) }, handle)
+    }
+
+    /// Announces a submission that is on its way (its signature is being
+    /// verified): the writer waits up to [`MAX_LINGER`] for announced
+    /// submissions before it commits a group. The announcement ends when
+    /// the returned guard is dropped or handed to [`Appender::submit`].
+    pub fn announce(&self) -> Arrival {
+        self.arriving.fetch_add(1, Ordering::AcqRel);
+        Arrival(self.arriving.clone())
     }
 
     /// Queues events and waits until they are durable (or refused). The
     /// results are in the order of `events`.
-    pub async fn submit(&self, events: Vec<Verified>) -> Vec<Result<Logged, AppendError>> {
+    pub async fn submit(&self, events: Vec<Verified>, arrival: Option<Arrival>) -> Vec<Result<Logged, AppendError>> {
         let n = events.len();
         if self.closed.load(Ordering::Acquire) {
             return vec![Err(AppendError::ShuttingDown); n];
@@ -128,12 +149,23 @@ impl Appender {
             depth.dec_by(n as i64);
             return vec![Err(AppendError::ShuttingDown); n];
         }
+        // Queued: no longer on its way. (Refused above: dropped on return.)
+        drop(arrival);
         answer.await.unwrap_or_else(|_| vec![Err(AppendError::ShuttingDown); n])
     }
 
     /// Refuses new submissions; the writer finishes what is queued.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+    }
+}
+
+/// A submission on its way to the writer; see [`Appender::announce`].
+pub struct Arrival(Arc<AtomicUsize>);
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -147,6 +179,7 @@ struct Writer {
     origin: String,
     entries: broadcast::Sender<Arc<pb::Entry>>,
     queued: Arc<AtomicUsize>,
+    arriving: Arc<AtomicUsize>,
 }
 
 /// One event's place in the batch being built.
@@ -163,13 +196,24 @@ impl Writer {
         while let Ok(first) = rx.recv() {
             let mut jobs = vec![first];
             let mut n_events = jobs[0].events.len();
+            let deadline = std::time::Instant::now() + MAX_LINGER;
             while n_events < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(job) => {
+                let next = match rx.try_recv() {
+                    Ok(job) => Some(job),
+                    // Nothing queued: wait a moment for submissions being
+                    // verified right now, if there are any.
+                    Err(mpsc::TryRecvError::Empty) if self.arriving.load(Ordering::Acquire) > 0 => {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        if left.is_zero() { None } else { rx.recv_timeout(left).ok() }
+                    }
+                    Err(_) => None,
+                };
+                match next {
+                    Some(job) => {
                         n_events += job.events.len();
                         jobs.push(job);
                     }
-                    Err(_) => break,
+                    None => break,
                 }
             }
             self.queued.fetch_sub(n_events, Ordering::AcqRel);
@@ -218,15 +262,20 @@ impl Writer {
 
         let mut checkpoint = Arc::new(String::new());
         let mut tree_size = head.size;
+        let mut root = head.root;
         let mut failure: Option<AppendError> = None;
         if !batch.is_empty() {
             let metrics = crate::metrics::get();
             let write_span = tracing::debug_span!("write_flush", entries = batch.len()).entered();
             let started = std::time::Instant::now();
             let mut sign_error = None;
+            let mut signed = String::new();
             let result = self.log.append(&batch, true, |size, root| {
                 match setup::sign_checkpoint(&self.signer, &self.origin, size, root) {
-                    Ok(note) => note,
+                    Ok(note) => {
+                        signed = note.clone();
+                        note
+                    }
                     Err(e) => {
                         sign_error = Some(e.to_string());
                         String::new()
@@ -240,10 +289,8 @@ impl Writer {
                 (Ok(new_head), None) => {
                     metrics.appends.inc_by(batch.len() as u64);
                     tree_size = new_head.size;
-                    match self.log.checkpoint(new_head.size) {
-                        Ok(Some(note)) => checkpoint = Arc::new(note),
-                        Ok(None) | Err(_) => failure = Some(AppendError::Storage("checkpoint not readable".into())),
-                    }
+                    root = new_head.root;
+                    checkpoint = Arc::new(signed);
                     for new in &batch {
                         // Nobody listening is not an error.
                         let _ = self.entries.send(Arc::new(new.entry.to_pb(&log_id)));
@@ -253,8 +300,17 @@ impl Writer {
                 (Err(e), _) => failure = Some(self.storage_failure(&mut registry, e)),
             }
         } else if let Ok(Some((size, note))) = self.log.latest_checkpoint() {
-            tree_size = size;
-            checkpoint = Arc::new(note);
+            // Every batch stores the checkpoint of its new head, so the
+            // latest is the head's; read its root only if it is not.
+            let size_root = if size == head.size { Ok(head.root) } else { self.log.root(size) };
+            match size_root {
+                Ok(r) => {
+                    tree_size = size;
+                    root = r;
+                    checkpoint = Arc::new(note);
+                }
+                Err(e) => failure = Some(AppendError::Storage(format!("reading the root of checkpoint {size}: {e}"))),
+            }
         }
 
         for (job, job_slots) in jobs.into_iter().zip(slots) {
@@ -273,6 +329,7 @@ impl Writer {
                                 duplicate: false,
                                 tree_size,
                                 checkpoint: checkpoint.clone(),
+                                root,
                             })
                         }
                     },
@@ -291,6 +348,7 @@ impl Writer {
                             duplicate: true,
                             tree_size,
                             checkpoint: checkpoint.clone(),
+                            root,
                         })
                     }
                 })

@@ -419,6 +419,39 @@ pub async fn round(
     Ok(progressed)
 }
 
+/// A verified chunk being stored on a blocking thread, with what must
+/// follow once it is stored.
+struct Storing {
+    task: tokio::task::JoinHandle<Result<qtrace_ledger::store::Head, qtrace_ledger::store::StoreError>>,
+    /// Registry records in the chunk, applied only after they are stored.
+    registry_entries: Vec<(u64, [u8; 32], Vec<u8>)>,
+    end: u64,
+}
+
+impl Storing {
+    /// Waits for the store, then honours the chunk's registry records.
+    async fn finish(self, fed: &Federation, peer: &Peer, progress: &Progress, target: u64) -> anyhow::Result<()> {
+        self.task.await.map_err(|e| anyhow::anyhow!("storing mirrored entries failed to run: {e}"))??;
+        if !self.registry_entries.is_empty() {
+            let mut registry = fed.registry.write().unwrap_or_else(|p| p.into_inner());
+            for (seq, signer, bytes) in self.registry_entries {
+                if let Ok(event) = event::decode_event(&bytes) {
+                    registry.apply_in(peer.log_id, seq, &signer, &event);
+                }
+            }
+        }
+        progress.report(peer, self.end, target);
+        Ok(())
+    }
+}
+
+/// Streams, verifies and stores the entries of `peer`'s log from this
+/// node's head to `target`. A pipeline of three stages: the next chunk is
+/// received and verified (signatures on every core) while the previous one
+/// is written to the store, so a catch-up costs about the larger of the
+/// two, not their sum. A chunk is stored only after it verified and its
+/// rebuilt root was checked against the signed checkpoint; a failure stops
+/// the pipeline after the chunk being stored, which was verified.
 async fn catch_up(
     fed: &Federation,
     peer: &Peer,
@@ -438,73 +471,102 @@ async fn catch_up(
     let mut prev = head.last_hash;
     let mut next = head.size;
     let mut chunk: Vec<pb::Entry> = Vec::with_capacity(fed.chunk);
-    loop {
-        let item = stream.message().await?;
-        let done = item.is_none();
-        if let Some(entry) = item {
-            chunk.push(entry);
-        }
-        if chunk.len() >= fed.chunk || (done && !chunk.is_empty()) {
-            let wire = std::mem::take(&mut chunk);
-            let log_id = peer.log_id;
-            let start = (next, prev, frontier.clone());
-            let verified =
-                tokio::task::spawn_blocking(move || verify_chunk(log_id, start.0, start.1, start.2, wire)).await??;
-            let (entries, new_frontier) = verified;
-            let end = next + entries.len() as u64;
-            let root_k = new_frontier.root();
-            if end < target.size {
-                let proof = rpc
-                    .get_consistency_proof(pb::GetConsistencyProofRequest {
-                        old_size: end,
-                        new_size: target.size,
-                        log_id: Vec::new(),
-                    })
-                    .await?
-                    .into_inner();
-                let path = hashes(&proof.proof.map(|p| p.path).unwrap_or_default())?;
-                merkle::verify_consistency(end, target.size, &path, &root_k, &target.root).map_err(|e| {
-                    anyhow::anyhow!(
-                        "entries {next}..{end} from {} are not a prefix of its signed checkpoint of size {}: {e}",
-                        peer.name,
-                        target.size
-                    )
-                })?;
-            } else if root_k != target.root {
-                anyhow::bail!(
-                    "entries from {} rebuild root {} but its signed checkpoint says {}",
-                    peer.name,
-                    hex::encode(root_k),
-                    hex::encode(target.root)
-                );
+    let mut storing: Option<Storing> = None;
+    let result = async {
+        loop {
+            let item = stream.message().await?;
+            let done = item.is_none();
+            if let Some(entry) = item {
+                chunk.push(entry);
             }
-            let note = (end == target.size).then(|| target_note.to_string());
-            let registry_entries: Vec<(u64, [u8; 32], Vec<u8>)> = entries
-                .iter()
-                .filter(|n| n.index_keys.contains(&IndexKey::Registry))
-                .map(|n| (n.entry.seq, n.entry.signer, n.entry.event.clone()))
-                .collect();
-            let store = local.clone();
-            tokio::task::spawn_blocking(move || store.append_mirrored(&entries, note)).await??;
-            if !registry_entries.is_empty() {
-                let mut registry = fed.registry.write().unwrap_or_else(|p| p.into_inner());
-                for (seq, signer, bytes) in registry_entries {
-                    if let Ok(event) = event::decode_event(&bytes) {
-                        registry.apply_in(peer.log_id, seq, &signer, &event);
-                    }
+            if chunk.len() >= fed.chunk || (done && !chunk.is_empty()) {
+                let wire = std::mem::take(&mut chunk);
+                let log_id = peer.log_id;
+                let start = (next, prev, frontier.clone());
+                let verified =
+                    tokio::task::spawn_blocking(move || verify_chunk(log_id, start.0, start.1, start.2, wire))
+                        .await??;
+                let (entries, new_frontier) = verified;
+                let end = next + entries.len() as u64;
+                check_against_target(rpc, peer, target, next, end, &new_frontier.root()).await?;
+                let note = (end == target.size).then(|| target_note.to_string());
+                let registry_entries: Vec<(u64, [u8; 32], Vec<u8>)> = entries
+                    .iter()
+                    .filter(|n| n.index_keys.contains(&IndexKey::Registry))
+                    .map(|n| (n.entry.seq, n.entry.signer, n.entry.event.clone()))
+                    .collect();
+                if let Some(last) = entries.last() {
+                    prev = last.hash;
                 }
+                // The chunk before must be stored first: appends are in
+                // order, and its registry records may be needed by this
+                // one's readers.
+                if let Some(before) = storing.take() {
+                    before.finish(fed, peer, progress, target.size).await?;
+                }
+                let store = local.clone();
+                storing = Some(Storing {
+                    task: tokio::task::spawn_blocking(move || store.append_mirrored(&entries, note)),
+                    registry_entries,
+                    end,
+                });
+                frontier = new_frontier;
+                next = end;
             }
-            prev = local.head().last_hash;
-            frontier = new_frontier;
-            next = end;
-            progress.report(peer, next, target.size);
+            if done {
+                break;
+            }
         }
-        if done {
-            break;
-        }
+        anyhow::Ok(())
     }
+    .await;
+    // What was verified and handed to the store is finished even when a
+    // later chunk failed.
+    if let Some(last) = storing.take() {
+        last.finish(fed, peer, progress, target.size).await?;
+    }
+    result?;
     if next != target.size {
         anyhow::bail!("{} ended the entry stream at {next}, before its checkpoint size {}", peer.name, target.size);
+    }
+    Ok(())
+}
+
+/// Checks that entries `from..end` of the peer's log, whose tree has root
+/// `root_end`, lead to the signed `target`: equal roots when they end at
+/// it, else a consistency proof from `end` to the target's size.
+async fn check_against_target(
+    rpc: &mut LedgerClient<Channel>,
+    peer: &Peer,
+    target: &note::Checkpoint,
+    from: u64,
+    end: u64,
+    root_end: &Hash,
+) -> anyhow::Result<()> {
+    if end < target.size {
+        let proof = rpc
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: end,
+                new_size: target.size,
+                log_id: Vec::new(),
+            })
+            .await?
+            .into_inner();
+        let path = hashes(&proof.proof.map(|p| p.path).unwrap_or_default())?;
+        merkle::verify_consistency(end, target.size, &path, root_end, &target.root).map_err(|e| {
+            anyhow::anyhow!(
+                "entries {from}..{end} from {} are not a prefix of its signed checkpoint of size {}: {e}",
+                peer.name,
+                target.size
+            )
+        })?;
+    } else if *root_end != target.root {
+        anyhow::bail!(
+            "entries from {} rebuild root {} but its signed checkpoint says {}",
+            peer.name,
+            hex::encode(root_end),
+            hex::encode(target.root)
+        );
     }
     Ok(())
 }

@@ -89,7 +89,12 @@ impl LedgerService {
     /// Turns a writer outcome into a receipt with an inclusion proof.
     fn receipt(&self, logged: Logged) -> Result<pb::AppendReceipt, Failure> {
         let path = self.log.inclusion_proof(logged.seq, logged.tree_size)?;
-        let checkpoint = checkpoint_pb(&logged.checkpoint, logged.tree_size, &self.log)?;
+        let checkpoint = pb::Checkpoint {
+            note: logged.checkpoint.to_string(),
+            origin: logged.checkpoint.lines().next().unwrap_or_default().to_string(),
+            size: logged.tree_size,
+            root: logged.root.to_vec(),
+        };
         Ok(pb::AppendReceipt {
             log_id: self.log_id().0.to_vec(),
             seq: logged.seq,
@@ -245,8 +250,11 @@ impl Ledger for LedgerService {
             .into_inner()
             .event
             .ok_or_else(|| status::refused(Status::invalid_argument("event: is required")))?;
+        // Announced before the signature check, so a writer about to commit
+        // waits a moment for this event instead of flushing without it.
+        let arrival = self.appender.announce();
         let verified = verify(&signed).map_err(status::refusal)?;
-        let mut results = self.appender.submit(vec![verified]).await;
+        let mut results = self.appender.submit(vec![verified], Some(arrival)).await;
         let logged = results.pop().ok_or_else(|| Status::internal("no result from the writer"))?;
         let logged = logged.map_err(|e| status::refusal(Failure::Append(e)))?;
         Ok(Response::new(self.receipt(logged).map_err(status::to_status)?))
@@ -280,7 +288,7 @@ impl Ledger for LedgerService {
             }
         }
         if !to_submit.is_empty() {
-            let results = self.appender.submit(to_submit).await;
+            let results = self.appender.submit(to_submit, None).await;
             for (position, result) in positions.into_iter().zip(results) {
                 outcomes[position] = Some(result.map_err(Failure::Append).and_then(|logged| self.receipt(logged)));
             }

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod epcis;
 mod federation;
+mod load;
 mod malformed;
 mod resolver;
 mod scenario;

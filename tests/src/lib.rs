@@ -44,6 +44,20 @@ fn build_binaries_once(dir: &Path) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let mut command = Command::new(cargo);
+        // Cargo gives this test process the variables of the qtrace-tests
+        // package (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Passed on, they
+        // change the environment some build scripts watch (ring's does), so
+        // the nested build and the next `cargo test` would rebuild each
+        // other's dependencies every time.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let package_scoped = ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+            if package_scoped || name == "CARGO_TARGET_TMPDIR" {
+                command.env_remove(name.as_ref());
+            }
+        }
         command.args(["build", "--quiet", "-p", "qtrace-node", "-p", "qtrace-client", "--bins", "--manifest-path"]);
         command.arg(&manifest);
         if dir.file_name().is_some_and(|n| n == "release") {

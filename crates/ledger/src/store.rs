@@ -56,6 +56,10 @@ pub enum StoreError {
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// sled's page cache when none is given: 512 MiB (sled's own default is
+/// 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 512 << 20;
+
 /// The sled database holding every log this node keeps.
 #[derive(Clone)]
 pub struct SledStore {
@@ -72,8 +76,16 @@ impl SledStore {
     /// two seconds before it is reported; any other error is reported at
     /// once. Another process holding the store still gets the error.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with sled's page cache limited to `cache_bytes`:
+    /// the bound on the memory the store keeps for reads and not yet
+    /// flushed writes (sled counts it approximately).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let config = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput);
+        let config =
+            sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(cache_bytes.max(1 << 20));
         let started = std::time::Instant::now();
         let mut pause = std::time::Duration::from_millis(5);
         loop {

@@ -66,6 +66,11 @@ struct Args {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_QUEUE_LIMIT)]
     queue_limit: usize,
+    /// sled page cache in MiB: the bound on the memory the store keeps for
+    /// reads and unflushed writes. Node memory is about this plus the
+    /// queue (--queue-limit events of at most 64 KiB) plus a few tens of MiB.
+    #[arg(long, default_value_t = qtrace_ledger::store::DEFAULT_CACHE_BYTES >> 20)]
+    cache_mb: u64,
     /// Deepest trace (steps from the start) a trace or verdict may walk.
     #[arg(long, default_value_t = 64)]
     max_trace_depth: u32,
@@ -284,7 +289,7 @@ async fn run_mirror(
     peers: &[federation::Peer],
     peer_ca: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let opened = setup::open(data, None, None, false)?;
+    let opened = setup::open(data, None, None, false, qtrace_ledger::store::DEFAULT_CACHE_BYTES)?;
     let registry = Arc::new(RwLock::new(opened.registry.clone()));
     let fed = federation_for(
         &opened,
@@ -329,7 +334,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let opened = setup::open(&args.data, args.name.as_deref(), args.genesis.as_deref(), args.rebuild_indexes)?;
+    let opened = setup::open(
+        &args.data,
+        args.name.as_deref(),
+        args.genesis.as_deref(),
+        args.rebuild_indexes,
+        args.cache_mb.saturating_mul(1 << 20),
+    )?;
     let head = opened.log.head();
     let vkey = opened.signer.verifier().to_string();
     if opened.created {

@@ -62,7 +62,13 @@ impl Opened {
     }
 }
 
-pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_indexes: bool) -> anyhow::Result<Opened> {
+pub fn open(
+    data: &Path,
+    name: Option<&str>,
+    genesis: Option<&Path>,
+    rebuild_indexes: bool,
+    cache_bytes: u64,
+) -> anyhow::Result<Opened> {
     std::fs::create_dir_all(data).with_context(|| format!("creating data directory {}", data.display()))?;
     let log_key_path = data.join("log.key");
     let log_key = if log_key_path.exists() {
@@ -73,7 +79,7 @@ pub fn open(data: &Path, name: Option<&str>, genesis: Option<&Path>, rebuild_ind
         key
     };
     let log_id = LogId::of_key(&log_key.public_key().to_bytes());
-    let store = SledStore::open(&data.join("store")).context("opening the sled store")?;
+    let store = SledStore::open_with_cache(&data.join("store"), cache_bytes).context("opening the sled store")?;
     let refuse = || {
         format!(
             "refusing to start: the store in {} is inconsistent; run `qtrace-node audit --data {}` to locate the \

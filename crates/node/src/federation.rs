@@ -506,7 +506,7 @@ async fn catch_up(
                 }
                 let store = local.clone();
                 storing = Some(Storing {
-                    task: tokio::task::spawn_blocking(move || store.append_mirrored(&entries, note)),
+                    task: tokio::task::spawn_blocking(move || store_verified(&store, &entries, note)),
                     registry_entries,
                     end,
                 });
@@ -530,6 +530,28 @@ async fn catch_up(
         anyhow::bail!("{} ended the entry stream at {next}, before its checkpoint size {}", peer.name, target.size);
     }
     Ok(())
+}
+
+/// Most mirrored entries written in one sled batch. A chunk is stored in
+/// parts this size: sled keeps every page version a batch replaces until
+/// the batch ends, so one batch of a whole chunk (8,192 entries, ~75,000
+/// keys) would hold about a gigabyte at its peak.
+const STORE_PART: usize = 1_024;
+
+/// Stores verified entries of a chunk in parts of [`STORE_PART`], in order;
+/// the peer's checkpoint note, if the chunk ends at it, goes with the last.
+fn store_verified(
+    store: &LogStore,
+    entries: &[NewEntry],
+    mut note: Option<String>,
+) -> Result<qtrace_ledger::store::Head, qtrace_ledger::store::StoreError> {
+    let parts = entries.len().div_ceil(STORE_PART);
+    let mut head = store.head();
+    for (i, part) in entries.chunks(STORE_PART).enumerate() {
+        let last = i + 1 == parts;
+        head = store.append_mirrored(part, if last { note.take() } else { None })?;
+    }
+    Ok(head)
 }
 
 /// Checks that entries `from..end` of the peer's log, whose tree has root

@@ -39,6 +39,8 @@ pub const MAX_FUTURE_MILLIS: i64 = 24 * 3_600 * 1_000;
 /// Waiting lets one flush serve many callers: under load, groups grow from
 /// a few events to dozens, and sled writes far less per event.
 pub const MAX_LINGER: std::time::Duration = std::time::Duration::from_micros(1_000);
+/// How often a lingering writer checks that announced submissions remain.
+const LINGER_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// An event whose encoding and signature have been checked.
 #[derive(Debug, Clone)]
@@ -144,13 +146,14 @@ impl Appender {
         let depth = &crate::metrics::get().queue_depth;
         depth.inc_by(n as i64);
         let (reply, answer) = oneshot::channel();
+        // No longer on its way once sent: ended before the send, so a
+        // writer woken by this job never waits for the job itself.
+        drop(arrival);
         if self.tx.send(Job { events, reply }).is_err() {
             self.queued.fetch_sub(n, Ordering::AcqRel);
             depth.dec_by(n as i64);
             return vec![Err(AppendError::ShuttingDown); n];
         }
-        // Queued: no longer on its way. (Refused above: dropped on return.)
-        drop(arrival);
         answer.await.unwrap_or_else(|_| vec![Err(AppendError::ShuttingDown); n])
     }
 
@@ -203,8 +206,18 @@ impl Writer {
                     // Nothing queued: wait a moment for submissions being
                     // verified right now, if there are any.
                     Err(mpsc::TryRecvError::Empty) if self.arriving.load(Ordering::Acquire) > 0 => {
+                        // Short waits, so a submission that is refused
+                        // instead (its announcement ends) costs little.
                         let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        if left.is_zero() { None } else { rx.recv_timeout(left).ok() }
+                        if left.is_zero() {
+                            None
+                        } else {
+                            match rx.recv_timeout(left.min(LINGER_POLL)) {
+                                Ok(job) => Some(job),
+                                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                                Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                            }
+                        }
                     }
                     Err(_) => None,
                 };

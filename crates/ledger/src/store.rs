@@ -657,9 +657,9 @@ fn batch_len(entries: &[NewEntry]) -> usize {
 /// thousand entries leave behind: measured with sled 0.34.7 alone, 300,000
 /// entries of 10 keys in batches of 1,024 grew the process to 13 GB, and to
 /// 0.4 GB when each batch is followed by this. Each round pins, flushes the
-/// thread's deferred garbage and advances the collector; one round per key
-/// written is a few microseconds per thousand keys when there is nothing
-/// left to free.
+/// thread's deferred garbage and advances the collector. One round per key
+/// written costs about 30 ns a key when there is nothing left to free
+/// (measured), under 1 % of what sled spends writing the key.
 fn reclaim(keys: usize) {
     for _ in 0..keys.max(64) {
         crossbeam_epoch::pin().flush();

@@ -58,9 +58,6 @@ const DUPLICATE_EVERY: u64 = 23;
 const HANG: Duration = Duration::from_secs(60);
 const RSS_INTERVAL: Duration = Duration::from_millis(250);
 const MIB: u64 = 1024;
-/// Generous: the node holds at most `QUEUE_LIMIT` queued events, plus
-/// sled's page cache (growing with the data written) and one connection
-/// per client.
 /// The node's sled page cache, in MiB (`--cache-mb`).
 const CACHE_MB: u64 = 32;
 /// Room beyond the cache for everything else: queue, connections, buffers.

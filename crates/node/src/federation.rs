@@ -426,20 +426,27 @@ struct Storing {
     /// Registry records in the chunk, applied only after they are stored.
     registry_entries: Vec<(u64, [u8; 32], Vec<u8>)>,
     end: u64,
+    /// The mirror being written.
+    store: Arc<LogStore>,
 }
 
 impl Storing {
-    /// Waits for the store, then honours the chunk's registry records.
+    /// Waits for the store, then honours the chunk's registry records that
+    /// were stored: all of them, or, when a part of the chunk failed to
+    /// store, those of the parts before it (which are in the mirror now).
     async fn finish(self, fed: &Federation, peer: &Peer, progress: &Progress, target: u64) -> anyhow::Result<()> {
-        self.task.await.map_err(|e| anyhow::anyhow!("storing mirrored entries failed to run: {e}"))??;
-        if !self.registry_entries.is_empty() {
+        let stored = self.task.await.map_err(|e| anyhow::anyhow!("storing mirrored entries failed to run: {e}"))?;
+        let held = self.store.head().size;
+        let records: Vec<_> = self.registry_entries.into_iter().filter(|(seq, _, _)| *seq < held).collect();
+        if !records.is_empty() {
             let mut registry = fed.registry.write().unwrap_or_else(|p| p.into_inner());
-            for (seq, signer, bytes) in self.registry_entries {
+            for (seq, signer, bytes) in records {
                 if let Ok(event) = event::decode_event(&bytes) {
                     registry.apply_in(peer.log_id, seq, &signer, &event);
                 }
             }
         }
+        stored?;
         progress.report(peer, self.end, target);
         Ok(())
     }
@@ -506,9 +513,13 @@ async fn catch_up(
                 }
                 let store = local.clone();
                 storing = Some(Storing {
-                    task: tokio::task::spawn_blocking(move || store_verified(&store, &entries, note)),
+                    task: {
+                        let store = store.clone();
+                        tokio::task::spawn_blocking(move || store_verified(&store, &entries, note))
+                    },
                     registry_entries,
                     end,
+                    store,
                 });
                 frontier = new_frontier;
                 next = end;
@@ -522,8 +533,13 @@ async fn catch_up(
     .await;
     // What was verified and handed to the store is finished even when a
     // later chunk failed.
-    if let Some(last) = storing.take() {
-        last.finish(fed, peer, progress, target.size).await?;
+    if let Some(last) = storing.take()
+        && let Err(stored) = last.finish(fed, peer, progress, target.size).await
+    {
+        if let Err(later) = &result {
+            tracing::warn!(peer = %peer.name, error = %later, "a later chunk failed too");
+        }
+        return Err(stored);
     }
     result?;
     if next != target.size {

@@ -66,9 +66,9 @@ struct Args {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_QUEUE_LIMIT)]
     queue_limit: usize,
-    /// sled page cache in MiB: the bound on the memory the store keeps for
-    /// reads and unflushed writes. Node memory is about this plus the
-    /// queue (--queue-limit events of at most 64 KiB) plus a few tens of MiB.
+    /// sled page cache in MiB, for reads and unflushed writes. sled treats it
+    /// as a target, not a cap, and also keeps about 1 KiB per stored entry
+    /// of bookkeeping in memory (README, "Memory"). Used by `mirror` too.
     #[arg(long, default_value_t = qtrace_ledger::store::DEFAULT_CACHE_BYTES >> 20)]
     cache_mb: u64,
     /// Deepest trace (steps from the start) a trace or verdict may walk.
@@ -170,7 +170,12 @@ fn main() -> std::process::ExitCode {
     }
     if let Some(Command::Mirror { data, peers, peer_ca }) = &args.command {
         return match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-            Ok(runtime) => match runtime.block_on(run_mirror(data, peers, peer_ca.as_deref())) {
+            Ok(runtime) => match runtime.block_on(run_mirror(
+                data,
+                peers,
+                peer_ca.as_deref(),
+                args.cache_mb.saturating_mul(1 << 20),
+            )) {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("qtrace-node mirror: {e:#}");
@@ -288,8 +293,9 @@ async fn run_mirror(
     data: &std::path::Path,
     peers: &[federation::Peer],
     peer_ca: Option<&std::path::Path>,
+    cache_bytes: u64,
 ) -> anyhow::Result<()> {
-    let opened = setup::open(data, None, None, false, qtrace_ledger::store::DEFAULT_CACHE_BYTES)?;
+    let opened = setup::open(data, None, None, false, cache_bytes)?;
     let registry = Arc::new(RwLock::new(opened.registry.clone()));
     let fed = federation_for(
         &opened,

@@ -82,7 +82,7 @@ impl SledStore {
     /// [`SledStore::open`] with sled's page cache set to `cache_bytes`, for
     /// reads and not yet flushed writes. sled treats it as a target, not a
     /// cap, and keeps bookkeeping for every page of the store besides
-    /// (about 1 KiB per entry, README "Memory").
+    /// (1-2.5 KiB per entry, README "Memory").
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
         const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
         let config =

@@ -67,7 +67,7 @@ struct Args {
     #[arg(long, default_value_t = DEFAULT_QUEUE_LIMIT)]
     queue_limit: usize,
     /// sled page cache in MiB, for reads and unflushed writes. sled treats it
-    /// as a target, not a cap, and also keeps about 1 KiB per stored entry
+    /// as a target, not a cap, and also keeps 1-2.5 KiB per stored entry
     /// of bookkeeping in memory (README, "Memory"). Used by `mirror` too.
     #[arg(long, default_value_t = qtrace_ledger::store::DEFAULT_CACHE_BYTES >> 20)]
     cache_mb: u64,

@@ -307,6 +307,13 @@ impl LogStore {
         Ok(new_head)
     }
 
+    /// Flushes every write of the store to disk (after a failed flush, to
+    /// make what reached the tree durable before anything is acknowledged).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Stores a checkpoint note for `size` (a re-signed or cosigned one).
     pub fn put_checkpoint(&self, size: u64, note: &str) -> Result<()> {
         self.tree.insert(key(CHECKPOINT, &size.to_be_bytes()), note.as_bytes())?;

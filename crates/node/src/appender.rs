@@ -112,8 +112,17 @@ impl Appender {
         let (tx, rx) = mpsc::channel::<Job>();
         let queued = Arc::new(AtomicUsize::new(0));
         let arriving = Arc::new(AtomicUsize::new(0));
-        let mut writer =
-            Writer { log, logs, registry, signer, origin, entries, queued: queued.clone(), arriving: arriving.clone() };
+        let mut writer = Writer {
+            log,
+            logs,
+            registry,
+            signer,
+            origin,
+            entries,
+            queued: queued.clone(),
+            arriving: arriving.clone(),
+            flush_owed: false,
+        };
         let handle = std::thread::Builder::new()
             .name("qtrace-writer".into())
             .spawn(move || writer.run(rx))
@@ -183,6 +192,10 @@ struct Writer {
     entries: broadcast::Sender<Arc<pb::Entry>>,
     queued: Arc<AtomicUsize>,
     arriving: Arc<AtomicUsize>,
+    /// A batch reached the tree but its flush failed: its entries are not
+    /// known to be durable, so nothing may be acknowledged until a flush
+    /// succeeds (a later batch's, or one made for a group of duplicates).
+    flush_owed: bool,
 }
 
 /// One event's place in the batch being built.
@@ -277,6 +290,8 @@ impl Writer {
         let mut tree_size = head.size;
         let mut root = head.root;
         let mut failure: Option<AppendError> = None;
+        // Refuses every slot, duplicates of old entries included.
+        let mut owed: Option<AppendError> = None;
         if !batch.is_empty() {
             let metrics = crate::metrics::get();
             let write_span = tracing::debug_span!("write_flush", entries = batch.len()).entered();
@@ -300,6 +315,8 @@ impl Writer {
             drop(write_span);
             match (result, sign_error) {
                 (Ok(new_head), None) => {
+                    // The flush covered every earlier write too.
+                    self.flush_owed = false;
                     metrics.appends.inc_by(batch.len() as u64);
                     tree_size = new_head.size;
                     root = new_head.root;
@@ -310,9 +327,25 @@ impl Writer {
                     }
                 }
                 (Ok(_), Some(e)) => failure = Some(AppendError::Storage(format!("signing the checkpoint: {e}"))),
-                (Err(e), _) => failure = Some(self.storage_failure(&mut registry, e)),
+                (Err(e), _) => {
+                    // Whatever this batch's write left unflushed, and what
+                    // earlier batches did, is not durable: nothing in the
+                    // group is acknowledged, duplicates of older entries
+                    // included.
+                    self.flush_owed = true;
+                    let error = self.storage_failure(&mut registry, e);
+                    owed = Some(error.clone());
+                    failure = Some(error);
+                }
             }
+        } else if self.flush_owed
+            && let Err(e) = self.log.flush()
+        {
+            // Duplicates of entries written before the failed flush must
+            // not be acknowledged either.
+            owed = Some(AppendError::Storage(format!("flushing earlier entries: {e}")));
         } else if let Ok(Some((size, note))) = self.log.latest_checkpoint() {
+            self.flush_owed = false;
             // Every batch stores the checkpoint of its new head, so the
             // latest is the head's; read its root only if it is not.
             let size_root = if size == head.size { Ok(head.root) } else { self.log.root(size) };
@@ -329,40 +362,47 @@ impl Writer {
         for (job, job_slots) in jobs.into_iter().zip(slots) {
             let results = job_slots
                 .into_iter()
-                .map(|slot| match slot {
-                    Slot::Refused(e) => Err(e),
-                    Slot::Accepted(i) => match &failure {
-                        Some(e) => Err(e.clone()),
-                        None => {
-                            let new = &batch[i];
+                .map(|slot| {
+                    if let Some(e) = &owed
+                        && !matches!(slot, Slot::Refused(_))
+                    {
+                        return Err(e.clone());
+                    }
+                    match slot {
+                        Slot::Refused(e) => Err(e),
+                        Slot::Accepted(i) => match &failure {
+                            Some(e) => Err(e.clone()),
+                            None => {
+                                let new = &batch[i];
+                                Ok(Logged {
+                                    seq: new.entry.seq,
+                                    entry_hash: new.hash,
+                                    logged_at_micros: new.entry.logged_at_micros,
+                                    duplicate: false,
+                                    tree_size,
+                                    checkpoint: checkpoint.clone(),
+                                    root,
+                                })
+                            }
+                        },
+                        Slot::Duplicate(seq, entry_hash, logged_at_micros) => {
+                            // A duplicate of an entry in this same batch shares
+                            // its fate.
+                            if seq >= head.size
+                                && let Some(e) = &failure
+                            {
+                                return Err(e.clone());
+                            }
                             Ok(Logged {
-                                seq: new.entry.seq,
-                                entry_hash: new.hash,
-                                logged_at_micros: new.entry.logged_at_micros,
-                                duplicate: false,
+                                seq,
+                                entry_hash,
+                                logged_at_micros,
+                                duplicate: true,
                                 tree_size,
                                 checkpoint: checkpoint.clone(),
                                 root,
                             })
                         }
-                    },
-                    Slot::Duplicate(seq, entry_hash, logged_at_micros) => {
-                        // A duplicate of an entry in this same batch shares
-                        // its fate.
-                        if seq >= head.size
-                            && let Some(e) = &failure
-                        {
-                            return Err(e.clone());
-                        }
-                        Ok(Logged {
-                            seq,
-                            entry_hash,
-                            logged_at_micros,
-                            duplicate: true,
-                            tree_size,
-                            checkpoint: checkpoint.clone(),
-                            root,
-                        })
                     }
                 })
                 .collect();

@@ -137,6 +137,25 @@ pub fn verify_batch(items: &[BatchItem<'_>]) -> Result<(), (usize, SignatureErro
     Ok(())
 }
 
+/// [`verify_batch`] on `threads` threads at once, each taking one
+/// contiguous part of `items`. On failure, the index in `items` of a bad
+/// signature and why (the first failing part's first bad one).
+pub fn verify_batch_parallel(items: &[BatchItem<'_>], threads: usize) -> Result<(), (usize, SignatureError)> {
+    let per = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .enumerate()
+            .map(|(part, slice)| scope.spawn(move || verify_batch(slice).map_err(|(i, e)| (part * per + i, e))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    })
+}
+
 /// The exact bytes an event signature covers.
 pub fn signed_message(event_bytes: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(EVENT_SIGNING_PREFIX.len() + event_bytes.len());
@@ -296,5 +315,27 @@ mod tests {
         sigs[13][5] ^= 1;
         assert_eq!(items(&sigs).map_err(|(i, _)| i), Err(13));
         assert_eq!(verify_batch(&[]), Ok(()));
+    }
+
+    #[test]
+    fn parallel_batch_verification_names_the_bad_one_in_every_part() {
+        let keys: Vec<SecretKey> = (1..=20u8).map(|i| SecretKey::from_seed(&[i; 32])).collect();
+        let events: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 10 + i as usize]).collect();
+        let signers: Vec<[u8; 32]> = keys.iter().map(|k| k.public_key().to_bytes()).collect();
+        let good: Vec<[u8; 64]> = keys.iter().zip(&events).map(|(k, e)| k.sign_event(e)).collect();
+        // (threads, index of the damaged signature): first, middle and last
+        // part, and more threads than items.
+        let cases = [(1, None), (3, None), (32, None), (1, Some(0)), (3, Some(7)), (3, Some(19)), (32, Some(13))];
+        for (threads, bad) in cases {
+            let mut sigs = good.clone();
+            if let Some(i) = bad {
+                sigs[i][5] ^= 1;
+            }
+            let batch: Vec<BatchItem<'_>> =
+                (0..20).map(|i| BatchItem { event: &events[i], signer: &signers[i], signature: &sigs[i] }).collect();
+            let found = verify_batch_parallel(&batch, threads).map_err(|(i, _)| i);
+            assert_eq!(found, bad.map_or(Ok(()), Err), "{threads} threads, bad {bad:?}");
+        }
+        assert_eq!(verify_batch_parallel(&[], 2), Ok(()));
     }
 }

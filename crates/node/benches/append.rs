@@ -48,8 +48,10 @@ use qtrace_ledger::merkle;
 use qtrace_ledger::note::{self, Verifier};
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, SecretKey};
-use serde_json::{Map, Value, json};
 use tonic::transport::{Channel, Endpoint};
+
+mod common;
+use common::{Ratio, Report, cores, machine_busy, now_millis, sign};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -115,13 +117,19 @@ fn main() -> Result<()> {
     // Limits that need no node: measured first, on an idle machine.
     let (verify_per_s, batch_verify_per_s) = measure_verify(scale.signatures);
     report.section("machine limits (this run; ratio = this run ÷ shared/CRATES.md reference)");
-    report.limit("ed25519_verify_per_s", "ed25519 verify_strict, 1 core", verify_per_s, "sig/s", Some(28_000.0));
+    report.limit(
+        "ed25519_verify_per_s",
+        "ed25519 verify_strict, 1 core",
+        verify_per_s,
+        "sig/s",
+        vec![Ratio::reference(verify_per_s, 28_000.0)],
+    );
     report.limit(
         "ed25519_batch64_sigs_per_s",
         "ed25519 verify_batch (64), 1 core",
         batch_verify_per_s,
         "sig/s",
-        Some(60_000.0),
+        vec![Ratio::reference(batch_verify_per_s, 60_000.0)],
     );
 
     let mut node = NodeProcess::start()?;
@@ -921,16 +929,6 @@ fn scrape_metrics(addr: &str) -> Option<BTreeMap<String, f64>> {
     Some(samples)
 }
 
-/// Busy time of all CPUs together, from the first line of /proc/stat
-/// (user, nice, system, irq, softirq and steal, in ticks of 10 ms).
-fn machine_busy() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return Duration::ZERO };
-    let Some(line) = stat.lines().next() else { return Duration::ZERO };
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
-    Duration::from_millis(busy * 10)
-}
-
 /// A JSON key for a thread group: its name before any parenthesis, in
 /// lower case with underscores ("writer thread (…)" gives "writer_thread").
 fn slug(label: &str) -> String {
@@ -1040,10 +1038,6 @@ fn measure_verify(n: usize) -> (f64, f64) {
 
 // ---------------------------------------------------------------------------
 // Workload: the same shapes as crates/ledger/benches/store.rs
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 fn product(gtin: &str, lot: &str) -> pb::ProductKey {
     pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
@@ -1171,15 +1165,6 @@ fn event_at(i: u64, millis: i64) -> pb::Event {
     }
 }
 
-fn sign(key: &SecretKey, event: &pb::Event) -> pb::SignedEvent {
-    let bytes = event.encode_to_vec();
-    pb::SignedEvent {
-        signature: key.sign_event(&bytes).to_vec(),
-        signer: key.public_key().to_bytes().to_vec(),
-        event: bytes,
-    }
-}
-
 fn sign_event(signers: &Signers, i: u64, millis: i64) -> pb::SignedEvent {
     let key = if i % 10 >= 8 { &signers.lab } else { &signers.factory };
     sign(key, &event_at(i, millis))
@@ -1268,10 +1253,6 @@ fn scale_from_env_and_args() -> Result<Scale> {
     }
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
 // ---------------------------------------------------------------------------
 // Percentiles and the report (the same shape as the store benchmark's)
 
@@ -1295,182 +1276,4 @@ impl Percentiles {
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-struct Ratio {
-    value: f64,
-    against: String,
-}
-
-impl Ratio {
-    fn new(value: f64, against: &str) -> Ratio {
-        Ratio { value, against: against.to_string() }
-    }
-}
-
-enum Line {
-    Section(String),
-    Note(String),
-    Row { figure: String, value: f64, unit: &'static str, ratios: Vec<Ratio> },
-}
-
-/// The printed table and the JSON summary, filled side by side.
-struct Report {
-    lines: Vec<Line>,
-    summary: Map<String, Value>,
-    limits: Map<String, Value>,
-    limit_values: BTreeMap<String, f64>,
-    figures: Map<String, Value>,
-    ratios: Map<String, Value>,
-}
-
-impl Report {
-    fn new(bench: &str, scale: &str) -> Report {
-        let mut summary = Map::new();
-        summary.insert("bench".into(), json!(bench));
-        summary.insert("scale".into(), json!(scale));
-        summary.insert("cores".into(), json!(cores()));
-        Report {
-            lines: Vec::new(),
-            summary,
-            limits: Map::new(),
-            limit_values: BTreeMap::new(),
-            figures: Map::new(),
-            ratios: Map::new(),
-        }
-    }
-
-    fn section(&mut self, title: &str) {
-        self.lines.push(Line::Section(title.to_string()));
-    }
-
-    fn note(&mut self, text: &str) {
-        self.lines.push(Line::Note(text.to_string()));
-    }
-
-    fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, reference: Option<f64>) {
-        self.limits.insert(key.into(), json!(round(value)));
-        self.limit_values.insert(key.into(), value);
-        let ratios =
-            reference.map(|r| vec![Ratio::new(value / r, &format!("÷ reference {}", number(r)))]).unwrap_or_default();
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
-    }
-
-    fn limit_value(&self, key: &str) -> f64 {
-        self.limit_values.get(key).copied().unwrap_or(f64::NAN)
-    }
-
-    fn figure(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, ratios: Vec<Ratio>) {
-        self.figures.insert(key.into(), json!(round(value)));
-        if let Some(first) = ratios.first()
-            && first.value.is_finite()
-        {
-            self.ratios.insert(key.into(), json!(round(first.value)));
-        }
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
-    }
-
-    /// A descriptive number with no limit to compare it with.
-    fn info(&mut self, key: &str, figure: &str, value: f64, unit: &'static str) {
-        self.figures.insert(key.into(), json!(round(value)));
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios: Vec::new() });
-    }
-
-    fn print(&self) {
-        let figure_width = self
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Row { figure, .. } => Some(figure.chars().count()),
-                Line::Section(_) | Line::Note(_) => None,
-            })
-            .max()
-            .unwrap_or(10);
-        println!();
-        println!("{:<figure_width$} | {:>12} | {:<8} | {:>8} | against", "figure", "value", "unit", "ratio");
-        println!("{}", "-".repeat(figure_width + 75));
-        for line in &self.lines {
-            match line {
-                Line::Section(title) => println!("\n## {title}"),
-                Line::Note(text) => println!("note: {text}"),
-                Line::Row { figure, value, unit, ratios } => {
-                    let pad = figure_width.saturating_sub(figure.chars().count());
-                    let head = format!("{figure}{} | {:>12} | {:<8}", " ".repeat(pad), number(*value), unit);
-                    match ratios.split_first() {
-                        None => println!("{head} |          |"),
-                        Some((first, rest)) => {
-                            println!("{head} | {:>8} | {}", ratio(first.value), first.against);
-                            for r in rest {
-                                println!(
-                                    "{} | {:>12} | {:<8} | {:>8} | {}",
-                                    " ".repeat(figure_width),
-                                    "",
-                                    "",
-                                    ratio(r.value),
-                                    r.against
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        println!();
-    }
-
-    fn summary(mut self, seconds: f64, complete: bool) -> String {
-        self.summary.insert("seconds".into(), json!(round(seconds)));
-        self.summary.insert("complete".into(), json!(complete));
-        self.summary.insert("limits".into(), Value::Object(self.limits));
-        self.summary.insert("figures".into(), Value::Object(self.figures));
-        self.summary.insert("ratios".into(), Value::Object(self.ratios));
-        Value::Object(self.summary).to_string()
-    }
-}
-
-/// Three significant digits are all a noisy benchmark supports.
-fn round(value: f64) -> f64 {
-    if value == 0.0 || !value.is_finite() {
-        return value;
-    }
-    let digits = 3 - value.abs().log10().ceil() as i32;
-    let factor = 10f64.powi(digits);
-    (value * factor).round() / factor
-}
-
-fn number(value: f64) -> String {
-    if !value.is_finite() {
-        "n/a".to_string()
-    } else if value.abs() >= 1_000.0 {
-        let whole = value.round() as i64;
-        let text = whole.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, c) in text.chars().enumerate() {
-            if i > 0 && (text.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        if whole < 0 { format!("-{out}") } else { out }
-    } else if value.abs() >= 100.0 {
-        format!("{value:.0}")
-    } else if value.abs() >= 10.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-fn ratio(value: f64) -> String {
-    if !value.is_finite() {
-        "n/a".to_string()
-    } else if value >= 100.0 {
-        format!("{value:.0}×")
-    } else if value >= 10.0 {
-        format!("{value:.1}×")
-    } else if value >= 0.01 {
-        format!("{value:.3}")
-    } else {
-        format!("{value:.1e}")
-    }
 }

@@ -77,9 +77,12 @@ use qtrace_ledger::note::Verifier;
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, BatchItem, SecretKey};
 use qtrace_ledger::store::{NewEntry, SledStore};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
+
+mod common;
+use common::{Ratio, Report, cores, machine_busy, now_millis, number, sign};
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -158,7 +161,7 @@ fn main() -> Result<()> {
         "ed25519 verify_batch (64), 1 core",
         verify.batch64_one,
         "sig/s",
-        vec![Ratio::new(verify.batch64_one / 60_000.0, "÷ reference 60,000")],
+        vec![Ratio::reference(verify.batch64_one, 60_000.0)],
     );
     report.limit(
         "ed25519_batch64_all_cores_sigs_per_s",
@@ -1063,26 +1066,11 @@ fn verify_like_mirror(log_id: LogId, wire: Vec<pb::Entry>) -> Result<Verified> {
         sequential += started.elapsed();
 
         let started = Instant::now();
-        let per = part.len().div_ceil(threads).max(1);
-        let failed = std::thread::scope(|scope| {
-            let handles: Vec<_> = part
-                .chunks(per)
-                .map(|slice| {
-                    scope.spawn(move || {
-                        let items: Vec<BatchItem<'_>> = slice
-                            .iter()
-                            .map(|n| BatchItem {
-                                event: &n.entry.event,
-                                signer: &n.entry.signer,
-                                signature: &n.entry.signature,
-                            })
-                            .collect();
-                        signing::verify_batch(&items).is_err()
-                    })
-                })
-                .collect();
-            handles.into_iter().any(|h| h.join().unwrap_or(true))
-        });
+        let items: Vec<BatchItem<'_>> = part
+            .iter()
+            .map(|n| BatchItem { event: &n.entry.event, signer: &n.entry.signer, signature: &n.entry.signature })
+            .collect();
+        let failed = signing::verify_batch_parallel(&items, threads).is_err();
         signatures += started.elapsed();
         if failed {
             return Err("a signature in the source log did not verify".into());
@@ -1214,10 +1202,6 @@ async fn held(client: &mut LedgerClient<Channel>, log: &LogId) -> u64 {
 // ---------------------------------------------------------------------------
 // Workload
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
 fn product(gtin: &str, lot: &str) -> pb::ProductKey {
     pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
 }
@@ -1264,15 +1248,6 @@ fn production(i: u64, millis: i64) -> pb::Event {
             factory_gln: GLN_FACTORY.into(),
         })),
         ..Default::default()
-    }
-}
-
-fn sign(key: &SecretKey, event: &pb::Event) -> pb::SignedEvent {
-    let bytes = event.encode_to_vec();
-    pb::SignedEvent {
-        signature: key.sign_event(&bytes).to_vec(),
-        signer: key.public_key().to_bytes().to_vec(),
-        event: bytes,
     }
 }
 
@@ -1326,10 +1301,6 @@ fn scale_from_env_and_args() -> Result<Scale> {
         "" | "full" => Ok(FULL),
         other => Err(format!("unknown scale {other:?}: use small or full").into()),
     }
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 async fn connect(url: &str) -> Result<LedgerClient<Channel>> {
@@ -1627,16 +1598,6 @@ fn io_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Busy time of all CPUs together, from the first line of /proc/stat
-/// (user, nice, system, irq, softirq and steal, in ticks of 10 ms).
-fn machine_busy() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return Duration::ZERO };
-    let Some(line) = stat.lines().next() else { return Duration::ZERO };
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
-    Duration::from_millis(busy * 10)
-}
-
 /// Bytes the files under `dir` occupy on disk (allocated blocks).
 fn dir_bytes(dir: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
@@ -1674,180 +1635,3 @@ fn slug(label: &str) -> String {
 
 // ---------------------------------------------------------------------------
 // The report (the same shape as the append benchmark's)
-
-struct Ratio {
-    value: f64,
-    against: String,
-}
-
-impl Ratio {
-    fn new(value: f64, against: &str) -> Ratio {
-        Ratio { value, against: against.to_string() }
-    }
-}
-
-enum Line {
-    Section(String),
-    Note(String),
-    Row { figure: String, value: f64, unit: &'static str, ratios: Vec<Ratio> },
-}
-
-/// The printed table and the JSON summary, filled side by side.
-struct Report {
-    lines: Vec<Line>,
-    summary: Map<String, Value>,
-    limits: Map<String, Value>,
-    limit_values: BTreeMap<String, f64>,
-    figures: Map<String, Value>,
-    ratios: Map<String, Value>,
-}
-
-impl Report {
-    fn new(bench: &str, scale: &str) -> Report {
-        let mut summary = Map::new();
-        summary.insert("bench".into(), json!(bench));
-        summary.insert("scale".into(), json!(scale));
-        summary.insert("cores".into(), json!(cores()));
-        Report {
-            lines: Vec::new(),
-            summary,
-            limits: Map::new(),
-            limit_values: BTreeMap::new(),
-            figures: Map::new(),
-            ratios: Map::new(),
-        }
-    }
-
-    fn section(&mut self, title: &str) {
-        self.lines.push(Line::Section(title.to_string()));
-    }
-
-    fn note(&mut self, text: &str) {
-        self.lines.push(Line::Note(text.to_string()));
-    }
-
-    fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, ratios: Vec<Ratio>) {
-        self.limits.insert(key.into(), json!(round(value)));
-        self.limit_values.insert(key.into(), value);
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
-    }
-
-    fn limit_value(&self, key: &str) -> f64 {
-        self.limit_values.get(key).copied().unwrap_or(f64::NAN)
-    }
-
-    /// A figure; its first ratio goes into the summary's ratios.
-    fn figure(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, ratios: Vec<Ratio>) {
-        self.figures.insert(key.into(), json!(round(value)));
-        if let Some(first) = ratios.first()
-            && first.value.is_finite()
-        {
-            self.ratios.insert(key.into(), json!(round(first.value)));
-        }
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
-    }
-
-    /// A descriptive number with no limit to compare it with.
-    fn info(&mut self, key: &str, figure: &str, value: f64, unit: &'static str) {
-        self.figures.insert(key.into(), json!(round(value)));
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios: Vec::new() });
-    }
-
-    fn print(&self) {
-        let figure_width = self
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Row { figure, .. } => Some(figure.chars().count()),
-                Line::Section(_) | Line::Note(_) => None,
-            })
-            .max()
-            .unwrap_or(10);
-        println!();
-        println!("{:<figure_width$} | {:>12} | {:<8} | {:>8} | against", "figure", "value", "unit", "ratio");
-        println!("{}", "-".repeat(figure_width + 75));
-        for line in &self.lines {
-            match line {
-                Line::Section(title) => println!("\n## {title}"),
-                Line::Note(text) => println!("note: {text}"),
-                Line::Row { figure, value, unit, ratios } => {
-                    let pad = figure_width.saturating_sub(figure.chars().count());
-                    let head = format!("{figure}{} | {:>12} | {:<8}", " ".repeat(pad), number(*value), unit);
-                    match ratios.split_first() {
-                        None => println!("{head} |          |"),
-                        Some((first, rest)) => {
-                            println!("{head} | {:>8} | {}", ratio(first.value), first.against);
-                            for r in rest {
-                                println!(
-                                    "{} | {:>12} | {:<8} | {:>8} | {}",
-                                    " ".repeat(figure_width),
-                                    "",
-                                    "",
-                                    ratio(r.value),
-                                    r.against
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        println!();
-    }
-
-    fn summary(mut self, seconds: f64, complete: bool) -> String {
-        self.summary.insert("seconds".into(), json!(round(seconds)));
-        self.summary.insert("complete".into(), json!(complete));
-        self.summary.insert("limits".into(), Value::Object(self.limits));
-        self.summary.insert("figures".into(), Value::Object(self.figures));
-        self.summary.insert("ratios".into(), Value::Object(self.ratios));
-        Value::Object(self.summary).to_string()
-    }
-}
-
-/// Three significant digits are all a noisy benchmark supports.
-fn round(value: f64) -> f64 {
-    if value == 0.0 || !value.is_finite() {
-        return value;
-    }
-    let digits = 3 - value.abs().log10().ceil() as i32;
-    let factor = 10f64.powi(digits);
-    (value * factor).round() / factor
-}
-
-fn number(value: f64) -> String {
-    if !value.is_finite() {
-        "n/a".to_string()
-    } else if value.abs() >= 1_000.0 {
-        let whole = value.round() as i64;
-        let text = whole.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, c) in text.chars().enumerate() {
-            if i > 0 && (text.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        if whole < 0 { format!("-{out}") } else { out }
-    } else if value.abs() >= 100.0 {
-        format!("{value:.0}")
-    } else if value.abs() >= 10.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-fn ratio(value: f64) -> String {
-    if !value.is_finite() {
-        "n/a".to_string()
-    } else if value >= 100.0 {
-        format!("{value:.0}×")
-    } else if value >= 10.0 {
-        format!("{value:.1}×")
-    } else if value >= 0.01 {
-        format!("{value:.3}")
-    } else {
-        format!("{value:.1e}")
-    }
-}

@@ -631,34 +631,13 @@ fn verify_chunk(
         prev = hash;
         entries.push(NewEntry { index_keys: event::index_keys(&valid.event), entry, hash });
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
-    let per = entries.len().div_ceil(threads).max(1);
-    let failure = std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
-            .chunks(per)
-            .enumerate()
-            .map(|(part, slice)| {
-                scope.spawn(move || {
-                    let items: Vec<BatchItem<'_>> = slice
-                        .iter()
-                        .map(|n| BatchItem {
-                            event: &n.entry.event,
-                            signer: &n.entry.signer,
-                            signature: &n.entry.signature,
-                        })
-                        .collect();
-                    signing::verify_batch(&items).map_err(|(i, e)| (part * per + i, e))
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join()).find_map(|r| match r {
-            Ok(Ok(())) => None,
-            Ok(Err((i, e))) => Some(format!("entry {}: signature: {e}", first + i as u64)),
-            Err(_) => Some("signature verification panicked".to_string()),
-        })
-    });
-    if let Some(problem) = failure {
-        anyhow::bail!(problem);
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let items: Vec<BatchItem<'_>> = entries
+        .iter()
+        .map(|n| BatchItem { event: &n.entry.event, signer: &n.entry.signer, signature: &n.entry.signature })
+        .collect();
+    if let Err((i, e)) = signing::verify_batch_parallel(&items, threads) {
+        anyhow::bail!("entry {}: signature: {e}", first + i as u64);
     }
     for new in &entries {
         frontier.append(new.hash.0, |_, _| {}).map_err(|_| anyhow::anyhow!("the mirrored tree is full"))?;

@@ -12,6 +12,10 @@
 //!
 //! Run: `cargo bench -p qtrace-ledger --bench verdict`.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -84,7 +88,8 @@ fn main() -> Result<()> {
     let ids: Vec<RecordId> = raw_origin.iter().map(|r| r.id).collect();
     let mut trace_times = Vec::new();
     let mut reached = (0, 0);
-    for _ in 0..5 {
+    let runs: usize = std::env::var("QTRACE_TRACE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    for _ in 0..runs {
         let start = Instant::now();
         let t = trace::trace(&view, &ids, Direction::Downstream, options.limits, false)?;
         trace_times.push(start.elapsed());
@@ -444,5 +449,10 @@ impl View for SnapshotView<'_> {
 
     fn logs(&self) -> Vec<LogId> {
         vec![self.world.log.log_id()]
+    }
+
+    fn correction_targets(&self, limit: usize) -> std::result::Result<Option<HashSet<RecordId>>, ViewError> {
+        let listed = self.world.log.correction_targets(self.size, limit).map_err(|e| ViewError(e.to_string()))?;
+        Ok(listed.map(|targets| targets.into_iter().map(|(log, seq)| RecordId { log, seq }).collect()))
     }
 }

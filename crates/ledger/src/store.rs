@@ -403,6 +403,38 @@ impl LogStore {
         Ok(out)
     }
 
+    /// Targets of the correction records in the first `size` entries, as
+    /// (target log, target seq): every `Corrects` index key of the log, at
+    /// most `limit`. `None` when there are more: the caller then looks
+    /// corrections up record by record. A target is listed once per
+    /// correction naming it, valid or not; [`crate::trace::corrections_of`]
+    /// decides which count.
+    pub fn correction_targets(&self, size: u64, limit: usize) -> Result<Option<Vec<(LogId, u64)>>> {
+        let prefix = index_prefix(&IndexKey::Corrects(LogId([0; 32]), 0));
+        let prefix = &prefix[..2];
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, _) = kv?;
+            let tail = &k[prefix.len()..];
+            // A log id, the target's sequence and the correction's.
+            let parts = tail.split_first_chunk::<32>().and_then(|(log, rest)| {
+                let (seq, child) = rest.split_first_chunk::<8>()?;
+                Some((*log, u64::from_be_bytes(*seq), u64::from_be_bytes(<[u8; 8]>::try_from(child).ok()?)))
+            });
+            let Some((log, seq, child)) = parts else {
+                return Err(StoreError::Corrupt("correction index key of the wrong length".into()));
+            };
+            if child >= size {
+                continue;
+            }
+            if out.len() >= limit {
+                return Ok(None);
+            }
+            out.push((LogId(log), seq));
+        }
+        Ok(Some(out))
+    }
+
     /// A stored perfect-subtree hash.
     pub fn node(&self, id: NodeId) -> Result<Hash> {
         TreeNodes(&self.tree).node(id)
@@ -882,6 +914,44 @@ mod tests {
             assert!(range(7, 7).is_empty() && range(20, 10).is_empty(), "{name}");
             assert_eq!(ok(store.logs()), [log.log_id], "{name}");
             assert_eq!(ok(logs.live_derived()), ok(logs.derived_from_entries()), "{name}");
+        }
+    }
+
+    #[test]
+    fn correction_targets_within_a_snapshot_and_a_limit() {
+        let (_store, logs, new) = appended(104);
+        // (entry seq of the correction, its target) from the events.
+        let corrections: Vec<(u64, (LogId, u64))> = new
+            .iter()
+            .flat_map(|n| {
+                n.index_keys.iter().filter_map(|k| match k {
+                    IndexKey::Corrects(log, seq) => Some((n.entry.seq, (*log, *seq))),
+                    _ => None,
+                })
+            })
+            .collect();
+        assert!(corrections.len() >= 10, "the sample log has corrections: {}", corrections.len());
+        let all = corrections.len();
+        let size_after = |i: usize| corrections[i].0 + 1;
+        let sorted = |mut v: Vec<(LogId, u64)>| {
+            v.sort();
+            v
+        };
+        let upto = |size: u64| sorted(corrections.iter().filter(|(s, _)| *s < size).map(|(_, t)| *t).collect());
+        // (snapshot size, limit, expected)
+        type Case = (u64, usize, Option<Vec<(LogId, u64)>>);
+        let cases: Vec<Case> = vec![
+            (new.len() as u64, all, Some(upto(new.len() as u64))),
+            (new.len() as u64, all + 5, Some(upto(new.len() as u64))),
+            (new.len() as u64, all - 1, None),
+            (size_after(2), 3, Some(upto(size_after(2)))),
+            (size_after(2) - 1, 2, Some(upto(size_after(2) - 1))),
+            (size_after(2), 2, None),
+            (0, 0, Some(Vec::new())),
+        ];
+        for (size, limit, want) in cases {
+            let got = ok(logs.correction_targets(size, limit)).map(sorted);
+            assert_eq!(got, want, "snapshot of {size} entries, limit {limit}");
         }
     }
 

@@ -10,7 +10,9 @@
 //! silently partial answer. Cycles cannot occur through parents (a parent
 //! must exist before its child), and lot links are walked once per lot.
 
-use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet};
+
+use rayon::prelude::*;
 
 use crate::event::IndexKey;
 use crate::hash::LogId;
@@ -33,6 +35,11 @@ impl Default for Limits {
 
 /// Most records fetched from one index key while tracing.
 pub const MAX_PER_KEY: usize = 100_000;
+
+/// Most correction targets a trace asks the view to list up front (see
+/// [`View::correction_targets`]); with more, it looks corrections up per
+/// record.
+pub const MAX_CORRECTIONS_LISTED: usize = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -184,6 +191,11 @@ fn parent_ids(record: &Record) -> Vec<RecordId> {
 
 /// Walks from `starts` in `direction`. With `raw` false, records that were
 /// corrected away (did_not_occur, incorrect_data) are left out.
+///
+/// Breadth first, one level at a time: the records of a level are expanded
+/// (their links looked up, the records they reach fetched and checked for
+/// corrections) in up to [`MAX_THREADS`] parts on rayon's pool, then added in order, so
+/// the trace, its order and any error are those of a walk on one thread.
 pub fn trace(
     view: &dyn View,
     starts: &[RecordId],
@@ -191,105 +203,454 @@ pub fn trace(
     limits: Limits,
     raw: bool,
 ) -> Result<Trace, TraceError> {
+    let threads = rayon::current_num_threads().min(MAX_THREADS);
+    trace_on(view, starts, direction, limits, raw, threads)
+}
+
+/// [`trace`] on at most `threads` threads.
+fn trace_on(
+    view: &dyn View,
+    starts: &[RecordId],
+    direction: Direction,
+    limits: Limits,
+    raw: bool,
+    threads: usize,
+) -> Result<Trace, TraceError> {
     let mut trace = Trace::default();
+    // Most records have no correction; when the view can list every record
+    // a correction names, only those are looked up.
+    let hint = if raw { None } else { view.correction_targets(MAX_CORRECTIONS_LISTED)? };
     let mut seen: HashSet<RecordId> = HashSet::new();
     let mut lots_seen: BTreeSet<LotKey> = BTreeSet::new();
-    let mut queue: VecDeque<usize> = VecDeque::new();
-    // Records are fetched only when first reached: a lot used by thousands
-    // of records is walked once, not once per path to it.
-    let mut push = |trace: &mut Trace,
-                    queue: &mut VecDeque<usize>,
-                    id: RecordId,
-                    given: Option<Record>,
-                    depth: u32,
-                    via: Option<usize>,
-                    relation: Relation|
-     -> Result<(), TraceError> {
-        if !seen.insert(id) {
-            return Ok(());
-        }
-        let record = match given {
-            Some(record) => record,
-            None => match view.record(id)? {
-                Some(record) => record,
-                None if relation == Relation::Start => return Err(TraceError::NotFound(id)),
-                None => return Ok(()),
-            },
-        };
-        if !raw && !corrections_of(view, &record)?.is_empty() {
-            return Ok(());
-        }
-        if depth > limits.max_depth {
-            return Err(TraceError::TooDeep { max: limits.max_depth });
-        }
-        if trace.nodes.len() >= limits.max_nodes {
-            return Err(TraceError::TooLarge { max: limits.max_nodes });
-        }
-        trace.nodes.push(TraceNode { record, depth, via, relation });
-        queue.push_back(trace.nodes.len() - 1);
-        Ok(())
-    };
     for id in starts {
-        push(&mut trace, &mut queue, *id, None, 0, None, Relation::Start)?;
+        if !seen.insert(*id) {
+            continue;
+        }
+        let walk = Walk { view, direction, raw, hint: hint.as_ref(), seen: &seen, lots_seen: &lots_seen, threads };
+        let fetched = walk.fetch(*id, None)?.ok_or(TraceError::NotFound(*id))?;
+        add(&mut trace, fetched, 0, None, Relation::Start, limits)?;
     }
-    while let Some(index) = queue.pop_front() {
-        let node = &trace.nodes[index];
-        let depth = node.depth + 1;
-        let record_id = node.record.id;
-        let Some(body) = node.record.body() else { continue };
-        let (uses, creates) = lots_of(body);
-        let parents = parent_ids(&node.record);
-        match direction {
-            Direction::Upstream => {
-                for id in parents {
-                    push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::Parent)?;
+    let mut next = 0;
+    while next < trace.nodes.len() {
+        let level = next..trace.nodes.len();
+        next = level.end;
+        let walk = Walk { view, direction, raw, hint: hint.as_ref(), seen: &seen, lots_seen: &lots_seen, threads };
+        let expanded = walk.expand_all(&trace.nodes[level.clone()]);
+        for (index, steps) in level.zip(expanded) {
+            let depth = trace.nodes[index].depth + 1;
+            let mut reach = |trace: &mut Trace, candidate: Candidate| -> Result<(), TraceError> {
+                // Fetched unless seen when the level began; seen then, seen now.
+                if !seen.insert(candidate.id) {
+                    return Ok(());
                 }
-                for lot in uses {
-                    if lots_seen.insert(lot.clone()) {
-                        trace.lots.push(lot.clone());
-                    }
-                    for origin in lot_origins(view, &lot)? {
-                        if origin.id != record_id {
-                            push(
-                                &mut trace,
-                                &mut queue,
-                                origin.id,
-                                Some(origin),
-                                depth,
-                                Some(index),
-                                Relation::LotOrigin,
-                            )?;
+                let Some(fetched) = candidate.fetched else { return Ok(()) };
+                match fetched? {
+                    Some(fetched) => add(trace, fetched, depth, Some(index), candidate.relation, limits),
+                    None => Ok(()),
+                }
+            };
+            for step in steps {
+                match step {
+                    Step::Lot(lot) => {
+                        if lots_seen.insert(lot.clone()) {
+                            trace.lots.push(lot);
                         }
                     }
-                }
-                for lot in creates {
-                    if lots_seen.insert(lot.clone()) {
+                    Step::Created(lot, users) => {
+                        if !lots_seen.insert(lot.clone()) {
+                            continue;
+                        }
                         trace.lots.push(lot);
-                    }
-                }
-            }
-            Direction::Downstream => {
-                for id in view.lookup(&IndexKey::Parent(record_id.log, record_id.seq), MAX_PER_KEY)? {
-                    push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::Child)?;
-                }
-                for lot in creates {
-                    if !lots_seen.insert(lot.clone()) {
-                        continue;
-                    }
-                    trace.lots.push(lot.clone());
-                    for id in view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY)? {
-                        if id != record_id {
-                            push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::LotUse)?;
+                        for candidate in users? {
+                            reach(&mut trace, candidate)?;
                         }
                     }
-                }
-                for lot in uses {
-                    if lots_seen.insert(lot.clone()) {
-                        trace.lots.push(lot);
-                    }
+                    Step::Reach(candidate) => reach(&mut trace, candidate)?,
+                    Step::Failed(e) => return Err(e),
                 }
             }
         }
     }
     Ok(trace)
+}
+
+/// Most threads one trace expands a level on.
+pub const MAX_THREADS: usize = 4;
+
+/// Levels smaller than this are expanded on the calling thread: starting a
+/// thread costs about as much as expanding a few records.
+const PARALLEL_FROM: usize = 64;
+
+/// A record reached and fetched (boxed: a record is large and most steps
+/// of a level wait a while before they are added), and whether a valid
+/// correction removes it from the (non-raw) trace.
+type Fetched = (Box<Record>, bool);
+
+/// A record a link leads to. `fetched` is `None` when the record was seen
+/// before its level began (it will not be added again), else the record
+/// (`None` inside if the view does not have it) or the error fetching it.
+struct Candidate {
+    id: RecordId,
+    relation: Relation,
+    fetched: Option<Result<Option<Fetched>, TraceError>>,
+}
+
+/// What expanding one record found, in the order a one-thread walk adds it.
+enum Step {
+    /// A lot the record is about, for [`Trace::lots`].
+    Lot(LotKey),
+    /// A lot the record creates and the records using it (downstream); they
+    /// are walked only if no record before reached the lot.
+    Created(LotKey, Result<Vec<Candidate>, TraceError>),
+    Reach(Candidate),
+    /// The walk stops here with this error.
+    Failed(TraceError),
+}
+
+/// The read-only part of a walk a level is expanded with.
+struct Walk<'a> {
+    view: &'a dyn View,
+    direction: Direction,
+    raw: bool,
+    hint: Option<&'a HashSet<RecordId>>,
+    seen: &'a HashSet<RecordId>,
+    lots_seen: &'a BTreeSet<LotKey>,
+    threads: usize,
+}
+
+impl Walk<'_> {
+    fn fetch(&self, id: RecordId, given: Option<Record>) -> Result<Option<Fetched>, TraceError> {
+        let record = match given {
+            Some(record) => record,
+            None => match self.view.record(id)? {
+                Some(record) => record,
+                None => return Ok(None),
+            },
+        };
+        let may_be_corrected = self.hint.is_none_or(|targets| targets.contains(&id));
+        let corrected = !self.raw && may_be_corrected && !corrections_of(self.view, &record)?.is_empty();
+        Ok(Some((Box::new(record), corrected)))
+    }
+
+    /// A record a link leads to, fetched unless it was seen before the
+    /// level began or an earlier `Reach` of this worker leads to it (that
+    /// one is added first, so this one will not be). `reach` says whether
+    /// the candidate is for a `Reach` step, which is always added when
+    /// nothing fails first.
+    fn candidate(
+        &self,
+        id: RecordId,
+        given: Option<Record>,
+        relation: Relation,
+        reach: bool,
+        fetched_here: &mut HashSet<RecordId>,
+    ) -> Candidate {
+        let known =
+            self.seen.contains(&id) || (if reach { !fetched_here.insert(id) } else { fetched_here.contains(&id) });
+        let fetched = (!known).then(|| self.fetch(id, given));
+        Candidate { id, relation, fetched }
+    }
+
+    /// Expands `nodes`, on several threads when there are many.
+    fn expand_all(&self, nodes: &[TraceNode]) -> Vec<Vec<Step>> {
+        if self.threads < 2 || nodes.len() < PARALLEL_FROM {
+            return self.expand_chunk(nodes);
+        }
+        let part = nodes.len().div_ceil(self.threads);
+        let parts: Vec<Vec<Vec<Step>>> = nodes.par_chunks(part).map(|chunk| self.expand_chunk(chunk)).collect();
+        parts.into_iter().flatten().collect()
+    }
+
+    /// Expands consecutive records, in order, on this thread.
+    fn expand_chunk(&self, nodes: &[TraceNode]) -> Vec<Vec<Step>> {
+        let mut fetched_here = HashSet::new();
+        nodes.iter().map(|node| self.expand(&node.record, &mut fetched_here)).collect()
+    }
+
+    fn expand(&self, record: &Record, fetched_here: &mut HashSet<RecordId>) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let Some(body) = record.body() else { return steps };
+        let (uses, creates) = lots_of(body);
+        match self.direction {
+            Direction::Upstream => {
+                for id in parent_ids(record) {
+                    steps.push(Step::Reach(self.candidate(id, None, Relation::Parent, true, fetched_here)));
+                }
+                for lot in uses {
+                    let origins = lot_origins(self.view, &lot);
+                    steps.push(Step::Lot(lot));
+                    match origins {
+                        Ok(origins) => {
+                            steps.extend(origins.into_iter().filter(|origin| origin.id != record.id).map(|origin| {
+                                let id = origin.id;
+                                Step::Reach(self.candidate(id, Some(origin), Relation::LotOrigin, true, fetched_here))
+                            }))
+                        }
+                        Err(e) => {
+                            steps.push(Step::Failed(e.into()));
+                            return steps;
+                        }
+                    }
+                }
+                steps.extend(creates.into_iter().map(Step::Lot));
+            }
+            Direction::Downstream => {
+                match self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY) {
+                    Ok(ids) => {
+                        for id in ids {
+                            steps.push(Step::Reach(self.candidate(id, None, Relation::Child, true, fetched_here)));
+                        }
+                    }
+                    Err(e) => {
+                        steps.push(Step::Failed(e.into()));
+                        return steps;
+                    }
+                }
+                for lot in creates {
+                    // Reached by an earlier level: nothing to look up.
+                    if self.lots_seen.contains(&lot) {
+                        continue;
+                    }
+                    let users = self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY);
+                    let users = users.map_err(TraceError::from).map(|ids| {
+                        ids.into_iter()
+                            .filter(|id| *id != record.id)
+                            .map(|id| self.candidate(id, None, Relation::LotUse, false, fetched_here))
+                            .collect()
+                    });
+                    steps.push(Step::Created(lot, users));
+                }
+                steps.extend(uses.into_iter().map(Step::Lot));
+            }
+        }
+        steps
+    }
+}
+
+/// Adds a fetched record to the trace unless a correction removed it.
+fn add(
+    trace: &mut Trace,
+    (record, corrected): Fetched,
+    depth: u32,
+    via: Option<usize>,
+    relation: Relation,
+    limits: Limits,
+) -> Result<(), TraceError> {
+    if corrected {
+        return Ok(());
+    }
+    if depth > limits.max_depth {
+        return Err(TraceError::TooDeep { max: limits.max_depth });
+    }
+    if trace.nodes.len() >= limits.max_nodes {
+        return Err(TraceError::TooLarge { max: limits.max_nodes });
+    }
+    trace.nodes.push(TraceNode { record: *record, depth, via, relation });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind as K;
+    use crate::ids::Date;
+    use crate::registry::Registry;
+    use crate::testkit::{TestLog, Who, example, with_refs};
+    use crate::view::{MemView, Proven};
+
+    /// A view that cannot list correction targets, so a trace looks up the
+    /// corrections of every record it reaches.
+    struct NoHint<'a>(&'a MemView);
+
+    impl View for NoHint<'_> {
+        fn record(&self, id: RecordId) -> Result<Option<Record>, ViewError> {
+            self.0.record(id)
+        }
+        fn lookup(&self, key: &IndexKey, limit: usize) -> Result<Vec<RecordId>, ViewError> {
+            self.0.lookup(key, limit)
+        }
+        fn proof(&self, id: RecordId) -> Result<Option<crate::view::Proven>, ViewError> {
+            self.0.proof(id)
+        }
+        fn registry(&self) -> &Registry {
+            self.0.registry()
+        }
+        fn today(&self) -> Date {
+            self.0.today()
+        }
+        fn logs(&self) -> Vec<LogId> {
+            self.0.logs()
+        }
+    }
+
+    /// Production of a lot, three shipments naming it as parent and a sale
+    /// of the lot; shipment 1 corrected by a clerk of the manufacturer that
+    /// signed it (valid), shipment 2 "corrected" by the retailer (not the
+    /// signer's organisation: ignored), and a correction of the production
+    /// appended after the view's snapshot is not in the view at all.
+    fn corrected_world() -> (MemView, Vec<RecordId>) {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        let mut shipments = Vec::new();
+        for nonce in 1..=3 {
+            let mut shipment = with_refs(example(K::Shipment), &production);
+            shipment.nonce = nonce;
+            shipments.push(log.accept(Who::Manufacturer, &shipment));
+        }
+        log.accept(Who::Retailer, &example(K::Sale));
+        log.accept(Who::Staff, &with_refs(example(K::Correction), &shipments[0]));
+        // Signed by another organisation: the registry would refuse it, and
+        // a trace must ignore it if it is there anyway.
+        let foreign = log.sign(Who::Retailer, &with_refs(example(K::Correction), &shipments[1]));
+        log.entries.push(foreign);
+        let mut view = MemView::new(log.registry.clone(), Date::from_days_since_epoch(20_300));
+        for entry in &log.entries {
+            view.insert(Record::new(log.log_id, entry.clone()), None::<Proven>);
+        }
+        let ids = [&production].into_iter().chain(&shipments).map(|r| RecordId { log: log.log_id, seq: r.seq });
+        (view, ids.collect())
+    }
+
+    #[test]
+    fn correction_hint_changes_no_trace() {
+        let (view, ids) = corrected_world();
+        let (production, shipments) = (ids[0], &ids[1..]);
+        let listed = view.correction_targets(10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listed, Some(HashSet::from([shipments[0], shipments[1]])), "both corrections name a target");
+        assert_eq!(view.correction_targets(1), Ok(None), "more targets than the limit: no hint");
+        let limits = Limits::default();
+        // (direction, raw, records expected besides the start)
+        let cases = [
+            (Direction::Downstream, false, vec![shipments[1], shipments[2]]),
+            (Direction::Downstream, true, vec![shipments[0], shipments[1], shipments[2]]),
+        ];
+        for (direction, raw, want) in cases {
+            let hinted = trace(&view, &[production], direction, limits, raw).unwrap_or_else(|e| panic!("{e}"));
+            let plain = trace(&NoHint(&view), &[production], direction, limits, raw).unwrap_or_else(|e| panic!("{e}"));
+            let ids = |t: &Trace| t.ids().collect::<Vec<_>>();
+            assert_eq!(ids(&hinted), ids(&plain), "{direction:?} raw {raw}: the hint changed the trace");
+            assert_eq!(hinted.lots, plain.lots, "{direction:?} raw {raw}");
+            let reached: BTreeSet<RecordId> = hinted.ids().filter(|id| *id != production).collect();
+            for id in &want {
+                assert!(reached.contains(id), "{direction:?} raw {raw}: {id} not reached");
+            }
+            let left_out: Vec<_> = shipments.iter().filter(|id| !want.contains(id) && reached.contains(id)).collect();
+            assert!(left_out.is_empty(), "{direction:?} raw {raw}: corrected records reached: {left_out:?}");
+        }
+        // Traced from the corrected shipment itself: gone unless raw.
+        for (raw, want) in [(false, Err(())), (true, Ok(()))] {
+            let hinted = trace(&view, &[shipments[0]], Direction::Upstream, limits, raw).map(|t| t.nodes.len());
+            let plain = trace(&NoHint(&view), &[shipments[0]], Direction::Upstream, limits, raw).map(|t| t.nodes.len());
+            assert_eq!(hinted, plain, "raw {raw}");
+            assert_eq!(hinted.is_ok_and(|n| n > 0).then_some(()).ok_or(()), want, "raw {raw}");
+        }
+    }
+
+    /// Moves an example event from the example lot to `lot`.
+    fn relot(mut event: pb::Event, lot: &str) -> pb::Event {
+        let set = |p: &mut pb::ProductKey| {
+            if p.lot == crate::testkit::LOT {
+                p.lot = lot.into();
+            }
+        };
+        if let Some(pb::Subject { kind: Some(pb::subject::Kind::Product(p)) }) = event.subject.as_mut() {
+            set(p);
+        }
+        let items = match event.body.as_mut() {
+            Some(Body::Shipment(b)) => &mut b.items,
+            Some(Body::Receipt(b)) => &mut b.items,
+            _ => return event,
+        };
+        items.iter_mut().filter_map(|i| i.product.as_mut()).for_each(set);
+        event
+    }
+
+    /// A production and 150 shipments naming it as parent, each of its own
+    /// lot and each answered by a receipt of that lot naming the shipment:
+    /// levels of 150 records, each reaching a record of its own, wide enough
+    /// to be expanded on several threads. Every 5th time also a sale of the
+    /// production's lot naming it as parent. Every 7th shipment is corrected
+    /// by the manufacturer, every 11th "corrected" by the retailer.
+    fn wide_world() -> (MemView, RecordId, Vec<RecordId>) {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        let mut receipts = Vec::new();
+        for i in 1..=150u64 {
+            let lot = format!("W{i}");
+            let shipment = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &production), &lot));
+            receipts.push(log.accept(Who::Distributor, &relot(with_refs(example(K::Receipt), &shipment), &lot)));
+            if i % 5 == 0 {
+                // Reached from the production twice: as its child and as a
+                // use of the lot it made.
+                let mut sale = example(K::Sale);
+                sale.parents = vec![production.clone()];
+                sale.nonce = i;
+                log.accept(Who::Retailer, &sale);
+            }
+            if i % 7 == 0 {
+                let mut correction = with_refs(example(K::Correction), &shipment);
+                correction.nonce = i;
+                log.accept(Who::Staff, &correction);
+            }
+            if i % 11 == 0 {
+                let mut correction = with_refs(example(K::Correction), &shipment);
+                correction.nonce = i;
+                let foreign = log.sign(Who::Retailer, &correction);
+                log.entries.push(foreign);
+            }
+        }
+        let mut view = MemView::new(log.registry.clone(), Date::from_days_since_epoch(20_300));
+        for entry in &log.entries {
+            view.insert(Record::new(log.log_id, entry.clone()), None::<Proven>);
+        }
+        let id = |r: &pb::RecordRef| RecordId { log: log.log_id, seq: r.seq };
+        (view, id(&production), receipts.iter().map(id).collect())
+    }
+
+    #[test]
+    fn a_trace_on_several_threads_is_the_trace_on_one() {
+        let (view, production, receipts) = wide_world();
+        type Summary = (Vec<(RecordId, u32, Option<usize>, Relation)>, Vec<LotKey>);
+        let summary = |t: Trace| -> Summary {
+            (t.nodes.iter().map(|n| (n.record.id, n.depth, n.via, n.relation)).collect(), t.lots)
+        };
+        let big = Limits::default();
+        let small = Limits { max_depth: 64, max_nodes: 100 };
+        let shallow = Limits { max_depth: 0, max_nodes: 20_000 };
+        // (case, starts, direction, limits, raw)
+        let cases = [
+            ("downstream", vec![production], Direction::Downstream, big, false),
+            ("downstream raw", vec![production], Direction::Downstream, big, true),
+            ("upstream from every receipt", receipts.clone(), Direction::Upstream, big, false),
+            ("upstream raw", receipts.clone(), Direction::Upstream, big, true),
+            ("too large", vec![production], Direction::Downstream, small, false),
+            ("too deep", vec![production], Direction::Downstream, shallow, false),
+        ];
+        for (case, starts, direction, limits, raw) in cases {
+            let one = trace_on(&view, &starts, direction, limits, raw, 1).map(summary);
+            let wide = trace_on(&NoHint(&view), &starts, direction, limits, raw, 1).map(summary);
+            assert_eq!(one, wide, "{case}: with and without the correction hint");
+            for threads in [2, 3, 4] {
+                let many = trace_on(&view, &starts, direction, limits, raw, threads).map(summary);
+                assert_eq!(one, many, "{case}: {threads} threads");
+            }
+            let reached = one.as_ref().map_or(0, |(nodes, _)| nodes.len());
+            match case {
+                "too large" => assert_eq!(one, Err(TraceError::TooLarge { max: 100 }), "{case}"),
+                "too deep" => assert_eq!(one, Err(TraceError::TooDeep { max: 0 }), "{case}"),
+                _ => assert!(reached > PARALLEL_FROM, "{case}: {reached} records, too few for threads"),
+            }
+        }
+        // Downstream, every shipment and its receipt is reached except the
+        // 21 shipments corrected by the manufacturer (and so their
+        // receipts); raw, all 150 of each are.
+        let reached = |raw: bool, kind: K| {
+            let t =
+                trace_on(&view, &[production], Direction::Downstream, big, raw, 4).unwrap_or_else(|e| panic!("{e}"));
+            t.nodes.iter().filter(|n| n.record.event.as_ref().is_some_and(|e| e.kind == kind)).count()
+        };
+        assert_eq!((reached(false, K::Shipment), reached(false, K::Receipt)), (129, 129));
+        assert_eq!((reached(true, K::Shipment), reached(true, K::Receipt)), (150, 150));
+        assert_eq!(reached(false, K::Sale), 30, "each sale once");
+    }
 }

@@ -6,8 +6,8 @@
 //! how a node knows what to put in a bundle so that the offline verdict sees
 //! exactly what the online one saw.
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
 use crate::entry::Entry;
 use crate::event::{self, IndexKey, ValidEvent};
@@ -75,7 +75,8 @@ pub struct Proven {
     pub path: Vec<Hash>,
 }
 
-pub trait View {
+/// `Sync`, so a trace can expand a level of records on several threads.
+pub trait View: Sync {
     /// Record `id`, if the view has it.
     fn record(&self, id: RecordId) -> Result<Option<Record>, ViewError>;
     /// Records under an index key, across every log, ascending; at most
@@ -93,17 +94,34 @@ pub trait View {
     fn equivocations(&self, _log: &LogId) -> Vec<pb::Equivocation> {
         Vec::new()
     }
+    /// Records some correction in the view names as its target, valid or
+    /// not: a hint that lets a trace skip looking up the corrections of
+    /// every other record. `None` (the default) when the view cannot tell
+    /// or more than `limit` corrections would have to be listed.
+    fn correction_targets(&self, _limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
+        Ok(None)
+    }
 }
 
 /// Wraps a view and remembers every record and lookup it served.
 pub struct Recorder<'a, V: View + ?Sized> {
     inner: &'a V,
-    pub touched: RefCell<BTreeSet<RecordId>>,
+    touched: Mutex<BTreeSet<RecordId>>,
 }
 
 impl<'a, V: View + ?Sized> Recorder<'a, V> {
     pub fn new(inner: &'a V) -> Self {
-        Recorder { inner, touched: RefCell::new(BTreeSet::new()) }
+        Recorder { inner, touched: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// Every record served so far, by `record` or among `lookup` results.
+    pub fn touched(&self) -> BTreeSet<RecordId> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BTreeSet<RecordId>> {
+        // Inserting ids cannot leave the set half-updated.
+        self.touched.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -111,14 +129,14 @@ impl<V: View + ?Sized> View for Recorder<'_, V> {
     fn record(&self, id: RecordId) -> Result<Option<Record>, ViewError> {
         let record = self.inner.record(id)?;
         if record.is_some() {
-            self.touched.borrow_mut().insert(id);
+            self.lock().insert(id);
         }
         Ok(record)
     }
 
     fn lookup(&self, key: &IndexKey, limit: usize) -> Result<Vec<RecordId>, ViewError> {
         let ids = self.inner.lookup(key, limit)?;
-        self.touched.borrow_mut().extend(ids.iter().copied());
+        self.lock().extend(ids.iter().copied());
         Ok(ids)
     }
 
@@ -141,6 +159,10 @@ impl<V: View + ?Sized> View for Recorder<'_, V> {
     fn equivocations(&self, log: &LogId) -> Vec<pb::Equivocation> {
         self.inner.equivocations(log)
     }
+
+    fn correction_targets(&self, limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
+        self.inner.correction_targets(limit)
+    }
 }
 
 /// A view over records held in memory: what an evidence bundle opens into.
@@ -149,6 +171,8 @@ pub struct MemView {
     records: BTreeMap<RecordId, Record>,
     equivocations: BTreeMap<LogId, Vec<pb::Equivocation>>,
     index: BTreeMap<Vec<u8>, BTreeSet<RecordId>>,
+    /// Records a held correction names as its target.
+    correction_targets: HashSet<RecordId>,
     proofs: BTreeMap<RecordId, Proven>,
     registry: Registry,
     today: crate::ids::Date,
@@ -160,6 +184,7 @@ impl MemView {
             records: BTreeMap::new(),
             equivocations: BTreeMap::new(),
             index: BTreeMap::new(),
+            correction_targets: HashSet::new(),
             proofs: BTreeMap::new(),
             registry,
             today,
@@ -172,6 +197,9 @@ impl MemView {
             let mut keys = event::index_keys(&event.event);
             keys.push(IndexKey::Signer(record.entry.signer));
             for key in keys {
+                if let IndexKey::Corrects(log, seq) = key {
+                    self.correction_targets.insert(RecordId { log, seq });
+                }
                 self.index.entry(index_bytes(&key)).or_default().insert(id);
             }
         }
@@ -229,5 +257,9 @@ impl View for MemView {
 
     fn equivocations(&self, log: &LogId) -> Vec<pb::Equivocation> {
         self.equivocations.get(log).cloned().unwrap_or_default()
+    }
+
+    fn correction_targets(&self, limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
+        Ok((self.correction_targets.len() <= limit).then(|| self.correction_targets.clone()))
     }
 }

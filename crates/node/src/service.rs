@@ -176,7 +176,7 @@ impl Verdicts {
             }
             let recorder = Recorder::new(&view);
             let report = run_verdict(&recorder, &trust, &request, options)?;
-            let touched = recorder.touched.borrow().clone();
+            let touched = recorder.touched();
             let built = qtrace_ledger::bundle::build(&view, &touched, subject, crate::setup::now_micros())
                 .map_err(|e| Failure::Internal(e.to_string()))?;
             Ok((report, Some(built)))

@@ -6,7 +6,7 @@
 //! none is — and records past it are not visible, so every record the view
 //! hands out is proven against that checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLockReadGuard};
 
 use qtrace_ledger::event::IndexKey;
@@ -122,5 +122,16 @@ impl View for StoreView<'_> {
 
     fn equivocations(&self, log: &LogId) -> Vec<pb::Equivocation> {
         self.federation.equivocations_of(log)
+    }
+
+    fn correction_targets(&self, limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
+        let mut out = HashSet::new();
+        for snapshot in self.logs.values() {
+            let left = limit.saturating_sub(out.len());
+            let listed = snapshot.log.correction_targets(snapshot.size, left).map_err(|e| ViewError(e.to_string()))?;
+            let Some(targets) = listed else { return Ok(None) };
+            out.extend(targets.into_iter().map(|(log, seq)| RecordId { log, seq }));
+        }
+        Ok(Some(out))
     }
 }

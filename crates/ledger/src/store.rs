@@ -52,6 +52,8 @@ pub enum StoreError {
     BeyondLog { requested: u64, size: u64 },
     #[error("merkle: {0}")]
     Merkle(String),
+    #[error("signing the checkpoint for {size} entries: {reason}")]
+    Checkpoint { size: u64, reason: String },
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -242,23 +244,31 @@ impl LogStore {
 
     /// Appends sequenced entries and the checkpoint `sign` makes for the new
     /// head, in one atomic batch, then flushes when `durable`. `sign` gets
-    /// the new size and root and returns the signed checkpoint note.
-    pub fn append(&self, entries: &[NewEntry], durable: bool, sign: impl FnOnce(u64, &Hash) -> String) -> Result<Head> {
-        self.append_inner(entries, durable, |size, root| Some(sign(size, root)))
+    /// the new size and root and returns the signed checkpoint note; if it
+    /// fails, nothing is written ([`StoreError::Checkpoint`]).
+    pub fn append<E: std::fmt::Display>(
+        &self,
+        entries: &[NewEntry],
+        durable: bool,
+        sign: impl FnOnce(u64, &Hash) -> std::result::Result<String, E>,
+    ) -> Result<Head> {
+        self.append_inner(entries, durable, |size, root| {
+            sign(size, root).map(Some).map_err(|e| StoreError::Checkpoint { size, reason: e.to_string() })
+        })
     }
 
     /// Appends entries of a log mirrored from a peer. `checkpoint` is the
     /// peer's signed note for the new size, when the batch ends at one; the
     /// caller has verified the entries and the root.
     pub fn append_mirrored(&self, entries: &[NewEntry], checkpoint: Option<String>) -> Result<Head> {
-        self.append_inner(entries, true, |_, _| checkpoint)
+        self.append_inner(entries, true, |_, _| Ok(checkpoint))
     }
 
     fn append_inner(
         &self,
         entries: &[NewEntry],
         durable: bool,
-        sign: impl FnOnce(u64, &Hash) -> Option<String>,
+        sign: impl FnOnce(u64, &Hash) -> Result<Option<String>>,
     ) -> Result<Head> {
         let mut guard = self.lock();
         let (head, range) = &mut *guard;
@@ -289,7 +299,7 @@ impl LogStore {
             expected_seq += 1;
         }
         let new_head = Head { size: expected_seq, last_hash: prev, root: new_range.root() };
-        if let Some(note) = sign(new_head.size, &new_head.root) {
+        if let Some(note) = sign(new_head.size, &new_head.root)? {
             batch.insert(key(CHECKPOINT, &new_head.size.to_be_bytes()), note.into_bytes());
         }
         let keys = batch_len(entries);
@@ -747,9 +757,13 @@ mod tests {
     /// Signs the checkpoint as the node does: a C2SP checkpoint in a note
     /// signed by the log key. Ed25519 is deterministic, so the same head
     /// always gives the same note.
-    fn sign(size: u64, root: &Hash) -> String {
+    fn sign(size: u64, root: &Hash) -> Result<String, note::NoteError> {
         let checkpoint = Checkpoint { origin: ORIGIN.into(), size, root: *root, extensions: Vec::new() };
-        note::sign_checkpoint(&checkpoint, &note_signer()).unwrap_or_else(|e| panic!("{e}"))
+        note::sign_checkpoint(&checkpoint, &note_signer())
+    }
+
+    fn signed(size: u64, root: &Hash) -> String {
+        sign(size, root).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The size and root a stored note commits to, after checking its
@@ -893,7 +907,7 @@ mod tests {
                 let tree = tree_of(&new[..start]);
                 let want = Head { size: start as u64, last_hash: chunk[batch - 1].hash, root: tree.root() };
                 assert_eq!((head, logs.head()), (want, want), "{name}: batch of {batch}");
-                let note = sign(head.size, &head.root);
+                let note = signed(head.size, &head.root);
                 assert_eq!(ok(logs.checkpoint(head.size)).as_deref(), Some(note.as_str()), "{name}");
                 assert_eq!(ok(logs.latest_checkpoint()), Some((head.size, note.clone())), "{name}");
                 assert_eq!(opened(&note), (head.size, head.root), "{name}");
@@ -1167,6 +1181,14 @@ mod tests {
             assert_eq!(ok(logs.entry(20)), None, "{name}");
             assert_eq!(ok(logs.seq_of(&new[20].hash)), None, "{name}");
         }
+        // A checkpoint that cannot be signed: the right entries, nothing written.
+        let result = logs.append(&new[20..22], true, |_, _| Err("the log key is unreadable"));
+        match result {
+            Err(StoreError::Checkpoint { size: 22, reason }) => assert_eq!(reason, "the log key is unreadable"),
+            other => panic!("unsigned checkpoint: {other:?}"),
+        }
+        assert!(snapshot(&logs) == before, "unsigned checkpoint: the store changed");
+        assert_eq!((ok(logs.entry(20)), logs.head().size), (None, 20), "unsigned checkpoint");
         // The right continuation is still accepted.
         let head = ok(logs.append(&new[20..], true, sign));
         assert_eq!((head.size, head.root), (30, tree_of(&new).root()));
@@ -1206,7 +1228,7 @@ mod tests {
         assert_eq!(ok(store.logs()), [log.log_id]);
         let logs = ok(store.log(log.log_id));
         assert_eq!(logs.head(), head);
-        assert_eq!(ok(logs.latest_checkpoint()), Some((50, sign(50, &head.root))));
+        assert_eq!(ok(logs.latest_checkpoint()), Some((50, signed(50, &head.root))));
         assert_eq!(ok(logs.checkpoint_sizes()), [17, 50]);
         assert_eq!(ok(logs.entry(49)).as_ref(), Some(&new[49].entry));
         assert_eq!(ok(logs.live_derived()), derived);

@@ -296,25 +296,17 @@ impl Writer {
             let metrics = crate::metrics::get();
             let write_span = tracing::debug_span!("write_flush", entries = batch.len()).entered();
             let started = std::time::Instant::now();
-            let mut sign_error = None;
             let mut signed = String::new();
             let result = self.log.append(&batch, true, |size, root| {
-                match setup::sign_checkpoint(&self.signer, &self.origin, size, root) {
-                    Ok(note) => {
-                        signed = note.clone();
-                        note
-                    }
-                    Err(e) => {
-                        sign_error = Some(e.to_string());
-                        String::new()
-                    }
-                }
+                let note = setup::sign_checkpoint(&self.signer, &self.origin, size, root)?;
+                signed = note.clone();
+                Ok::<_, qtrace_ledger::note::NoteError>(note)
             });
             metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
             metrics.batch_size.observe(batch.len() as f64);
             drop(write_span);
-            match (result, sign_error) {
-                (Ok(new_head), None) => {
+            match result {
+                Ok(new_head) => {
                     // The flush covered every earlier write too.
                     self.flush_owed = false;
                     metrics.appends.inc_by(batch.len() as u64);
@@ -326,8 +318,9 @@ impl Writer {
                         let _ = self.entries.send(Arc::new(new.entry.to_pb(&log_id)));
                     }
                 }
-                (Ok(_), Some(e)) => failure = Some(AppendError::Storage(format!("signing the checkpoint: {e}"))),
-                (Err(e), _) => {
+                // Nothing was written: the registry forgets the batch.
+                Err(e @ StoreError::Checkpoint { .. }) => failure = Some(self.storage_failure(&mut registry, e)),
+                Err(e) => {
                     // Whatever this batch's write left unflushed, and what
                     // earlier batches did, is not durable: nothing in the
                     // group is acknowledged, duplicates of older entries

@@ -239,16 +239,10 @@ fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::LogGenesis) 
     let signer = Signer::new(&genesis.origin, log_key.signing_key().clone())
         .map_err(|e| anyhow::anyhow!("genesis origin {:?}: {e}", genesis.origin))?;
     let index_keys = event::index_keys(&valid.event);
-    let mut sign_error = None;
     log.append(&[NewEntry { entry, hash, index_keys }], true, |size, root| {
-        sign_checkpoint(&signer, &genesis.origin, size, root).unwrap_or_else(|e| {
-            sign_error = Some(e);
-            String::new()
-        })
-    })?;
-    if let Some(e) = sign_error {
-        bail!("signing the genesis checkpoint: {e}");
-    }
+        sign_checkpoint(&signer, &genesis.origin, size, root)
+    })
+    .context("appending genesis")?;
     Ok(())
 }
 

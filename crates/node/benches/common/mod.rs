@@ -2,6 +2,11 @@
 //! the `BENCH-SUMMARY` JSON, and a few helpers. Included by `append.rs` and
 //! `mirror.rs` (`mod common;`); not a benchmark of its own.
 
+/// The node's allocator, so limits measured in the benchmark process (sled,
+/// ed25519) are measured as the node runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

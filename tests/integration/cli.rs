@@ -3,7 +3,8 @@
 //! it: keys, registration with the development authority key, a product's
 //! life (produce → inspect → certify → ship → receive → sell), reading and
 //! proving records, the consumer check and the regulator's verdicts (online
-//! and offline from a bundle), the refusal classes, duplicates and QR codes.
+//! and offline from a bundle), the refusal classes, duplicates, a correction
+//! and QR codes.
 
 use std::path::Path;
 use std::process::Command;
@@ -437,6 +438,72 @@ fn the_command_line_from_keys_to_verdicts() {
     assert_eq!(imported["duplicates"], 2, "{imported}");
     assert_eq!(imported["appended"], 0, "{imported}");
     assert_eq!(imported["refused"], 0, "{imported}");
+
+    // The shop keyed a sale that never happened and corrects it (更正):
+    // nothing is deleted, the corrected view leaves the sale out, the raw
+    // view still shows it, and only the signer's organisation may correct.
+    let mistaken = record(
+        &node,
+        &[
+            "--key",
+            shop_key,
+            "sell",
+            "--gtin",
+            GTIN,
+            "--lot",
+            "P-1",
+            "--quantity",
+            "5",
+            "--unit",
+            "EA",
+            "--parent",
+            &received,
+        ],
+    );
+    let cites_mistaken = |value: &Value| value.to_string().contains(&format!("/{mistaken}/"));
+    let downstream = |node: &Node| -> Vec<String> {
+        let trace = ok(node, &["trace", &produced, "--down"]);
+        trace["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|n| n["seq"].as_u64())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    assert!(downstream(&node).contains(&mistaken), "the sale is downstream before its correction");
+    refused(
+        &node,
+        &["--key", factory_key, "correct", "--record", &mistaken, "--kind", "did_not_occur", "--reason", "not ours"],
+        "PERMISSION_DENIED",
+    );
+    record(
+        &node,
+        &[
+            "--key",
+            shop_key,
+            "correct",
+            "--record",
+            &mistaken,
+            "--kind",
+            "did_not_occur",
+            "--reason",
+            "keyed twice (重复录入)",
+        ],
+    );
+    assert!(!downstream(&node).contains(&mistaken), "a corrected-away sale is left out of the trace");
+    assert_eq!(ok(&node, &["get", &mistaken])["kind"], "sale", "nothing is deleted");
+    let on_mistaken = qtrace(&node, &["verify", &mistaken, "--data", &data]);
+    assert_eq!((on_mistaken.code, on_mistaken.json["verdict"].as_str()), (1, Some("WARNING")), "{}", on_mistaken.json);
+    let correction = check_named(&on_mistaken.json, "correction");
+    assert!(correction["detail"].as_str().is_some_and(|d| d.contains("corrected")), "{correction}");
+    let corrected_view = ok(&node, &["verify", &received, "--data", &data]);
+    let raw_view = ok(&node, &["verify", &received, "--data", &data, "--raw"]);
+    assert!(!cites_mistaken(check_named(&corrected_view, "destination")), "{corrected_view}");
+    assert!(cites_mistaken(check_named(&raw_view, "destination")), "{raw_view}");
+    let after_correction = ok(&node, &["check", &product, "--data", &data]);
+    assert_eq!(after_correction["verdict"], "VALID", "{after_correction}");
+    assert!(cites_mistaken(check_named(&after_correction, "correction")), "{after_correction}");
 
     // The certification body suspends the certificate: WARNING, exit 1,
     // with the status history; the product sold under it warns too.

@@ -39,7 +39,7 @@ pub const MAX_PER_KEY: usize = 100_000;
 /// Most correction targets a trace asks the view to list up front (see
 /// [`View::correction_targets`]); with more, it looks corrections up per
 /// record.
-pub const MAX_CORRECTIONS_LISTED: usize = 100_000;
+pub const MAX_CORRECTIONS_LISTED: usize = 4_096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -195,7 +195,8 @@ fn parent_ids(record: &Record) -> Vec<RecordId> {
 /// Breadth first, one level at a time: the records of a level are expanded
 /// (their links looked up, the records they reach fetched and checked for
 /// corrections) in up to [`MAX_THREADS`] parts on rayon's pool, then added in order, so
-/// the trace, its order and any error are those of a walk on one thread.
+/// the trace, its order and its limit errors are those of a walk on one
+/// thread (a view's own errors may surface at another point of the walk).
 pub fn trace(
     view: &dyn View,
     starts: &[RecordId],
@@ -307,6 +308,17 @@ enum Step {
     Failed(TraceError),
 }
 
+/// What earlier records of the same part (expanded in order on one thread,
+/// and merged in that order) have already emitted.
+#[derive(Default)]
+struct Here {
+    /// Records of `Reach` steps: added at merge before any later step.
+    fetched: HashSet<RecordId>,
+    /// Lots named by `Lot` or `Created` steps: in `lots_seen` at merge
+    /// before any later step, so a later `Created` of one is skipped.
+    lots: HashSet<LotKey>,
+}
+
 /// The read-only part of a walk a level is expanded with.
 struct Walk<'a> {
     view: &'a dyn View,
@@ -363,27 +375,34 @@ impl Walk<'_> {
 
     /// Expands consecutive records, in order, on this thread.
     fn expand_chunk(&self, nodes: &[TraceNode]) -> Vec<Vec<Step>> {
-        let mut fetched_here = HashSet::new();
-        nodes.iter().map(|node| self.expand(&node.record, &mut fetched_here)).collect()
+        let mut here = Here::default();
+        nodes.iter().map(|node| self.expand(&node.record, &mut here)).collect()
     }
 
-    fn expand(&self, record: &Record, fetched_here: &mut HashSet<RecordId>) -> Vec<Step> {
+    fn expand(&self, record: &Record, here: &mut Here) -> Vec<Step> {
         let mut steps = Vec::new();
         let Some(body) = record.body() else { return steps };
         let (uses, creates) = lots_of(body);
         match self.direction {
             Direction::Upstream => {
                 for id in parent_ids(record) {
-                    steps.push(Step::Reach(self.candidate(id, None, Relation::Parent, true, fetched_here)));
+                    steps.push(Step::Reach(self.candidate(id, None, Relation::Parent, true, &mut here.fetched)));
                 }
                 for lot in uses {
                     let origins = lot_origins(self.view, &lot);
+                    here.lots.insert(lot.clone());
                     steps.push(Step::Lot(lot));
                     match origins {
                         Ok(origins) => {
                             steps.extend(origins.into_iter().filter(|origin| origin.id != record.id).map(|origin| {
                                 let id = origin.id;
-                                Step::Reach(self.candidate(id, Some(origin), Relation::LotOrigin, true, fetched_here))
+                                Step::Reach(self.candidate(
+                                    id,
+                                    Some(origin),
+                                    Relation::LotOrigin,
+                                    true,
+                                    &mut here.fetched,
+                                ))
                             }))
                         }
                         Err(e) => {
@@ -392,13 +411,14 @@ impl Walk<'_> {
                         }
                     }
                 }
+                here.lots.extend(creates.iter().cloned());
                 steps.extend(creates.into_iter().map(Step::Lot));
             }
             Direction::Downstream => {
                 match self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY) {
                     Ok(ids) => {
                         for id in ids {
-                            steps.push(Step::Reach(self.candidate(id, None, Relation::Child, true, fetched_here)));
+                            steps.push(Step::Reach(self.candidate(id, None, Relation::Child, true, &mut here.fetched)));
                         }
                     }
                     Err(e) => {
@@ -407,19 +427,22 @@ impl Walk<'_> {
                     }
                 }
                 for lot in creates {
-                    // Reached by an earlier level: nothing to look up.
-                    if self.lots_seen.contains(&lot) {
+                    // Reached by an earlier level, or by an earlier step of
+                    // this part (added first): its users are not walked from
+                    // here, so nothing to look up.
+                    if self.lots_seen.contains(&lot) || !here.lots.insert(lot.clone()) {
                         continue;
                     }
                     let users = self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY);
                     let users = users.map_err(TraceError::from).map(|ids| {
                         ids.into_iter()
                             .filter(|id| *id != record.id)
-                            .map(|id| self.candidate(id, None, Relation::LotUse, false, fetched_here))
+                            .map(|id| self.candidate(id, None, Relation::LotUse, false, &mut here.fetched))
                             .collect()
                     });
                     steps.push(Step::Created(lot, users));
                 }
+                here.lots.extend(uses.iter().cloned());
                 steps.extend(uses.into_iter().map(Step::Lot));
             }
         }
@@ -451,6 +474,8 @@ fn add(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+
     use super::*;
     use crate::event::EventKind as K;
     use crate::ids::Date;
@@ -568,12 +593,21 @@ mod tests {
     /// A production and 150 shipments naming it as parent, each of its own
     /// lot and each answered by a receipt of that lot naming the shipment:
     /// levels of 150 records, each reaching a record of its own, wide enough
-    /// to be expanded on several threads. Every 5th time also a sale of the
+    /// to be expanded on several threads; 99 more productions of the same
+    /// lot (returned with the first). Every 5th time also a sale of the
     /// production's lot naming it as parent. Every 7th shipment is corrected
     /// by the manufacturer, every 11th "corrected" by the retailer.
-    fn wide_world() -> (MemView, RecordId, Vec<RecordId>) {
+    fn wide_world() -> (MemView, RecordId, Vec<RecordId>, Vec<RecordId>) {
         let mut log = TestLog::standard();
         let production = log.accept(Who::Manufacturer, &example(K::Production));
+        // 99 more productions of the same lot: a level of many creators of
+        // one lot.
+        let mut productions = vec![production.clone()];
+        for nonce in 1..100 {
+            let mut again = example(K::Production);
+            again.nonce = nonce;
+            productions.push(log.accept(Who::Manufacturer, &again));
+        }
         let mut receipts = Vec::new();
         for i in 1..=150u64 {
             let lot = format!("W{i}");
@@ -604,12 +638,125 @@ mod tests {
             view.insert(Record::new(log.log_id, entry.clone()), None::<Proven>);
         }
         let id = |r: &pb::RecordRef| RecordId { log: log.log_id, seq: r.seq };
-        (view, id(&production), receipts.iter().map(id).collect())
+        (view, id(&production), receipts.iter().map(id).collect(), productions.iter().map(id).collect())
+    }
+
+    /// The walk as it was before levels were expanded in parallel (one
+    /// thread, a FIFO queue, corrections looked up for every record): the
+    /// oracle the parallel walk must match.
+    fn reference_trace(
+        view: &dyn View,
+        starts: &[RecordId],
+        direction: Direction,
+        limits: Limits,
+        raw: bool,
+    ) -> Result<Trace, TraceError> {
+        let mut trace = Trace::default();
+        let mut seen: HashSet<RecordId> = HashSet::new();
+        let mut lots_seen: BTreeSet<LotKey> = BTreeSet::new();
+        let mut queue: VecDeque<usize> = VecDeque::new();
+        // Records are fetched only when first reached: a lot used by thousands
+        // of records is walked once, not once per path to it.
+        let mut push = |trace: &mut Trace,
+                        queue: &mut VecDeque<usize>,
+                        id: RecordId,
+                        given: Option<Record>,
+                        depth: u32,
+                        via: Option<usize>,
+                        relation: Relation|
+         -> Result<(), TraceError> {
+            if !seen.insert(id) {
+                return Ok(());
+            }
+            let record = match given {
+                Some(record) => record,
+                None => match view.record(id)? {
+                    Some(record) => record,
+                    None if relation == Relation::Start => return Err(TraceError::NotFound(id)),
+                    None => return Ok(()),
+                },
+            };
+            if !raw && !corrections_of(view, &record)?.is_empty() {
+                return Ok(());
+            }
+            if depth > limits.max_depth {
+                return Err(TraceError::TooDeep { max: limits.max_depth });
+            }
+            if trace.nodes.len() >= limits.max_nodes {
+                return Err(TraceError::TooLarge { max: limits.max_nodes });
+            }
+            trace.nodes.push(TraceNode { record, depth, via, relation });
+            queue.push_back(trace.nodes.len() - 1);
+            Ok(())
+        };
+        for id in starts {
+            push(&mut trace, &mut queue, *id, None, 0, None, Relation::Start)?;
+        }
+        while let Some(index) = queue.pop_front() {
+            let node = &trace.nodes[index];
+            let depth = node.depth + 1;
+            let record_id = node.record.id;
+            let Some(body) = node.record.body() else { continue };
+            let (uses, creates) = lots_of(body);
+            let parents = parent_ids(&node.record);
+            match direction {
+                Direction::Upstream => {
+                    for id in parents {
+                        push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::Parent)?;
+                    }
+                    for lot in uses {
+                        if lots_seen.insert(lot.clone()) {
+                            trace.lots.push(lot.clone());
+                        }
+                        for origin in lot_origins(view, &lot)? {
+                            if origin.id != record_id {
+                                push(
+                                    &mut trace,
+                                    &mut queue,
+                                    origin.id,
+                                    Some(origin),
+                                    depth,
+                                    Some(index),
+                                    Relation::LotOrigin,
+                                )?;
+                            }
+                        }
+                    }
+                    for lot in creates {
+                        if lots_seen.insert(lot.clone()) {
+                            trace.lots.push(lot);
+                        }
+                    }
+                }
+                Direction::Downstream => {
+                    for id in view.lookup(&IndexKey::Parent(record_id.log, record_id.seq), MAX_PER_KEY)? {
+                        push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::Child)?;
+                    }
+                    for lot in creates {
+                        if !lots_seen.insert(lot.clone()) {
+                            continue;
+                        }
+                        trace.lots.push(lot.clone());
+                        for id in view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY)? {
+                            if id != record_id {
+                                push(&mut trace, &mut queue, id, None, depth, Some(index), Relation::LotUse)?;
+                            }
+                        }
+                    }
+                    for lot in uses {
+                        if lots_seen.insert(lot.clone()) {
+                            trace.lots.push(lot);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(trace)
     }
 
     #[test]
-    fn a_trace_on_several_threads_is_the_trace_on_one() {
-        let (view, production, receipts) = wide_world();
+    fn a_trace_on_several_threads_is_the_walk_on_one() {
+        let (view, production, receipts, productions) = wide_world();
         type Summary = (Vec<(RecordId, u32, Option<usize>, Relation)>, Vec<LotKey>);
         let summary = |t: Trace| -> Summary {
             (t.nodes.iter().map(|n| (n.record.id, n.depth, n.via, n.relation)).collect(), t.lots)
@@ -623,11 +770,14 @@ mod tests {
             ("downstream raw", vec![production], Direction::Downstream, big, true),
             ("upstream from every receipt", receipts.clone(), Direction::Upstream, big, false),
             ("upstream raw", receipts.clone(), Direction::Upstream, big, true),
+            ("downstream from 100 creators of one lot", productions.clone(), Direction::Downstream, big, false),
             ("too large", vec![production], Direction::Downstream, small, false),
             ("too deep", vec![production], Direction::Downstream, shallow, false),
         ];
         for (case, starts, direction, limits, raw) in cases {
             let one = trace_on(&view, &starts, direction, limits, raw, 1).map(summary);
+            let reference = reference_trace(&view, &starts, direction, limits, raw).map(summary);
+            assert_eq!(one, reference, "{case}: the walk before levels were expanded in parallel");
             let wide = trace_on(&NoHint(&view), &starts, direction, limits, raw, 1).map(summary);
             assert_eq!(one, wide, "{case}: with and without the correction hint");
             for threads in [2, 3, 4] {

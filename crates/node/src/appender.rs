@@ -318,8 +318,15 @@ impl Writer {
                         let _ = self.entries.send(Arc::new(new.entry.to_pb(&log_id)));
                     }
                 }
-                // Nothing was written: the registry forgets the batch.
-                Err(e @ StoreError::Checkpoint { .. }) => failure = Some(self.storage_failure(&mut registry, e)),
+                // Nothing was written: the registry forgets the batch, and
+                // the whole group is refused, duplicates of older entries
+                // too (they would get no checkpoint, and entries left
+                // unflushed by an earlier failure are still owed a flush).
+                Err(e @ StoreError::Checkpoint { .. }) => {
+                    let error = self.storage_failure(&mut registry, e);
+                    owed = Some(error.clone());
+                    failure = Some(error);
+                }
                 Err(e) => {
                     // Whatever this batch's write left unflushed, and what
                     // earlier batches did, is not durable: nothing in the

@@ -584,6 +584,12 @@ mod tests {
         let items = match event.body.as_mut() {
             Some(Body::Shipment(b)) => &mut b.items,
             Some(Body::Receipt(b)) => &mut b.items,
+            Some(Body::Production(b)) => {
+                if let Some(p) = b.output.as_mut().and_then(|o| o.product.as_mut()) {
+                    set(p);
+                }
+                return event;
+            }
             _ => return event,
         };
         items.iter_mut().filter_map(|i| i.product.as_mut()).for_each(set);
@@ -802,5 +808,41 @@ mod tests {
         assert_eq!((reached(false, K::Shipment), reached(false, K::Receipt)), (129, 129));
         assert_eq!((reached(true, K::Shipment), reached(true, K::Receipt)), (150, 150));
         assert_eq!(reached(false, K::Sale), 30, "each sale once");
+    }
+
+    /// One level split in two parts: the first part's first record ships
+    /// lot L (naming it), the second part begins with L's production and
+    /// ends with a record whose child also ships L. The production's users
+    /// of L are not walked (L was named first), so the child must still be
+    /// reached as a child.
+    #[test]
+    fn a_lot_named_in_another_part_does_not_hide_a_child() {
+        let mut log = TestLog::standard();
+        let filler = |log: &mut TestLog, i: usize| {
+            log.accept(Who::Manufacturer, &relot(example(K::Production), &format!("F{i}")))
+        };
+        let first = filler(&mut log, 0);
+        let user = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &first), "L"));
+        let mut starts = vec![user];
+        starts.extend((1..=35).map(|i| filler(&mut log, i)));
+        starts.push(log.accept(Who::Manufacturer, &relot(example(K::Production), "L")));
+        starts.extend((36..=68).map(|i| filler(&mut log, i)));
+        let parent = log.accept(Who::Manufacturer, &relot(example(K::Production), "C"));
+        starts.push(parent.clone());
+        let child = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &parent), "L"));
+        let mut view = MemView::new(log.registry.clone(), Date::from_days_since_epoch(20_300));
+        for entry in &log.entries {
+            view.insert(Record::new(log.log_id, entry.clone()), None::<Proven>);
+        }
+        let id = |r: &pb::RecordRef| RecordId { log: log.log_id, seq: r.seq };
+        let starts: Vec<RecordId> = starts.iter().map(id).collect();
+        assert_eq!(starts.len(), 71, "the second of two parts (36 + 35) begins with L's production");
+        let limits = Limits::default();
+        let ids = |t: Trace| t.nodes.iter().map(|n| (n.record.id, n.relation)).collect::<Vec<_>>();
+        let reference = reference_trace(&view, &starts, Direction::Downstream, limits, false).map(ids);
+        let parallel = trace_on(&view, &starts, Direction::Downstream, limits, false, 2).map(ids);
+        assert_eq!(parallel, reference);
+        let reached = parallel.unwrap_or_else(|e| panic!("{e}"));
+        assert!(reached.contains(&(id(&child), Relation::Child)), "the child of the last record: {reached:?}");
     }
 }

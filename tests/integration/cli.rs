@@ -279,24 +279,12 @@ fn the_command_line_from_keys_to_verdicts() {
             &shipped,
         ],
     );
-    let sold = record(
-        &node,
-        &[
-            "--key",
-            shop_key,
-            "sell",
-            "--gtin",
-            GTIN,
-            "--lot",
-            "P-1",
-            "--quantity",
-            "1",
-            "--unit",
-            "EA",
-            "--parent",
-            &received,
-        ],
-    );
+    // The shop sells from the lot it received.
+    let sell = |quantity: &str| {
+        let args = ["--key", shop_key, "sell", "--gtin", GTIN, "--lot", "P-1", "--quantity", quantity, "--unit", "EA"];
+        record(&node, &[&args[..], &["--parent", &received]].concat())
+    };
+    let sold = sell("1");
 
     // Reading: the entry's bytes hash to its entry hash (RFC 6962 leaf).
     let entry = ok(&node, &["get", &sold]);
@@ -442,24 +430,7 @@ fn the_command_line_from_keys_to_verdicts() {
     // The shop keyed a sale that never happened and corrects it (更正):
     // nothing is deleted, the corrected view leaves the sale out, the raw
     // view still shows it, and only the signer's organisation may correct.
-    let mistaken = record(
-        &node,
-        &[
-            "--key",
-            shop_key,
-            "sell",
-            "--gtin",
-            GTIN,
-            "--lot",
-            "P-1",
-            "--quantity",
-            "5",
-            "--unit",
-            "EA",
-            "--parent",
-            &received,
-        ],
-    );
+    let mistaken = sell("5");
     let cites_mistaken = |value: &Value| value.to_string().contains(&format!("/{mistaken}/"));
     let downstream = |node: &Node| -> Vec<String> {
         let trace = ok(node, &["trace", &produced, "--down"]);

@@ -26,10 +26,6 @@
 //!    disk per entry, and from it inclusion and consistency proofs (random
 //!    leaves and sizes): generation rate and latency, verification rate.
 
-/// The node's allocator, so sled is measured as the node runs it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::error::Error;
 use std::hint::black_box;
 use std::ops::Range;
@@ -46,8 +42,14 @@ use qtrace_ledger::note;
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, SecretKey};
 use qtrace_ledger::store::{NewEntry, SledStore};
-use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
+
+// The node benchmarks' table, summary and allocator (mimalloc, so sled is
+// measured as the node runs it); this benchmark uses part of it.
+#[allow(dead_code)]
+#[path = "../../node/benches/common/mod.rs"]
+mod common;
+use common::{Ratio, Report, cores};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
@@ -130,7 +132,7 @@ fn main() -> Result<()> {
     let noise = Noise::start();
     let limits = measure_limits(&scale)?;
     limits.report(&mut report);
-    report.noise("limits", &noise);
+    report_noise(&mut report, "limits", &noise);
 
     let keys = Keys::new();
     let workload = workload_profile(&keys)?;
@@ -156,7 +158,7 @@ fn main() -> Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     report.print();
     println!("total time: {seconds:.1} s");
-    println!("BENCH-SUMMARY {}", report.summary(seconds));
+    println!("BENCH-SUMMARY {}", report.summary(seconds, true));
     Ok(())
 }
 
@@ -197,10 +199,6 @@ fn append_runs(scale: &Scale) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-}
-
 // ---------------------------------------------------------------------------
 // Limits
 
@@ -224,52 +222,64 @@ impl Limits {
             "ed25519 verify_strict, 1 thread",
             self.verify_per_s,
             "sig/s",
-            Some(reference::VERIFY),
+            vec![Ratio::reference(self.verify_per_s, reference::VERIFY)],
         );
         report.limit(
             "ed25519_batch64_sigs_per_s",
             "ed25519 verify_batch (64), 1 thread",
             self.batch_verify_sigs_per_s,
             "sig/s",
-            Some(reference::BATCH_VERIFY),
+            vec![Ratio::reference(self.batch_verify_sigs_per_s, reference::BATCH_VERIFY)],
         );
         report.limit(
             "sled_insert_unflushed_per_s",
             "sled insert 512 B, unflushed",
             self.sled_unflushed_per_s,
             "ins/s",
-            Some(reference::SLED_UNFLUSHED),
+            vec![Ratio::reference(self.sled_unflushed_per_s, reference::SLED_UNFLUSHED)],
         );
         report.limit(
             "sled_insert_flush_each_per_s",
             "sled insert 512 B + flush each",
             self.sled_flush_each_per_s,
             "ins/s",
-            Some(reference::SLED_FLUSH_EACH),
+            vec![Ratio::reference(self.sled_flush_each_per_s, reference::SLED_FLUSH_EACH)],
         );
-        report.limit("sled_flush_p50_us", "sled insert+flush latency p50", micros(self.sled_flush_p50), "µs", None);
+        report.limit(
+            "sled_flush_p50_us",
+            "sled insert+flush latency p50",
+            micros(self.sled_flush_p50),
+            "µs",
+            Vec::new(),
+        );
         report.limit(
             "sled_batch1024_flush_inserts_per_s",
             "sled apply_batch(1,024 × 512 B) + flush",
             self.sled_batch_inserts_per_s,
             "ins/s",
-            None,
+            Vec::new(),
         );
         report.limit(
             "sled_get_per_s",
             "sled get, random key of the unflushed tree",
             self.sled_get_per_s,
             "get/s",
-            None,
+            Vec::new(),
         );
         report.limit(
             "sha256_1k_mb_per_s",
             "SHA-256 on 1 KiB inputs",
             self.sha_mb_per_s,
             "MB/s",
-            Some(reference::SHA_MB),
+            vec![Ratio::reference(self.sha_mb_per_s, reference::SHA_MB)],
         );
-        report.limit("node_hash_per_s", "SHA-256 Merkle node hash (65 B)", self.node_hashes_per_s, "hash/s", None);
+        report.limit(
+            "node_hash_per_s",
+            "SHA-256 Merkle node hash (65 B)",
+            self.node_hashes_per_s,
+            "hash/s",
+            Vec::new(),
+        );
     }
 }
 
@@ -724,7 +734,7 @@ fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usi
         vec![Ratio::new(lat.p99.as_secs_f64() / limits.sled_flush_p50.as_secs_f64(), "÷ sled insert+flush p50")],
     );
     report.info(&format!("{key}_sled_keys_per_entry"), "sled keys per entry", keys_per_entry, "keys");
-    report.noise(&key, &noise);
+    report_noise(report, &key, &noise);
     Ok(())
 }
 
@@ -825,7 +835,7 @@ fn measure_big_store(
         "B",
         vec![Ratio::new(disk / n as f64 / entry_bytes, &format!("÷ entry bytes ({entry_bytes:.0} B)"))],
     );
-    report.noise("build", &noise);
+    report_noise(report, "build", &noise);
     let noise = Noise::start();
 
     let size = n;
@@ -953,7 +963,7 @@ fn measure_big_store(
         "proof/s",
         vec![Ratio::new(verify_per_s * path_len / limits.node_hashes_per_s, "× hashes/proof ÷ node hash/s")],
     );
-    report.noise("proofs", &noise);
+    report_noise(report, "proofs", &noise);
     drop(log);
     drop(store);
     Ok(())
@@ -992,24 +1002,27 @@ struct Noise {
 
 impl Noise {
     fn start() -> Noise {
-        Noise { machine: machine_busy_seconds(), own: own_cpu_seconds(), at: Instant::now() }
+        Noise { machine: common::machine_busy().as_secs_f64(), own: own_cpu_seconds(), at: Instant::now() }
     }
 
     /// Cores other processes kept busy on average since `start`.
     fn other_cores(&self) -> f64 {
-        let machine = machine_busy_seconds() - self.machine;
+        let machine = common::machine_busy().as_secs_f64() - self.machine;
         let own = own_cpu_seconds() - self.own;
         ((machine - own) / self.at.elapsed().as_secs_f64()).max(0.0)
     }
 }
 
-/// Busy time of all CPUs together, from the first line of /proc/stat
-/// (user, nice, system, irq, softirq and steal, in ticks of 10 ms).
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let line = stat.lines().next().unwrap_or_default();
-    let ticks: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-    [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum::<u64>() as f64 / 100.0
+/// How busy other processes kept the machine while a section ran.
+fn report_noise(report: &mut Report, key: &str, noise: &Noise) {
+    let other = noise.other_cores();
+    report.figure(
+        &format!("{key}_other_processes_cores"),
+        "other processes on the machine (noise)",
+        other,
+        "cores",
+        vec![Ratio::new(other / cores() as f64, "of the machine's cores")],
+    );
 }
 
 /// utime + stime of this process, all threads, from /proc/self/stat.
@@ -1045,168 +1058,4 @@ fn micros(d: Duration) -> f64 {
 
 fn check(ok: bool, what: &str) -> Result<()> {
     if ok { Ok(()) } else { Err(format!("benchmark sanity check failed: {what}").into()) }
-}
-
-struct Ratio {
-    value: f64,
-    against: String,
-}
-
-impl Ratio {
-    fn new(value: f64, against: &str) -> Ratio {
-        Ratio { value, against: against.to_string() }
-    }
-}
-
-enum Line {
-    Section(String),
-    Row { figure: String, value: f64, unit: &'static str, ratios: Vec<Ratio> },
-}
-
-/// The printed table and the JSON summary, filled side by side.
-struct Report {
-    lines: Vec<Line>,
-    summary: Map<String, Value>,
-    limits: Map<String, Value>,
-    figures: Map<String, Value>,
-    ratios: Map<String, Value>,
-}
-
-impl Report {
-    fn new(bench: &str, scale: &str) -> Report {
-        let mut summary = Map::new();
-        summary.insert("bench".into(), json!(bench));
-        summary.insert("scale".into(), json!(scale));
-        summary.insert("cores".into(), json!(cores()));
-        Report { lines: Vec::new(), summary, limits: Map::new(), figures: Map::new(), ratios: Map::new() }
-    }
-
-    fn section(&mut self, title: &str) {
-        self.lines.push(Line::Section(title.to_string()));
-    }
-
-    fn limit(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, reference: Option<f64>) {
-        self.limits.insert(key.into(), json!(round(value)));
-        let ratios =
-            reference.map(|r| vec![Ratio::new(value / r, &format!("÷ reference {}", number(r)))]).unwrap_or_default();
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
-    }
-
-    fn figure(&mut self, key: &str, figure: &str, value: f64, unit: &'static str, ratios: Vec<Ratio>) {
-        self.figures.insert(key.into(), json!(round(value)));
-        if let Some(first) = ratios.first() {
-            self.ratios.insert(key.into(), json!(round(first.value)));
-        }
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios });
-    }
-
-    /// How busy other processes kept the machine while a section ran.
-    fn noise(&mut self, key: &str, noise: &Noise) {
-        let other = noise.other_cores();
-        self.figure(
-            &format!("{key}_other_processes_cores"),
-            "other processes on the machine (noise)",
-            other,
-            "cores",
-            vec![Ratio::new(other / cores() as f64, "of the machine's cores")],
-        );
-    }
-
-    /// A descriptive number with no limit to compare it with.
-    fn info(&mut self, key: &str, figure: &str, value: f64, unit: &'static str) {
-        self.figures.insert(key.into(), json!(round(value)));
-        self.lines.push(Line::Row { figure: figure.to_string(), value, unit, ratios: Vec::new() });
-    }
-
-    fn print(&self) {
-        let figure_width = self
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Row { figure, .. } => Some(figure.chars().count()),
-                Line::Section(_) => None,
-            })
-            .max()
-            .unwrap_or(10);
-        println!();
-        println!("{:<figure_width$} | {:>12} | {:<7} | {:>8} | against", "figure", "value", "unit", "ratio");
-        println!("{}", "-".repeat(figure_width + 70));
-        for line in &self.lines {
-            match line {
-                Line::Section(title) => println!("\n## {title}"),
-                Line::Row { figure, value, unit, ratios } => {
-                    let pad = figure_width.saturating_sub(figure.chars().count());
-                    let head = format!("{figure}{} | {:>12} | {:<7}", " ".repeat(pad), number(*value), unit);
-                    match ratios.split_first() {
-                        None => println!("{head} |          |"),
-                        Some((first, rest)) => {
-                            println!("{head} | {:>8} | {}", ratio(first.value), first.against);
-                            for r in rest {
-                                println!(
-                                    "{} | {:>12} | {:<7} | {:>8} | {}",
-                                    " ".repeat(figure_width),
-                                    "",
-                                    "",
-                                    ratio(r.value),
-                                    r.against
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        println!();
-    }
-
-    fn summary(mut self, seconds: f64) -> String {
-        self.summary.insert("seconds".into(), json!(round(seconds)));
-        self.summary.insert("limits".into(), Value::Object(self.limits));
-        self.summary.insert("figures".into(), Value::Object(self.figures));
-        self.summary.insert("ratios".into(), Value::Object(self.ratios));
-        Value::Object(self.summary).to_string()
-    }
-}
-
-/// Three significant digits are all a noisy benchmark supports.
-fn round(value: f64) -> f64 {
-    if value == 0.0 || !value.is_finite() {
-        return value;
-    }
-    let digits = 3 - value.abs().log10().ceil() as i32;
-    let factor = 10f64.powi(digits);
-    (value * factor).round() / factor
-}
-
-fn number(value: f64) -> String {
-    if value.abs() >= 1_000.0 {
-        let whole = value.round() as i64;
-        let text = whole.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, c) in text.chars().enumerate() {
-            if i > 0 && (text.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        if whole < 0 { format!("-{out}") } else { out }
-    } else if value.abs() >= 100.0 {
-        format!("{value:.0}")
-    } else if value.abs() >= 10.0 {
-        format!("{value:.1}")
-    } else {
-        format!("{value:.2}")
-    }
-}
-
-fn ratio(value: f64) -> String {
-    if value >= 100.0 {
-        format!("{value:.0}×")
-    } else if value >= 10.0 {
-        format!("{value:.1}×")
-    } else if value >= 0.01 {
-        format!("{value:.3}")
-    } else {
-        format!("{value:.1e}")
-    }
 }

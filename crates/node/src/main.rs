@@ -404,6 +404,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .build_v1()
         .context("building the reflection service")?;
 
+    let shutdown = shutdown_signal()?;
     // The resolver and /metrics, bound before gRPC so that DATA/http.addr
     // exists by the time DATA/node.addr does.
     let http_server = if args.no_http {
@@ -459,7 +460,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // at about 20 appends/s.
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown_signal(),
+            shutdown,
         )
         .await
         .context("serving gRPC")?;
@@ -481,25 +482,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+/// Installs the SIGTERM and SIGINT handlers now, before the node says it
+/// is serving (DATA/node.addr), so a signal from then on stops it cleanly;
+/// the returned future ends at the first of them. (Installed only when the
+/// server first polled it, a SIGTERM right after node.addr appeared still
+/// met the default action and killed the node.)
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received; stopping"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received; stopping"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received; stopping");
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received; stopping"),
-        _ = terminate => tracing::info!("SIGTERM received; stopping"),
-    }
+    })
 }

@@ -163,23 +163,7 @@ fn main() -> Result<()> {
 }
 
 fn scale_from_env_and_args() -> Result<Scale> {
-    let mut name = std::env::var("QTRACE_BENCH_SCALE").unwrap_or_default();
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        if arg == "small" || arg == "full" {
-            name = arg;
-        } else if arg == "--scale" {
-            name = args.next().unwrap_or_default();
-        } else if let Some(value) = arg.strip_prefix("--scale=") {
-            name = value.to_string();
-        }
-        // Anything else (cargo bench passes `--bench`) is ignored.
-    }
-    match name.as_str() {
-        "small" => Ok(SMALL),
-        "" | "full" => Ok(FULL),
-        other => Err(format!("unknown scale {other:?}: use small or full").into()),
-    }
+    Ok(if common::small_scale()? { SMALL } else { FULL })
 }
 
 /// The durable append runs: the scale's, or the batch sizes listed in

@@ -16,6 +16,29 @@ use qtrace_ledger::pb;
 use qtrace_ledger::signing::SecretKey;
 use serde_json::{Map, Value, json};
 
+/// Whether `QTRACE_BENCH_SCALE` or the arguments (`small`, `full`,
+/// `--scale NAME`, `--scale=NAME`; the last wins) ask for the small scale;
+/// the full one is the default.
+pub fn small_scale() -> Result<bool, String> {
+    let mut name = std::env::var("QTRACE_BENCH_SCALE").unwrap_or_default();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "small" || arg == "full" {
+            name = arg;
+        } else if arg == "--scale" {
+            name = args.next().unwrap_or_default();
+        } else if let Some(value) = arg.strip_prefix("--scale=") {
+            name = value.to_string();
+        }
+        // Anything else (cargo bench passes `--bench`) is ignored.
+    }
+    match name.as_str() {
+        "small" => Ok(true),
+        "" | "full" => Ok(false),
+        other => Err(format!("unknown scale {other:?}: use small or full")),
+    }
+}
+
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -399,6 +399,22 @@ debug_as_text!(Gln);
 /// allowed in alphanumeric AIs such as lot (10) and serial (21).
 const CSET82: &str = "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz";
 
+/// Which ASCII characters are in [`CSET82`].
+const CSET82_TABLE: [bool; 128] = {
+    let mut table = [false; 128];
+    let bytes = CSET82.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+fn in_cset82(ch: char) -> bool {
+    CSET82_TABLE.get(ch as usize).copied().unwrap_or(false)
+}
+
 const CSET82_ALLOWED: &str = "letters, digits and !\"%&'()*+,-./:;<=>?_ (GS1 character set 82)";
 
 /// Parses a value of an alphanumeric AI: 1 to 20 characters of CSET 82.
@@ -407,7 +423,7 @@ fn parse_cset82(kind: &'static str, input: &str) -> Result<String, IdError> {
     if !(1..=20).contains(&found) {
         return Err(IdError::Length { kind, expected: "1 to 20 characters", found });
     }
-    if let Some((position, ch)) = (1..).zip(input.chars()).find(|&(_, ch)| !CSET82.contains(ch)) {
+    if let Some((position, ch)) = (1..).zip(input.chars()).find(|&(_, ch)| !in_cset82(ch)) {
         return Err(IdError::BadChar { kind, position, ch, allowed: CSET82_ALLOWED });
     }
     Ok(input.to_owned())
@@ -1309,6 +1325,10 @@ mod tests {
         check(Serial::parse, "12345", "ok 12345");
         check(Serial::parse, "123456789012345678901", "error: serial must be 1 to 20 characters long, found 21");
         assert_eq!(CSET82.chars().count(), 82);
+        // The lookup table agrees with the character set, ASCII and beyond.
+        for ch in ('\0'..='\u{2ff}').chain(['批', '\u{ff01}']) {
+            assert_eq!(in_cset82(ch), CSET82.contains(ch), "{ch:?}");
+        }
     }
 
     #[test]

@@ -386,24 +386,26 @@ impl LogStore {
     /// Sequence numbers of entries under an index key, ascending, starting
     /// after `after` (exclusive) when given, at most `limit`.
     pub fn lookup(&self, index: &IndexKey, after: Option<u64>, limit: usize) -> Result<Vec<u64>> {
-        let prefix = index_prefix(index);
-        let start = match after {
-            Some(seq) => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&(seq.saturating_add(1)).to_be_bytes());
-                if seq == u64::MAX {
-                    return Ok(Vec::new());
-                }
-                k
-            }
-            None => prefix.clone(),
+        let first = match after {
+            Some(u64::MAX) => return Ok(Vec::new()),
+            Some(seq) => seq + 1,
+            None => 0,
         };
+        let prefix = index_prefix(index);
+        let bound = |seq: u64| {
+            let mut k = Vec::with_capacity(prefix.len() + 8);
+            k.extend_from_slice(&prefix);
+            k.extend_from_slice(&seq.to_be_bytes());
+            k
+        };
+        // Bounded above, so sled stops at the key's last entry instead of
+        // reading the leaf that follows it.
         let mut out = Vec::new();
-        for kv in self.tree.range(start..) {
-            let (k, _) = kv?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
+        for kv in self.tree.range(bound(first)..=bound(u64::MAX)) {
+            if out.len() >= limit {
                 break;
             }
+            let (k, _) = kv?;
             let tail = &k[prefix.len()..];
             let seq = <[u8; 8]>::try_from(tail)
                 .map(u64::from_be_bytes)

@@ -10,7 +10,7 @@
 //! silently partial answer. Cycles cannot occur through parents (a parent
 //! must exist before its child), and lot links are walked once per lot.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use rayon::prelude::*;
 
@@ -74,7 +74,9 @@ impl Relation {
 
 #[derive(Debug, Clone)]
 pub struct TraceNode {
-    pub record: Record,
+    /// Boxed: a record is large, and a trace of thousands of them is
+    /// built by moving them.
+    pub record: Box<Record>,
     pub depth: u32,
     /// Index of the node this one was reached from.
     pub via: Option<usize>,
@@ -192,11 +194,15 @@ fn parent_ids(record: &Record) -> Vec<RecordId> {
 /// Walks from `starts` in `direction`. With `raw` false, records that were
 /// corrected away (did_not_occur, incorrect_data) are left out.
 ///
-/// Breadth first, one level at a time: the records of a level are expanded
-/// (their links looked up, the records they reach fetched and checked for
-/// corrections) in up to [`MAX_THREADS`] parts on rayon's pool, then added in order, so
-/// the trace, its order and its limit errors are those of a walk on one
-/// thread (a view's own errors may surface at another point of the walk).
+/// Breadth first, one level at a time, in four steps: the level's records
+/// are expanded (their links looked up) in parts on rayon's pool; their
+/// links are followed in order on this thread, noting the lots reached and
+/// each record not reached before; those records are fetched and checked
+/// for corrections in parts on the pool; then added in order. So the trace,
+/// its order and its limit errors are those of a walk on one thread (a
+/// view's own errors may surface at another point of the walk), and a
+/// record with thousands of children is no slower than thousands of records
+/// with one child each.
 pub fn trace(
     view: &dyn View,
     starts: &[RecordId],
@@ -208,6 +214,11 @@ pub fn trace(
     trace_on(view, starts, direction, limits, raw, threads)
 }
 
+/// A hash set with a fast hasher: a trace hashes every link it follows.
+/// Keys come from the ledger, but a trace is bounded by its limits, so
+/// flooding a set costs no more than the limits allow.
+type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// [`trace`] on at most `threads` threads.
 fn trace_on(
     view: &dyn View,
@@ -217,60 +228,26 @@ fn trace_on(
     raw: bool,
     threads: usize,
 ) -> Result<Trace, TraceError> {
-    let mut trace = Trace::default();
     // Most records have no correction; when the view can list every record
     // a correction names, only those are looked up.
     let hint = if raw { None } else { view.correction_targets(MAX_CORRECTIONS_LISTED)? };
-    let mut seen: HashSet<RecordId> = HashSet::new();
-    let mut lots_seen: BTreeSet<LotKey> = BTreeSet::new();
-    for id in starts {
-        if !seen.insert(*id) {
-            continue;
-        }
-        let walk = Walk { view, direction, raw, hint: hint.as_ref(), seen: &seen, lots_seen: &lots_seen, threads };
-        let fetched = walk.fetch(*id, None)?.ok_or(TraceError::NotFound(*id))?;
-        add(&mut trace, fetched, 0, None, Relation::Start, limits)?;
-    }
+    let walk = Walk { view, direction, raw, hint: hint.as_ref(), threads };
+    let mut trace = Trace::default();
+    let mut seen: FastSet<RecordId> = FastSet::default();
+    let mut lots_seen: FastSet<LotKey> = FastSet::default();
+    let plan = starts
+        .iter()
+        .filter(|id| seen.insert(**id))
+        .map(|id| Planned::Reach { id: *id, via: None, relation: Relation::Start, given: None })
+        .collect();
+    walk.add_all(&mut trace, plan, limits)?;
     let mut next = 0;
     while next < trace.nodes.len() {
         let level = next..trace.nodes.len();
         next = level.end;
-        let walk = Walk { view, direction, raw, hint: hint.as_ref(), seen: &seen, lots_seen: &lots_seen, threads };
-        let expanded = walk.expand_all(&trace.nodes[level.clone()]);
-        for (index, steps) in level.zip(expanded) {
-            let depth = trace.nodes[index].depth + 1;
-            let mut reach = |trace: &mut Trace, candidate: Candidate| -> Result<(), TraceError> {
-                // Fetched unless seen when the level began; seen then, seen now.
-                if !seen.insert(candidate.id) {
-                    return Ok(());
-                }
-                let Some(fetched) = candidate.fetched else { return Ok(()) };
-                match fetched? {
-                    Some(fetched) => add(trace, fetched, depth, Some(index), candidate.relation, limits),
-                    None => Ok(()),
-                }
-            };
-            for step in steps {
-                match step {
-                    Step::Lot(lot) => {
-                        if lots_seen.insert(lot.clone()) {
-                            trace.lots.push(lot);
-                        }
-                    }
-                    Step::Created(lot, users) => {
-                        if !lots_seen.insert(lot.clone()) {
-                            continue;
-                        }
-                        trace.lots.push(lot);
-                        for candidate in users? {
-                            reach(&mut trace, candidate)?;
-                        }
-                    }
-                    Step::Reach(candidate) => reach(&mut trace, candidate)?,
-                    Step::Failed(e) => return Err(e),
-                }
-            }
-        }
+        let links = walk.expand_all(&trace.nodes[level.clone()], &lots_seen);
+        let plan = follow(&mut trace.lots, &mut seen, &mut lots_seen, level.zip(links));
+        walk.add_all(&mut trace, plan, limits)?;
     }
     Ok(trace)
 }
@@ -278,203 +255,253 @@ fn trace_on(
 /// Most threads one trace expands a level on.
 pub const MAX_THREADS: usize = 4;
 
-/// Levels smaller than this are expanded on the calling thread: starting a
-/// thread costs about as much as expanding a few records.
+/// Levels smaller than this are expanded (and fetched) on the calling
+/// thread: handing work to the pool costs about as much as a few records.
 const PARALLEL_FROM: usize = 64;
 
-/// A record reached and fetched (boxed: a record is large and most steps
-/// of a level wait a while before they are added), and whether a valid
-/// correction removes it from the (non-raw) trace.
-type Fetched = (Box<Record>, bool);
+/// A level is cut into this many parts per thread, so a thread that
+/// finishes early takes over another's part.
+const PARTS_PER_THREAD: usize = 4;
 
-/// A record a link leads to. `fetched` is `None` when the record was seen
-/// before its level began (it will not be added again), else the record
-/// (`None` inside if the view does not have it) or the error fetching it.
-struct Candidate {
-    id: RecordId,
-    relation: Relation,
-    fetched: Option<Result<Option<Fetched>, TraceError>>,
-}
+/// Near the size limit, records are fetched this many at a time, so a
+/// trace that is about to fail does not fetch a whole level first.
+const MIN_WINDOW: usize = 256;
 
-/// What expanding one record found, in the order a one-thread walk adds it.
-enum Step {
+/// A link from a record of a level, in the order a one-thread walk meets it.
+enum Link {
     /// A lot the record is about, for [`Trace::lots`].
     Lot(LotKey),
     /// A lot the record creates and the records using it (downstream); they
-    /// are walked only if no record before reached the lot.
-    Created(LotKey, Result<Vec<Candidate>, TraceError>),
-    Reach(Candidate),
+    /// are followed only if no record before reached the lot.
+    Created(LotKey, Result<Vec<RecordId>, TraceError>),
+    /// A record the link leads to, with the record itself when expanding
+    /// had to fetch it anyway (a lot's origins, upstream).
+    Reach(RecordId, Relation, Option<Box<Record>>),
     /// The walk stops here with this error.
     Failed(TraceError),
 }
 
-/// What earlier records of the same part (expanded in order on one thread,
-/// and merged in that order) have already emitted.
-#[derive(Default)]
-struct Here {
-    /// Records of `Reach` steps: added at merge before any later step.
-    fetched: HashSet<RecordId>,
-    /// Lots named by `Lot` or `Created` steps: in `lots_seen` at merge
-    /// before any later step, so a later `Created` of one is skipped.
-    lots: HashSet<LotKey>,
+/// A record to fetch and add, or the error the walk stops with there.
+enum Planned {
+    Reach { id: RecordId, via: Option<usize>, relation: Relation, given: Option<Box<Record>> },
+    Fail(TraceError),
 }
 
-/// The read-only part of a walk a level is expanded with.
+/// A record reached and fetched (boxed: a record is large and is moved a
+/// few times before it is added), and whether a valid correction removes it
+/// from the (non-raw) trace.
+type Fetched = (Box<Record>, bool);
+
+/// A planned record once fetched: where it was reached from and how, and
+/// the record (`None` if the view does not have it, so it is not added).
+type Outcome = Result<(Option<usize>, Relation, Option<Fetched>), TraceError>;
+
+/// Follows the links of a level's records (each with its index in the
+/// trace) in order, as a walk on one thread would: notes the lots reached,
+/// and plans each record not reached before, once. Planning ends at the
+/// first failed link.
+fn follow(
+    lots: &mut Vec<LotKey>,
+    seen: &mut FastSet<RecordId>,
+    lots_seen: &mut FastSet<LotKey>,
+    level: impl Iterator<Item = (usize, Vec<Link>)>,
+) -> Vec<Planned> {
+    let mut plan = Vec::new();
+    let mut note_lot = |lots: &mut Vec<LotKey>, lot: LotKey| -> bool {
+        if lots_seen.contains(&lot) {
+            return false;
+        }
+        lots_seen.insert(lot.clone());
+        lots.push(lot);
+        true
+    };
+    for (index, links) in level {
+        let via = Some(index);
+        for link in links {
+            match link {
+                Link::Lot(lot) => {
+                    note_lot(lots, lot);
+                }
+                Link::Created(lot, users) => {
+                    if !note_lot(lots, lot) {
+                        continue;
+                    }
+                    match users {
+                        Ok(users) => {
+                            plan.extend(users.into_iter().filter(|id| seen.insert(*id)).map(|id| Planned::Reach {
+                                id,
+                                via,
+                                relation: Relation::LotUse,
+                                given: None,
+                            }))
+                        }
+                        Err(e) => {
+                            plan.push(Planned::Fail(e));
+                            return plan;
+                        }
+                    }
+                }
+                Link::Reach(id, relation, given) => {
+                    if seen.insert(id) {
+                        plan.push(Planned::Reach { id, via, relation, given });
+                    }
+                }
+                Link::Failed(e) => {
+                    plan.push(Planned::Fail(e));
+                    return plan;
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// The read-only part of a walk.
 struct Walk<'a> {
     view: &'a dyn View,
     direction: Direction,
     raw: bool,
     hint: Option<&'a HashSet<RecordId>>,
-    seen: &'a HashSet<RecordId>,
-    lots_seen: &'a BTreeSet<LotKey>,
     threads: usize,
 }
 
 impl Walk<'_> {
-    fn fetch(&self, id: RecordId, given: Option<Record>) -> Result<Option<Fetched>, TraceError> {
+    /// How many items make a part, for `len` items on the pool, or `None`
+    /// to stay on this thread.
+    fn part(&self, len: usize) -> Option<usize> {
+        (self.threads >= 2 && len >= PARALLEL_FROM).then(|| len.div_ceil(self.threads * PARTS_PER_THREAD))
+    }
+
+    /// Expands a level's records, in parts on the pool when there are many.
+    fn expand_all(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
+        let Some(part) = self.part(nodes.len()) else { return self.expand_part(nodes, lots_seen) };
+        let parts: Vec<Vec<Vec<Link>>> =
+            nodes.par_chunks(part).map(|chunk| self.expand_part(chunk, lots_seen)).collect();
+        parts.into_iter().flatten().collect()
+    }
+
+    /// Expands consecutive records, in order, on this thread. `here` holds
+    /// the lots named by earlier records of the part: they are in
+    /// `lots_seen` before any later link is followed, so a later record
+    /// creating one of them need not look up its users.
+    fn expand_part(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
+        let mut here = FastSet::default();
+        nodes.iter().map(|node| self.expand(&node.record, lots_seen, &mut here)).collect()
+    }
+
+    fn expand(&self, record: &Record, lots_seen: &FastSet<LotKey>, here: &mut FastSet<LotKey>) -> Vec<Link> {
+        let mut links = Vec::new();
+        let Some(body) = record.body() else { return links };
+        let (uses, creates) = lots_of(body);
+        match self.direction {
+            Direction::Upstream => {
+                links.extend(parent_ids(record).into_iter().map(|id| Link::Reach(id, Relation::Parent, None)));
+                for lot in uses {
+                    let origins = lot_origins(self.view, &lot);
+                    here.insert(lot.clone());
+                    links.push(Link::Lot(lot));
+                    match origins {
+                        Ok(origins) => links.extend(
+                            origins
+                                .into_iter()
+                                .filter(|origin| origin.id != record.id)
+                                .map(|origin| Link::Reach(origin.id, Relation::LotOrigin, Some(Box::new(origin)))),
+                        ),
+                        Err(e) => {
+                            links.push(Link::Failed(e.into()));
+                            return links;
+                        }
+                    }
+                }
+                here.extend(creates.iter().cloned());
+                links.extend(creates.into_iter().map(Link::Lot));
+            }
+            Direction::Downstream => {
+                match self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY) {
+                    Ok(ids) => links.extend(ids.into_iter().map(|id| Link::Reach(id, Relation::Child, None))),
+                    Err(e) => {
+                        links.push(Link::Failed(e.into()));
+                        return links;
+                    }
+                }
+                for lot in creates {
+                    // Reached by an earlier level, or named by an earlier
+                    // record of this part: its users are not followed from
+                    // here, so nothing to look up.
+                    if lots_seen.contains(&lot) || !here.insert(lot.clone()) {
+                        continue;
+                    }
+                    let users = self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY);
+                    let users = users
+                        .map(|ids| ids.into_iter().filter(|id| *id != record.id).collect())
+                        .map_err(TraceError::from);
+                    links.push(Link::Created(lot, users));
+                }
+                here.extend(uses.iter().cloned());
+                links.extend(uses.into_iter().map(Link::Lot));
+            }
+        }
+        links
+    }
+
+    /// Fetches the planned records (in parts on the pool when there are
+    /// many), then adds them in order; stops at the first error. Fetches a
+    /// window at a time, no more than the size limit leaves room for (but
+    /// at least [`MIN_WINDOW`]).
+    fn add_all(&self, trace: &mut Trace, plan: Vec<Planned>, limits: Limits) -> Result<(), TraceError> {
+        let mut plan = plan.into_iter().peekable();
+        while plan.peek().is_some() {
+            let room = limits.max_nodes.saturating_sub(trace.nodes.len());
+            let window: Vec<Planned> = plan.by_ref().take(room.saturating_add(1).max(MIN_WINDOW)).collect();
+            let outcomes: Vec<Outcome> = match self.part(window.len()) {
+                None => window.into_iter().map(|planned| self.fetch(planned)).collect(),
+                Some(part) => window.into_par_iter().with_min_len(part).map(|planned| self.fetch(planned)).collect(),
+            };
+            trace.nodes.reserve(outcomes.len());
+            for outcome in outcomes {
+                let (via, relation, fetched) = outcome?;
+                let Some((record, corrected)) = fetched else { continue };
+                if corrected {
+                    continue;
+                }
+                let depth = via.map_or(0, |index| trace.nodes[index].depth + 1);
+                if depth > limits.max_depth {
+                    return Err(TraceError::TooDeep { max: limits.max_depth });
+                }
+                if trace.nodes.len() >= limits.max_nodes {
+                    return Err(TraceError::TooLarge { max: limits.max_nodes });
+                }
+                trace.nodes.push(TraceNode { record, depth, via, relation });
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches a planned record (unless expanding did) and checks it for
+    /// corrections. A start the view does not have is an error; any other
+    /// record it does not have is left out.
+    fn fetch(&self, planned: Planned) -> Outcome {
+        let (id, via, relation, given) = match planned {
+            Planned::Reach { id, via, relation, given } => (id, via, relation, given),
+            Planned::Fail(e) => return Err(e),
+        };
         let record = match given {
             Some(record) => record,
             None => match self.view.record(id)? {
-                Some(record) => record,
-                None => return Ok(None),
+                Some(record) => Box::new(record),
+                None if relation == Relation::Start => return Err(TraceError::NotFound(id)),
+                None => return Ok((via, relation, None)),
             },
         };
         let may_be_corrected = self.hint.is_none_or(|targets| targets.contains(&id));
         let corrected = !self.raw && may_be_corrected && !corrections_of(self.view, &record)?.is_empty();
-        Ok(Some((Box::new(record), corrected)))
+        Ok((via, relation, Some((record, corrected))))
     }
-
-    /// A record a link leads to, fetched unless it was seen before the
-    /// level began or an earlier `Reach` of this worker leads to it (that
-    /// one is added first, so this one will not be). `reach` says whether
-    /// the candidate is for a `Reach` step, which is always added when
-    /// nothing fails first.
-    fn candidate(
-        &self,
-        id: RecordId,
-        given: Option<Record>,
-        relation: Relation,
-        reach: bool,
-        fetched_here: &mut HashSet<RecordId>,
-    ) -> Candidate {
-        let known =
-            self.seen.contains(&id) || (if reach { !fetched_here.insert(id) } else { fetched_here.contains(&id) });
-        let fetched = (!known).then(|| self.fetch(id, given));
-        Candidate { id, relation, fetched }
-    }
-
-    /// Expands `nodes`, on several threads when there are many.
-    fn expand_all(&self, nodes: &[TraceNode]) -> Vec<Vec<Step>> {
-        if self.threads < 2 || nodes.len() < PARALLEL_FROM {
-            return self.expand_chunk(nodes);
-        }
-        let part = nodes.len().div_ceil(self.threads);
-        let parts: Vec<Vec<Vec<Step>>> = nodes.par_chunks(part).map(|chunk| self.expand_chunk(chunk)).collect();
-        parts.into_iter().flatten().collect()
-    }
-
-    /// Expands consecutive records, in order, on this thread.
-    fn expand_chunk(&self, nodes: &[TraceNode]) -> Vec<Vec<Step>> {
-        let mut here = Here::default();
-        nodes.iter().map(|node| self.expand(&node.record, &mut here)).collect()
-    }
-
-    fn expand(&self, record: &Record, here: &mut Here) -> Vec<Step> {
-        let mut steps = Vec::new();
-        let Some(body) = record.body() else { return steps };
-        let (uses, creates) = lots_of(body);
-        match self.direction {
-            Direction::Upstream => {
-                for id in parent_ids(record) {
-                    steps.push(Step::Reach(self.candidate(id, None, Relation::Parent, true, &mut here.fetched)));
-                }
-                for lot in uses {
-                    let origins = lot_origins(self.view, &lot);
-                    here.lots.insert(lot.clone());
-                    steps.push(Step::Lot(lot));
-                    match origins {
-                        Ok(origins) => {
-                            steps.extend(origins.into_iter().filter(|origin| origin.id != record.id).map(|origin| {
-                                let id = origin.id;
-                                Step::Reach(self.candidate(
-                                    id,
-                                    Some(origin),
-                                    Relation::LotOrigin,
-                                    true,
-                                    &mut here.fetched,
-                                ))
-                            }))
-                        }
-                        Err(e) => {
-                            steps.push(Step::Failed(e.into()));
-                            return steps;
-                        }
-                    }
-                }
-                here.lots.extend(creates.iter().cloned());
-                steps.extend(creates.into_iter().map(Step::Lot));
-            }
-            Direction::Downstream => {
-                match self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY) {
-                    Ok(ids) => {
-                        for id in ids {
-                            steps.push(Step::Reach(self.candidate(id, None, Relation::Child, true, &mut here.fetched)));
-                        }
-                    }
-                    Err(e) => {
-                        steps.push(Step::Failed(e.into()));
-                        return steps;
-                    }
-                }
-                for lot in creates {
-                    // Reached by an earlier level, or by an earlier step of
-                    // this part (added first): its users are not walked from
-                    // here, so nothing to look up.
-                    if self.lots_seen.contains(&lot) || !here.lots.insert(lot.clone()) {
-                        continue;
-                    }
-                    let users = self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY);
-                    let users = users.map_err(TraceError::from).map(|ids| {
-                        ids.into_iter()
-                            .filter(|id| *id != record.id)
-                            .map(|id| self.candidate(id, None, Relation::LotUse, false, &mut here.fetched))
-                            .collect()
-                    });
-                    steps.push(Step::Created(lot, users));
-                }
-                here.lots.extend(uses.iter().cloned());
-                steps.extend(uses.into_iter().map(Step::Lot));
-            }
-        }
-        steps
-    }
-}
-
-/// Adds a fetched record to the trace unless a correction removed it.
-fn add(
-    trace: &mut Trace,
-    (record, corrected): Fetched,
-    depth: u32,
-    via: Option<usize>,
-    relation: Relation,
-    limits: Limits,
-) -> Result<(), TraceError> {
-    if corrected {
-        return Ok(());
-    }
-    if depth > limits.max_depth {
-        return Err(TraceError::TooDeep { max: limits.max_depth });
-    }
-    if trace.nodes.len() >= limits.max_nodes {
-        return Err(TraceError::TooLarge { max: limits.max_nodes });
-    }
-    trace.nodes.push(TraceNode { record: *record, depth, via, relation });
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
+    use std::collections::{BTreeSet, VecDeque};
 
     use super::*;
     use crate::event::EventKind as K;
@@ -691,7 +718,7 @@ mod tests {
             if trace.nodes.len() >= limits.max_nodes {
                 return Err(TraceError::TooLarge { max: limits.max_nodes });
             }
-            trace.nodes.push(TraceNode { record, depth, via, relation });
+            trace.nodes.push(TraceNode { record: Box::new(record), depth, via, relation });
             queue.push_back(trace.nodes.len() - 1);
             Ok(())
         };
@@ -810,13 +837,56 @@ mod tests {
         assert_eq!(reached(false, K::Sale), 30, "each sale once");
     }
 
-    /// One level split in two parts: the first part's first record ships
-    /// lot L (naming it), the second part begins with L's production and
-    /// ends with a record whose child also ships L. The production's users
-    /// of L are not walked (L was named first), so the child must still be
+    /// A record reached as a use of a lot is not reached again, later in
+    /// the same level, as the child of another record (nor the other way
+    /// round): one node each, where a one-thread walk first met it.
+    #[test]
+    fn a_record_is_reached_once_per_trace() {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &relot(example(K::Production), "L"));
+        let other = log.accept(Who::Manufacturer, &relot(example(K::Production), "M"));
+        // Ships L and names `other` as its parent.
+        let shipment = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &other), "L"));
+        let mut view = MemView::new(log.registry.clone(), Date::from_days_since_epoch(20_300));
+        for entry in &log.entries {
+            view.insert(Record::new(log.log_id, entry.clone()), None::<Proven>);
+        }
+        let id = |r: &pb::RecordRef| RecordId { log: log.log_id, seq: r.seq };
+        let ids = |t: Trace| t.nodes.iter().map(|n| (n.record.id, n.relation)).collect::<Vec<_>>();
+        // (case, starts, how the shipment is first reached)
+        let cases = [
+            ("lot use first", [id(&production), id(&other)], Relation::LotUse),
+            ("child first", [id(&other), id(&production)], Relation::Child),
+        ];
+        for (case, starts, first) in cases {
+            let reference = reference_trace(&view, &starts, Direction::Downstream, Limits::default(), false).map(ids);
+            for threads in [1, 2] {
+                let walked = trace_on(&view, &starts, Direction::Downstream, Limits::default(), false, threads);
+                let walked = walked.map(ids);
+                assert_eq!(walked, reference, "{case}, {threads} threads");
+                let reached = walked.unwrap_or_else(|e| panic!("{e}"));
+                let times: Vec<Relation> =
+                    reached.iter().filter(|(r, _)| *r == id(&shipment)).map(|(_, relation)| *relation).collect();
+                assert_eq!(times, vec![first], "{case}, {threads} threads: {reached:?}");
+            }
+        }
+    }
+
+    /// One level cut into parts: the first part's first record ships lot L
+    /// (naming it), the second part begins with L's production and ends
+    /// with a record whose child also ships L. The production's users of L
+    /// are not followed (L was named first), so the child must still be
     /// reached as a child.
     #[test]
     fn a_lot_named_in_another_part_does_not_hide_a_child() {
+        let threads = 2;
+        let parts = threads * PARTS_PER_THREAD;
+        let len = PARALLEL_FROM.div_ceil(parts) * parts;
+        let walk = |view: &MemView| {
+            let walk = Walk { view, direction: Direction::Downstream, raw: false, hint: None, threads };
+            walk.part(len)
+        };
+        let part = len / parts;
         let mut log = TestLog::standard();
         let filler = |log: &mut TestLog, i: usize| {
             log.accept(Who::Manufacturer, &relot(example(K::Production), &format!("F{i}")))
@@ -824,11 +894,12 @@ mod tests {
         let first = filler(&mut log, 0);
         let user = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &first), "L"));
         let mut starts = vec![user];
-        starts.extend((1..=35).map(|i| filler(&mut log, i)));
+        starts.extend((1..part).map(|i| filler(&mut log, i)));
         starts.push(log.accept(Who::Manufacturer, &relot(example(K::Production), "L")));
-        starts.extend((36..=68).map(|i| filler(&mut log, i)));
+        starts.extend((part + 1..2 * part - 1).map(|i| filler(&mut log, i)));
         let parent = log.accept(Who::Manufacturer, &relot(example(K::Production), "C"));
         starts.push(parent.clone());
+        starts.extend((2 * part..len).map(|i| filler(&mut log, i)));
         let child = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &parent), "L"));
         let mut view = MemView::new(log.registry.clone(), Date::from_days_since_epoch(20_300));
         for entry in &log.entries {
@@ -836,11 +907,12 @@ mod tests {
         }
         let id = |r: &pb::RecordRef| RecordId { log: log.log_id, seq: r.seq };
         let starts: Vec<RecordId> = starts.iter().map(id).collect();
-        assert_eq!(starts.len(), 71, "the second of two parts (36 + 35) begins with L's production");
+        assert_eq!(starts.len(), len);
+        assert_eq!(walk(&view), Some(part), "the second part begins with L's production");
         let limits = Limits::default();
         let ids = |t: Trace| t.nodes.iter().map(|n| (n.record.id, n.relation)).collect::<Vec<_>>();
         let reference = reference_trace(&view, &starts, Direction::Downstream, limits, false).map(ids);
-        let parallel = trace_on(&view, &starts, Direction::Downstream, limits, false, 2).map(ids);
+        let parallel = trace_on(&view, &starts, Direction::Downstream, limits, false, threads).map(ids);
         assert_eq!(parallel, reference);
         let reached = parallel.unwrap_or_else(|e| panic!("{e}"));
         assert!(reached.contains(&(id(&child), Relation::Child)), "the child of the last record: {reached:?}");

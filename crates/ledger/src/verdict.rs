@@ -1034,7 +1034,7 @@ pub fn verify_product(
             ),
             upstream.nodes.iter().map(|n| n.record.cite()).collect(),
         ));
-        used.extend(upstream.nodes.iter().map(|n| n.record.clone()));
+        used.extend(upstream.nodes.iter().map(|n| Record::clone(&n.record)));
         upstream
     };
     // Destination: downstream from the lot's origin.
@@ -1059,7 +1059,7 @@ pub fn verify_product(
         ),
         downstream.nodes.iter().map(|n| n.record.cite()).collect(),
     ));
-    used.extend(downstream.nodes.iter().map(|n| n.record.clone()));
+    used.extend(downstream.nodes.iter().map(|n| Record::clone(&n.record)));
 
     // Lots whose status matters: this lot first, then its upstream lots.
     let mut status_lots = vec![lot_key.clone()];
@@ -1101,9 +1101,9 @@ pub fn verify_product(
     report.recalled = recalled;
     report.responsible = responsible;
     report.certificates = certificate_views;
-    let mut path: Vec<&Record> = upstream.nodes.iter().map(|n| &n.record).collect();
+    let mut path: Vec<&Record> = upstream.nodes.iter().map(|n| &*n.record).collect();
     path.extend(records.iter());
-    path.extend(downstream.nodes.iter().map(|n| &n.record));
+    path.extend(downstream.nodes.iter().map(|n| &*n.record));
     let mut seen = BTreeSet::new();
     path.retain(|r| seen.insert(r.id));
     path.sort_by_key(|r| (r.event.as_ref().and_then(|e| e.event.event_time.as_ref()).map(|t| t.unix_millis), r.id));
@@ -1367,8 +1367,8 @@ pub fn verify_record(view: &dyn View, trust: &Trust, id: RecordId, options: Opti
         format!("destination trackable (去向可追): {} downstream record(s)", downstream.nodes.len().saturating_sub(1)),
         downstream.nodes.iter().skip(1).map(|n| n.record.cite()).collect(),
     ));
-    used.extend(upstream.nodes.iter().map(|n| n.record.clone()));
-    used.extend(downstream.nodes.iter().map(|n| n.record.clone()));
+    used.extend(upstream.nodes.iter().map(|n| Record::clone(&n.record)));
+    used.extend(downstream.nodes.iter().map(|n| Record::clone(&n.record)));
     let mut certificate_views = Vec::new();
     if let Some(body) = record.body() {
         let (uses, creates) = trace::lots_of(body);

@@ -276,16 +276,36 @@ fn gs1_check_digit(data: &[u8]) -> u8 {
 
 /// Reads `input` as decimal digits (values 0 to 9) after its length was
 /// checked, naming the first character that is not a digit.
-fn decimal_digits(kind: &'static str, input: &str) -> Result<Vec<u8>, IdError> {
-    input
-        .chars()
-        .zip(1..)
-        .map(|(ch, position)| match ch.to_digit(10) {
-            // A decimal digit is below 10, so it fits a byte.
-            Some(d) => Ok(d as u8),
-            None => Err(IdError::BadChar { kind, position, ch, allowed: DIGITS_ALLOWED }),
-        })
-        .collect()
+fn decimal_digits(kind: &'static str, input: &str) -> Result<Digits, IdError> {
+    let mut digits = Digits { values: [0; 14], len: 0 };
+    for (ch, position) in input.chars().zip(1..) {
+        let Some(d) = ch.to_digit(10) else {
+            return Err(IdError::BadChar { kind, position, ch, allowed: DIGITS_ALLOWED });
+        };
+        let Some(slot) = digits.values.get_mut(digits.len) else {
+            let found = input.chars().count();
+            return Err(IdError::Length { kind, expected: "at most 14 digits", found });
+        };
+        // A decimal digit is below 10, so it fits a byte.
+        *slot = d as u8;
+        digits.len += 1;
+    }
+    Ok(digits)
+}
+
+/// Decimal digit values, held inline: no numeric identifier here is longer
+/// than 14 digits.
+struct Digits {
+    values: [u8; 14],
+    len: usize,
+}
+
+impl std::ops::Deref for Digits {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.values.get(..self.len).unwrap_or_default()
+    }
 }
 
 /// Checks the GS1 mod-10 check digit of a full key given as digit values.
@@ -376,7 +396,7 @@ impl Gln {
         let digits = decimal_digits(KIND, input)?;
         verify_gs1_check(KIND, &digits)?;
         let mut code = [b'0'; 13];
-        for (slot, digit) in code.iter_mut().zip(&digits) {
+        for (slot, digit) in code.iter_mut().zip(digits.iter()) {
             *slot = b'0' + digit;
         }
         Ok(Gln(code))
@@ -417,8 +437,23 @@ fn in_cset82(ch: char) -> bool {
 
 const CSET82_ALLOWED: &str = "letters, digits and !\"%&'()*+,-./:;<=>?_ (GS1 character set 82)";
 
+/// A value of an alphanumeric AI held inline: 1 to 20 ASCII characters,
+/// zero-padded. CSET 82 has no NUL, so the derived order (bytes first) is
+/// the order of the text, and traces copy lots without allocating.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Cset82 {
+    bytes: [u8; 20],
+    len: u8,
+}
+
+impl Cset82 {
+    fn as_str(&self) -> &str {
+        ascii_str(self.bytes.get(..usize::from(self.len)).unwrap_or_default())
+    }
+}
+
 /// Parses a value of an alphanumeric AI: 1 to 20 characters of CSET 82.
-fn parse_cset82(kind: &'static str, input: &str) -> Result<String, IdError> {
+fn parse_cset82(kind: &'static str, input: &str) -> Result<Cset82, IdError> {
     let found = input.chars().count();
     if !(1..=20).contains(&found) {
         return Err(IdError::Length { kind, expected: "1 to 20 characters", found });
@@ -426,13 +461,19 @@ fn parse_cset82(kind: &'static str, input: &str) -> Result<String, IdError> {
     if let Some((position, ch)) = (1..).zip(input.chars()).find(|&(_, ch)| !in_cset82(ch)) {
         return Err(IdError::BadChar { kind, position, ch, allowed: CSET82_ALLOWED });
     }
-    Ok(input.to_owned())
+    // Every character is ASCII, so there are `found` (at most 20) bytes.
+    let mut value = Cset82 { bytes: [0; 20], len: 0 };
+    for (slot, byte) in value.bytes.iter_mut().zip(input.bytes()) {
+        *slot = byte;
+        value.len += 1;
+    }
+    Ok(value)
 }
 
 /// A batch or lot number (GS1 AI 10): 1 to 20 characters of GS1's
 /// 82-character set. Case is significant, as GS1 specifies.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Lot(String);
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lot(Cset82);
 
 impl Lot {
     /// Parses a lot number.
@@ -442,17 +483,18 @@ impl Lot {
 
     /// The lot number as given.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 text_impls!(Lot);
+debug_as_text!(Lot);
 
 /// A serial number (GS1 AI 21): 1 to 20 characters of GS1's 82-character
 /// set. A serial is unique only within its GTIN, so it identifies an item
 /// only together with one.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Serial(String);
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Serial(Cset82);
 
 impl Serial {
     /// Parses a serial number.
@@ -462,11 +504,12 @@ impl Serial {
 
     /// The serial number as given.
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 }
 
 text_impls!(Serial);
+debug_as_text!(Serial);
 
 // ---------------------------------------------------------------------------
 // Dates
@@ -1637,6 +1680,19 @@ mod tests {
     }
 
     proptest! {
+        /// Lots and serials held inline keep their text, and order (so
+        /// sorted lists and map keys) as their text does.
+        #[test]
+        fn lots_and_serials_keep_text_and_order(a in cset82_value(), b in cset82_value()) {
+            let (lot_a, lot_b) = (Lot::parse(&a).expect("generated lot"), Lot::parse(&b).expect("generated lot"));
+            prop_assert_eq!(lot_a.as_str(), a.as_str());
+            prop_assert_eq!(lot_a.cmp(&lot_b), a.cmp(&b));
+            prop_assert_eq!(lot_a == lot_b, a == b);
+            let serial = Serial::parse(&b).expect("generated serial");
+            prop_assert_eq!(serial.as_str(), b.as_str());
+            prop_assert_eq!(format!("{lot_a:?}"), format!("Lot({a:?})"));
+        }
+
         #[test]
         fn no_parser_panics(input in prop_oneof![near_miss(), mutated_code()]) {
             let _ = Uscc::parse(&input);

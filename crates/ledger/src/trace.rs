@@ -374,22 +374,31 @@ impl Walk<'_> {
 
     /// Expands a level's records, in parts on the pool when there are many.
     fn expand_all(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
-        let Some(part) = self.part(nodes.len()) else { return self.expand_part(nodes, lots_seen) };
+        let Some(part) = self.part(nodes.len()) else {
+            return self.expand_part(nodes, lots_seen, self.threads >= 2);
+        };
         let parts: Vec<Vec<Vec<Link>>> =
-            nodes.par_chunks(part).map(|chunk| self.expand_part(chunk, lots_seen)).collect();
+            nodes.par_chunks(part).map(|chunk| self.expand_part(chunk, lots_seen, false)).collect();
         parts.into_iter().flatten().collect()
     }
 
     /// Expands consecutive records, in order, on this thread. `here` holds
     /// the lots named by earlier records of the part: they are in
     /// `lots_seen` before any later link is followed, so a later record
-    /// creating one of them need not look up its users.
-    fn expand_part(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
+    /// creating one of them need not look up its users. With `join`, each
+    /// record's lookups are made on two threads.
+    fn expand_part(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>, join: bool) -> Vec<Vec<Link>> {
         let mut here = FastSet::default();
-        nodes.iter().map(|node| self.expand(&node.record, lots_seen, &mut here)).collect()
+        nodes.iter().map(|node| self.expand(&node.record, lots_seen, &mut here, join)).collect()
     }
 
-    fn expand(&self, record: &Record, lots_seen: &FastSet<LotKey>, here: &mut FastSet<LotKey>) -> Vec<Link> {
+    fn expand(
+        &self,
+        record: &Record,
+        lots_seen: &FastSet<LotKey>,
+        here: &mut FastSet<LotKey>,
+        join: bool,
+    ) -> Vec<Link> {
         let mut links = Vec::new();
         let Some(body) = record.body() else { return links };
         let (uses, creates) = lots_of(body);
@@ -417,21 +426,29 @@ impl Walk<'_> {
                 links.extend(creates.into_iter().map(Link::Lot));
             }
             Direction::Downstream => {
-                match self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY) {
+                // Lots reached by an earlier level, or named by an earlier
+                // record of this part, are not followed from here: their
+                // users need no lookup.
+                let followed: Vec<LotKey> =
+                    creates.into_iter().filter(|lot| !lots_seen.contains(lot) && here.insert(lot.clone())).collect();
+                let children = || self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY);
+                let users = || -> Vec<Result<Vec<RecordId>, ViewError>> {
+                    followed
+                        .iter()
+                        .map(|lot| self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY))
+                        .collect()
+                };
+                // In a small level (a lot made into thousands of others),
+                // children and lot users are looked up at once.
+                let (children, users) = if join { rayon::join(children, users) } else { (children(), users()) };
+                match children {
                     Ok(ids) => links.extend(ids.into_iter().map(|id| Link::Reach(id, Relation::Child, None))),
                     Err(e) => {
                         links.push(Link::Failed(e.into()));
                         return links;
                     }
                 }
-                for lot in creates {
-                    // Reached by an earlier level, or named by an earlier
-                    // record of this part: its users are not followed from
-                    // here, so nothing to look up.
-                    if lots_seen.contains(&lot) || !here.insert(lot.clone()) {
-                        continue;
-                    }
-                    let users = self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY);
+                for (lot, users) in followed.into_iter().zip(users) {
                     let users = users
                         .map(|ids| ids.into_iter().filter(|id| *id != record.id).collect())
                         .map_err(TraceError::from);

@@ -502,6 +502,16 @@ impl View for Counting<'_> {
         self.inner.lookup(key, limit)
     }
 
+    fn records(&self, ids: &[RecordId]) -> std::result::Result<Vec<Option<Record>>, ViewError> {
+        self.reads.fetch_add(ids.len(), Ordering::Relaxed);
+        self.inner.records(ids)
+    }
+
+    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> std::result::Result<Vec<Vec<RecordId>>, ViewError> {
+        self.lookups.fetch_add(keys.len(), Ordering::Relaxed);
+        self.inner.lookup_many(keys, limit)
+    }
+
     fn proof(&self, id: RecordId) -> std::result::Result<Option<Proven>, ViewError> {
         self.inner.proof(id)
     }
@@ -550,6 +560,31 @@ impl View for SnapshotView<'_> {
         let log = self.world.log.log_id();
         let seqs = self.world.log.lookup(key, None, limit).map_err(|e| ViewError(e.to_string()))?;
         Ok(seqs.into_iter().filter(|s| *s < self.size).map(|seq| RecordId { log, seq }).collect())
+    }
+
+    fn records(&self, ids: &[RecordId]) -> std::result::Result<Vec<Option<Record>>, ViewError> {
+        let log = self.world.log.log_id();
+        let (places, seqs): (Vec<usize>, Vec<u64>) = ids
+            .iter()
+            .enumerate()
+            .filter(|(_, id)| id.log == log && id.seq < self.size)
+            .map(|(p, id)| (p, id.seq))
+            .unzip();
+        let entries = self.world.log.entries(&seqs).map_err(|e| ViewError(e.to_string()))?;
+        let mut out: Vec<Option<Record>> = vec![None; ids.len()];
+        for (place, entry) in places.into_iter().zip(entries) {
+            out[place] = entry.map(|e| Record::new(log, e));
+        }
+        Ok(out)
+    }
+
+    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> std::result::Result<Vec<Vec<RecordId>>, ViewError> {
+        let log = self.world.log.log_id();
+        let found = self.world.log.lookup_many(keys, limit).map_err(|e| ViewError(e.to_string()))?;
+        Ok(found
+            .into_iter()
+            .map(|seqs| seqs.into_iter().filter(|s| *s < self.size).map(|seq| RecordId { log, seq }).collect())
+            .collect())
     }
 
     fn proof(&self, id: RecordId) -> std::result::Result<Option<Proven>, ViewError> {

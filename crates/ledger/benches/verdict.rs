@@ -11,7 +11,7 @@
 //!   lot, and the same check through the recall that reaches all of them.
 //!
 //! Run: `cargo bench -p qtrace-ledger --bench verdict`
-//! (`QTRACE_TRACE_RUNS`: how many times the trace is timed, default 5).
+//! (`QTRACE_TRACE_RUNS`: how many times the trace is timed, default 9).
 
 /// The node's allocator, so the store is read as the node reads it.
 #[global_allocator]
@@ -91,7 +91,7 @@ fn main() -> Result<()> {
     let ids: Vec<RecordId> = raw_origin.iter().map(|r| r.id).collect();
     let mut trace_times = Vec::new();
     let mut reached = (0, 0);
-    let runs: usize = std::env::var("QTRACE_TRACE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::var("QTRACE_TRACE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
     for _ in 0..runs {
         let start = Instant::now();
         let t = trace::trace(&view, &ids, Direction::Downstream, options.limits, false)?;
@@ -502,16 +502,6 @@ impl View for Counting<'_> {
         self.inner.lookup(key, limit)
     }
 
-    fn records(&self, ids: &[RecordId]) -> std::result::Result<Vec<Option<Record>>, ViewError> {
-        self.reads.fetch_add(ids.len(), Ordering::Relaxed);
-        self.inner.records(ids)
-    }
-
-    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> std::result::Result<Vec<Vec<RecordId>>, ViewError> {
-        self.lookups.fetch_add(keys.len(), Ordering::Relaxed);
-        self.inner.lookup_many(keys, limit)
-    }
-
     fn proof(&self, id: RecordId) -> std::result::Result<Option<Proven>, ViewError> {
         self.inner.proof(id)
     }
@@ -560,31 +550,6 @@ impl View for SnapshotView<'_> {
         let log = self.world.log.log_id();
         let seqs = self.world.log.lookup(key, None, limit).map_err(|e| ViewError(e.to_string()))?;
         Ok(seqs.into_iter().filter(|s| *s < self.size).map(|seq| RecordId { log, seq }).collect())
-    }
-
-    fn records(&self, ids: &[RecordId]) -> std::result::Result<Vec<Option<Record>>, ViewError> {
-        let log = self.world.log.log_id();
-        let (places, seqs): (Vec<usize>, Vec<u64>) = ids
-            .iter()
-            .enumerate()
-            .filter(|(_, id)| id.log == log && id.seq < self.size)
-            .map(|(p, id)| (p, id.seq))
-            .unzip();
-        let entries = self.world.log.entries(&seqs).map_err(|e| ViewError(e.to_string()))?;
-        let mut out: Vec<Option<Record>> = vec![None; ids.len()];
-        for (place, entry) in places.into_iter().zip(entries) {
-            out[place] = entry.map(|e| Record::new(log, e));
-        }
-        Ok(out)
-    }
-
-    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> std::result::Result<Vec<Vec<RecordId>>, ViewError> {
-        let log = self.world.log.log_id();
-        let found = self.world.log.lookup_many(keys, limit).map_err(|e| ViewError(e.to_string()))?;
-        Ok(found
-            .into_iter()
-            .map(|seqs| seqs.into_iter().filter(|s| *s < self.size).map(|seq| RecordId { log, seq }).collect())
-            .collect())
     }
 
     fn proof(&self, id: RecordId) -> std::result::Result<Option<Proven>, ViewError> {

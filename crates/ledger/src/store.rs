@@ -415,57 +415,6 @@ impl LogStore {
         Ok(out)
     }
 
-    /// [`LogStore::lookup`] of several index keys at once (no `after`), in
-    /// the order given, at most `limit` each. Keys are read in byte order
-    /// by one sled iterator that steps on from one key's entries to the
-    /// next while they lie close together (see [`Sweep`]), so keys of
-    /// records appended near one another cost a step each instead of a
-    /// search from the tree's root each.
-    pub fn lookup_many(&self, indexes: &[IndexKey], limit: usize) -> Result<Vec<Vec<u64>>> {
-        let prefixes: Vec<Vec<u8>> = indexes.iter().map(index_prefix).collect();
-        let bounds = |prefix: &[u8], seq: u64| {
-            let mut k = Vec::with_capacity(prefix.len() + 8);
-            k.extend_from_slice(prefix);
-            k.extend_from_slice(&seq.to_be_bytes());
-            k
-        };
-        let ranges: Vec<(Vec<u8>, Vec<u8>)> = prefixes.iter().map(|p| (bounds(p, 0), bounds(p, u64::MAX))).collect();
-        let found = Sweep::read(&self.tree, &ranges, limit)?;
-        found
-            .into_iter()
-            .zip(&prefixes)
-            .map(|(pairs, prefix)| {
-                pairs
-                    .iter()
-                    .map(|(k, _)| {
-                        k.get(prefix.len()..)
-                            .and_then(|tail| <[u8; 8]>::try_from(tail).ok())
-                            .map(u64::from_be_bytes)
-                            .ok_or_else(|| StoreError::Corrupt("index key with a bad sequence suffix".into()))
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// [`LogStore::entry`] of several sequence numbers at once, in the order
-    /// given, read by one sled iterator while they lie close together (see
-    /// [`Sweep`]).
-    pub fn entries(&self, seqs: &[u64]) -> Result<Vec<Option<Entry>>> {
-        let ranges: Vec<(Vec<u8>, Vec<u8>)> = seqs
-            .iter()
-            .map(|seq| {
-                let k = key(ENTRY, &seq.to_be_bytes());
-                (k.clone(), k)
-            })
-            .collect();
-        let found = Sweep::read(&self.tree, &ranges, 1)?;
-        found
-            .into_iter()
-            .map(|pairs| pairs.first().map(|(_, v)| Entry::decode(v)).transpose().map_err(Into::into))
-            .collect()
-    }
-
     /// Targets of the correction records in the first `size` entries, as
     /// (target log, target seq): every `Corrects` index key of the log, at
     /// most `limit`. `None` when there are more: the caller then looks
@@ -727,96 +676,6 @@ fn seq_from_value(v: &[u8]) -> Result<u64> {
     <[u8; 8]>::try_from(v)
         .map(u64::from_be_bytes)
         .map_err(|_| StoreError::Corrupt("sequence value is not 8 bytes".into()))
-}
-
-/// Most keys a sweep steps over between two wanted ones before it seeks
-/// afresh from the tree's root: a step within a sled leaf (16 keys at most)
-/// costs a fraction of a seek, which descends the tree and copies a leaf.
-const SWEEP_GAP: usize = 8;
-
-/// Reads the key-value pairs of many key ranges with as few sled seeks as
-/// it can: one iterator, bounded by the greatest range end, walks on from
-/// range to range (taken in ascending order of their starts) while the next
-/// begins within [`SWEEP_GAP`] keys, and is replaced by a fresh one
-/// positioned at the next range's start otherwise, or when the ranges
-/// overlap.
-struct Sweep<'a> {
-    tree: &'a sled::Tree,
-    end: Vec<u8>,
-    /// The iterator, and the key it started from.
-    iter: Option<(sled::Iter, Vec<u8>)>,
-    /// The next pair of the iterator, not yet taken.
-    pending: Option<(sled::IVec, sled::IVec)>,
-    /// The last key taken or stepped over.
-    passed: Option<sled::IVec>,
-}
-
-impl<'a> Sweep<'a> {
-    /// The pairs in each of `ranges` (inclusive bounds), at most `limit`
-    /// each, in the order the ranges are given.
-    fn read(
-        tree: &'a sled::Tree,
-        ranges: &[(Vec<u8>, Vec<u8>)],
-        limit: usize,
-    ) -> Result<Vec<Vec<(sled::IVec, sled::IVec)>>> {
-        let Some(end) = ranges.iter().map(|(_, hi)| hi).max() else { return Ok(Vec::new()) };
-        let mut order: Vec<usize> = (0..ranges.len()).collect();
-        order.sort_by(|&a, &b| ranges[a].0.cmp(&ranges[b].0));
-        let mut sweep = Sweep { tree, end: end.clone(), iter: None, pending: None, passed: None };
-        let mut out = vec![Vec::new(); ranges.len()];
-        for i in order {
-            let (lo, hi) = &ranges[i];
-            out[i] = sweep.range(lo, hi, limit)?;
-        }
-        Ok(out)
-    }
-
-    fn seek(&mut self, lo: &[u8]) -> Result<()> {
-        let mut iter = self.tree.range(lo.to_vec()..=self.end.clone());
-        self.pending = iter.next().transpose()?;
-        self.iter = Some((iter, lo.to_vec()));
-        self.passed = None;
-        Ok(())
-    }
-
-    /// Takes the pending pair and reads the next.
-    fn take(&mut self) -> Result<Option<(sled::IVec, sled::IVec)>> {
-        let taken = self.pending.take();
-        if let Some((k, _)) = &taken {
-            self.passed = Some(k.clone());
-        }
-        if let Some((iter, _)) = &mut self.iter {
-            self.pending = iter.next().transpose()?;
-        }
-        Ok(taken)
-    }
-
-    fn range(&mut self, lo: &[u8], hi: &[u8], limit: usize) -> Result<Vec<(sled::IVec, sled::IVec)>> {
-        // The iterator serves this range if it started at or before `lo`
-        // and has passed nothing from `lo` on.
-        let usable = self.iter.as_ref().is_some_and(|(_, from)| from.as_slice() <= lo)
-            && self.passed.as_ref().is_none_or(|k| k.as_ref() < lo);
-        if usable {
-            let mut steps = 0;
-            while self.pending.as_ref().is_some_and(|(k, _)| k.as_ref() < lo) {
-                if steps == SWEEP_GAP {
-                    self.seek(lo)?;
-                    break;
-                }
-                self.take()?;
-                steps += 1;
-            }
-        } else {
-            self.seek(lo)?;
-        }
-        let mut out = Vec::new();
-        while out.len() < limit && self.pending.as_ref().is_some_and(|(k, _)| k.as_ref() <= hi) {
-            if let Some(pair) = self.take()? {
-                out.push(pair);
-            }
-        }
-        Ok(out)
-    }
 }
 
 /// The stored perfect-subtree hashes of one log, as a Merkle node source.
@@ -1201,47 +1060,6 @@ mod tests {
                 assert_eq!(ok(logs.lookup(key, Some(after), usize::MAX)), want, "{key:?} after {after}");
             }
             assert_eq!(ok(logs.lookup(key, None, 0)), Vec::<u64>::new(), "{key:?} limit 0");
-        }
-    }
-
-    /// Many keys or entries read in one sweep are what one lookup or read
-    /// of each gives: in any order, repeated, absent, next to each other
-    /// and far apart (so the sweep both steps and seeks), with limits.
-    #[test]
-    fn sweeps_read_what_single_lookups_and_reads_do() {
-        let (_store, logs, new) = appended(120);
-        let mut keys: Vec<IndexKey> = new.iter().flat_map(|n| n.index_keys.clone()).collect();
-        keys.sort();
-        keys.dedup();
-        keys.extend([IndexKey::Parent(LogId([1; 32]), 3), IndexKey::Signer(Who::Newcomer.public())]);
-        // Ascending, descending, every third (gaps), and shuffled with repeats.
-        let every_third: Vec<IndexKey> = keys.iter().step_by(3).cloned().collect();
-        let mut shuffled: Vec<IndexKey> = keys.iter().rev().step_by(2).chain(keys.iter().step_by(5)).cloned().collect();
-        shuffled.rotate_left(7);
-        let cases: [(&str, Vec<IndexKey>); 5] = [
-            ("ascending", keys.clone()),
-            ("descending", keys.iter().rev().cloned().collect()),
-            ("every third", every_third),
-            ("shuffled with repeats", shuffled),
-            ("none", Vec::new()),
-        ];
-        for (case, keys) in &cases {
-            for limit in [0, 1, 2, usize::MAX] {
-                let one_by_one: Vec<Vec<u64>> = keys.iter().map(|k| ok(logs.lookup(k, None, limit))).collect();
-                assert_eq!(ok(logs.lookup_many(keys, limit)), one_by_one, "{case}, limit {limit}");
-            }
-        }
-        let n = new.len() as u64;
-        let seq_cases: [(&str, Vec<u64>); 5] = [
-            ("all", (0..n).collect()),
-            ("backwards", (0..n).rev().collect()),
-            ("every 20th, past the end", (0..n + 40).step_by(20).collect()),
-            ("repeats", vec![5, 5, 4, 90, 5, 119, 0, 0]),
-            ("none", Vec::new()),
-        ];
-        for (case, seqs) in &seq_cases {
-            let one_by_one: Vec<Option<Entry>> = seqs.iter().map(|s| ok(logs.entry(*s))).collect();
-            assert_eq!(ok(logs.entries(seqs)), one_by_one, "{case}");
         }
     }
 

@@ -273,7 +273,7 @@ enum Link {
     Lot(LotKey),
     /// A lot the record creates and the records using it (downstream); they
     /// are followed only if no record before reached the lot.
-    Created(LotKey, Vec<RecordId>),
+    Created(LotKey, Result<Vec<RecordId>, TraceError>),
     /// A record the link leads to, with the record itself when expanding
     /// had to fetch it anyway (a lot's origins, upstream).
     Reach(RecordId, Relation, Option<Box<Record>>),
@@ -326,12 +326,20 @@ fn follow(
                     if !note_lot(lots, lot) {
                         continue;
                     }
-                    plan.extend(users.into_iter().filter(|id| seen.insert(*id)).map(|id| Planned::Reach {
-                        id,
-                        via,
-                        relation: Relation::LotUse,
-                        given: None,
-                    }));
+                    match users {
+                        Ok(users) => {
+                            plan.extend(users.into_iter().filter(|id| seen.insert(*id)).map(|id| Planned::Reach {
+                                id,
+                                via,
+                                relation: Relation::LotUse,
+                                given: None,
+                            }))
+                        }
+                        Err(e) => {
+                            plan.push(Planned::Fail(e));
+                            return plan;
+                        }
+                    }
                 }
                 Link::Reach(id, relation, given) => {
                     if seen.insert(id) {
@@ -378,112 +386,61 @@ impl Walk<'_> {
     /// creating one of them need not look up its users.
     fn expand_part(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
         let mut here = FastSet::default();
-        match self.direction {
-            Direction::Upstream => nodes.iter().map(|node| self.expand_upstream(&node.record, &mut here)).collect(),
-            Direction::Downstream => self.expand_downstream(nodes, lots_seen, &mut here),
-        }
+        nodes.iter().map(|node| self.expand(&node.record, lots_seen, &mut here)).collect()
     }
 
-    fn expand_upstream(&self, record: &Record, here: &mut FastSet<LotKey>) -> Vec<Link> {
+    fn expand(&self, record: &Record, lots_seen: &FastSet<LotKey>, here: &mut FastSet<LotKey>) -> Vec<Link> {
         let mut links = Vec::new();
         let Some(body) = record.body() else { return links };
         let (uses, creates) = lots_of(body);
-        links.extend(parent_ids(record).into_iter().map(|id| Link::Reach(id, Relation::Parent, None)));
-        for lot in uses {
-            let origins = lot_origins(self.view, &lot);
-            here.insert(lot.clone());
-            links.push(Link::Lot(lot));
-            match origins {
-                Ok(origins) => links.extend(
-                    origins
-                        .into_iter()
-                        .filter(|origin| origin.id != record.id)
-                        .map(|origin| Link::Reach(origin.id, Relation::LotOrigin, Some(Box::new(origin)))),
-                ),
-                Err(e) => {
-                    links.push(Link::Failed(e.into()));
-                    return links;
+        match self.direction {
+            Direction::Upstream => {
+                links.extend(parent_ids(record).into_iter().map(|id| Link::Reach(id, Relation::Parent, None)));
+                for lot in uses {
+                    let origins = lot_origins(self.view, &lot);
+                    here.insert(lot.clone());
+                    links.push(Link::Lot(lot));
+                    match origins {
+                        Ok(origins) => links.extend(
+                            origins
+                                .into_iter()
+                                .filter(|origin| origin.id != record.id)
+                                .map(|origin| Link::Reach(origin.id, Relation::LotOrigin, Some(Box::new(origin)))),
+                        ),
+                        Err(e) => {
+                            links.push(Link::Failed(e.into()));
+                            return links;
+                        }
+                    }
                 }
+                here.extend(creates.iter().cloned());
+                links.extend(creates.into_iter().map(Link::Lot));
             }
-        }
-        here.extend(creates.iter().cloned());
-        links.extend(creates.into_iter().map(Link::Lot));
-        links
-    }
-
-    /// Downstream links of consecutive records: each record's children,
-    /// then the users of each lot it creates that is followed from it, then
-    /// the lots it uses. The part's children, and its lots' users, are
-    /// looked up in one pass each ([`View::lookup_many`]). If a pass fails,
-    /// the walk stops at the part's first record.
-    fn expand_downstream(
-        &self,
-        nodes: &[TraceNode],
-        lots_seen: &FastSet<LotKey>,
-        here: &mut FastSet<LotKey>,
-    ) -> Vec<Vec<Link>> {
-        // Per record with a body: the lots it creates that are followed from
-        // it (not reached by an earlier level, nor named by an earlier record
-        // of the part), and the lots it uses.
-        let lots: Vec<Option<(Vec<LotKey>, Vec<LotKey>)>> = nodes
-            .iter()
-            .map(|node| {
-                let (uses, creates) = lots_of(node.record.body()?);
+            Direction::Downstream => {
+                // Lots reached by an earlier level, or named by an earlier
+                // record of this part, are not followed from here: their
+                // users need no lookup.
                 let followed: Vec<LotKey> =
                     creates.into_iter().filter(|lot| !lots_seen.contains(lot) && here.insert(lot.clone())).collect();
-                here.extend(uses.iter().cloned());
-                Some((followed, uses))
-            })
-            .collect();
-        let parent_keys: Vec<IndexKey> = nodes
-            .iter()
-            .zip(&lots)
-            .filter(|(_, lots)| lots.is_some())
-            .map(|(node, _)| IndexKey::Parent(node.record.id.log, node.record.id.seq))
-            .collect();
-        let lot_keys: Vec<IndexKey> = lots
-            .iter()
-            .flatten()
-            .flat_map(|(followed, _)| followed.iter().map(|lot| IndexKey::Lot(lot.0.clone(), lot.1.clone())))
-            .collect();
-        let look_up = |keys: &[IndexKey]| -> Result<Vec<Vec<RecordId>>, ViewError> {
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let found = self.view.lookup_many(keys, MAX_PER_KEY)?;
-            if found.len() != keys.len() {
-                return Err(ViewError(format!("the view answered {} of {} lookups", found.len(), keys.len())));
-            }
-            Ok(found)
-        };
-        let (children, users) = match (look_up(&parent_keys), look_up(&lot_keys)) {
-            (Ok(children), Ok(users)) => (children, users),
-            (Err(e), _) | (_, Err(e)) => {
-                let mut links: Vec<Vec<Link>> = nodes.iter().map(|_| Vec::new()).collect();
-                if let Some(first) = links.first_mut() {
-                    first.push(Link::Failed(e.into()));
+                match self.view.lookup(&IndexKey::Parent(record.id.log, record.id.seq), MAX_PER_KEY) {
+                    Ok(ids) => links.extend(ids.into_iter().map(|id| Link::Reach(id, Relation::Child, None))),
+                    Err(e) => {
+                        links.push(Link::Failed(e.into()));
+                        return links;
+                    }
                 }
-                return links;
-            }
-        };
-        let (mut children, mut users) = (children.into_iter(), users.into_iter());
-        nodes
-            .iter()
-            .zip(lots)
-            .map(|(node, lots)| {
-                let mut links = Vec::new();
-                let Some((followed, uses)) = lots else { return links };
-                let id = node.record.id;
-                let found = children.next().unwrap_or_default();
-                links.extend(found.into_iter().map(|child| Link::Reach(child, Relation::Child, None)));
                 for lot in followed {
-                    let found = users.next().unwrap_or_default();
-                    links.push(Link::Created(lot, found.into_iter().filter(|user| *user != id).collect()));
+                    let users = self.view.lookup(&IndexKey::Lot(lot.0.clone(), lot.1.clone()), MAX_PER_KEY);
+                    let users = users
+                        .map(|ids| ids.into_iter().filter(|id| *id != record.id).collect())
+                        .map_err(TraceError::from);
+                    links.push(Link::Created(lot, users));
                 }
+                here.extend(uses.iter().cloned());
                 links.extend(uses.into_iter().map(Link::Lot));
-                links
-            })
-            .collect()
+            }
+        }
+        links
     }
 
     /// Fetches the planned records (in parts on the pool when there are
@@ -496,12 +453,8 @@ impl Walk<'_> {
             let room = limits.max_nodes.saturating_sub(trace.nodes.len());
             let window: Vec<Planned> = plan.by_ref().take(room.saturating_add(1).max(MIN_WINDOW)).collect();
             let outcomes: Vec<Outcome> = match self.part(window.len()) {
-                None => self.fetch_part(window),
-                Some(part) => {
-                    let parts: Vec<Vec<Outcome>> =
-                        window.into_par_iter().chunks(part).map(|chunk| self.fetch_part(chunk)).collect();
-                    parts.into_iter().flatten().collect()
-                }
+                None => window.into_iter().map(|planned| self.fetch(planned)).collect(),
+                Some(part) => window.into_par_iter().with_min_len(part).map(|planned| self.fetch(planned)).collect(),
             };
             trace.nodes.reserve(outcomes.len());
             for outcome in outcomes {
@@ -523,47 +476,25 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// Fetches planned records (those expanding did not) in one pass
-    /// ([`View::records`]) and checks them for corrections, in order. A start
-    /// the view does not have is an error; any other record it does not
-    /// have is left out. If the pass fails, the walk stops at the part's
-    /// first record.
-    fn fetch_part(&self, planned: Vec<Planned>) -> Vec<Outcome> {
-        let wanted: Vec<RecordId> = planned
-            .iter()
-            .filter_map(|p| match p {
-                Planned::Reach { id, given: None, .. } => Some(*id),
-                _ => None,
-            })
-            .collect();
-        let mut fetched = match self.view.records(&wanted) {
-            Ok(records) if records.len() == wanted.len() => records.into_iter(),
-            Ok(records) => {
-                let e = ViewError(format!("the view answered {} of {} records", records.len(), wanted.len()));
-                return vec![Err(e.into())];
-            }
-            Err(e) => return vec![Err(e.into())],
+    /// Fetches a planned record (unless expanding did) and checks it for
+    /// corrections. A start the view does not have is an error; any other
+    /// record it does not have is left out.
+    fn fetch(&self, planned: Planned) -> Outcome {
+        let (id, via, relation, given) = match planned {
+            Planned::Reach { id, via, relation, given } => (id, via, relation, given),
+            Planned::Fail(e) => return Err(e),
         };
-        planned
-            .into_iter()
-            .map(|planned| {
-                let (id, via, relation, given) = match planned {
-                    Planned::Reach { id, via, relation, given } => (id, via, relation, given),
-                    Planned::Fail(e) => return Err(e),
-                };
-                let record = match given {
-                    Some(record) => record,
-                    None => match fetched.next().flatten() {
-                        Some(record) => Box::new(record),
-                        None if relation == Relation::Start => return Err(TraceError::NotFound(id)),
-                        None => return Ok((via, relation, None)),
-                    },
-                };
-                let may_be_corrected = self.hint.is_none_or(|targets| targets.contains(&id));
-                let corrected = !self.raw && may_be_corrected && !corrections_of(self.view, &record)?.is_empty();
-                Ok((via, relation, Some((record, corrected))))
-            })
-            .collect()
+        let record = match given {
+            Some(record) => record,
+            None => match self.view.record(id)? {
+                Some(record) => Box::new(record),
+                None if relation == Relation::Start => return Err(TraceError::NotFound(id)),
+                None => return Ok((via, relation, None)),
+            },
+        };
+        let may_be_corrected = self.hint.is_none_or(|targets| targets.contains(&id));
+        let corrected = !self.raw && may_be_corrected && !corrections_of(self.view, &record)?.is_empty();
+        Ok((via, relation, Some((record, corrected))))
     }
 }
 

@@ -82,16 +82,6 @@ pub trait View: Sync {
     /// Records under an index key, across every log, ascending; at most
     /// `limit` (more are cut off, and the caller is told by getting `limit`).
     fn lookup(&self, key: &IndexKey, limit: usize) -> Result<Vec<RecordId>, ViewError>;
-    /// [`View::record`] of several records, in the order given; a view may
-    /// read them in one pass.
-    fn records(&self, ids: &[RecordId]) -> Result<Vec<Option<Record>>, ViewError> {
-        ids.iter().map(|id| self.record(*id)).collect()
-    }
-    /// [`View::lookup`] of several keys, in the order given; a view may read
-    /// them in one pass.
-    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> Result<Vec<Vec<RecordId>>, ViewError> {
-        keys.iter().map(|key| self.lookup(key, limit)).collect()
-    }
     /// The checkpoint and inclusion proof for a record.
     fn proof(&self, id: RecordId) -> Result<Option<Proven>, ViewError>;
     /// The registry (organisations, keys, blacklist) of the view's logs.
@@ -148,18 +138,6 @@ impl<V: View + ?Sized> View for Recorder<'_, V> {
         let ids = self.inner.lookup(key, limit)?;
         self.lock().extend(ids.iter().copied());
         Ok(ids)
-    }
-
-    fn records(&self, ids: &[RecordId]) -> Result<Vec<Option<Record>>, ViewError> {
-        let records = self.inner.records(ids)?;
-        self.lock().extend(records.iter().flatten().map(|r| r.id));
-        Ok(records)
-    }
-
-    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> Result<Vec<Vec<RecordId>>, ViewError> {
-        let found = self.inner.lookup_many(keys, limit)?;
-        self.lock().extend(found.iter().flatten().copied());
-        Ok(found)
     }
 
     fn proof(&self, id: RecordId) -> Result<Option<Proven>, ViewError> {

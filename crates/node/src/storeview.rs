@@ -99,54 +99,6 @@ impl View for StoreView<'_> {
         Ok(out)
     }
 
-    fn records(&self, ids: &[RecordId]) -> Result<Vec<Option<Record>>, ViewError> {
-        // Each log's records in one sweep, then back in the order asked.
-        let mut out: Vec<Option<Record>> = vec![None; ids.len()];
-        for (log, snapshot) in &self.logs {
-            let (places, seqs): (Vec<usize>, Vec<u64>) = ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| id.log == *log && id.seq < snapshot.size)
-                .map(|(place, id)| (place, id.seq))
-                .unzip();
-            if seqs.is_empty() {
-                continue;
-            }
-            let entries = snapshot.log.entries(&seqs).map_err(|e| ViewError(e.to_string()))?;
-            for (place, entry) in places.into_iter().zip(entries) {
-                out[place] = entry.map(|entry| Record::new(*log, entry));
-            }
-        }
-        Ok(out)
-    }
-
-    fn lookup_many(&self, keys: &[IndexKey], limit: usize) -> Result<Vec<Vec<RecordId>>, ViewError> {
-        let mut out: Vec<Vec<RecordId>> = vec![Vec::new(); keys.len()];
-        for (log, snapshot) in &self.logs {
-            // Keys still short of the limit, as `lookup` fills them log by log.
-            let (places, wanted): (Vec<usize>, Vec<IndexKey>) = keys
-                .iter()
-                .enumerate()
-                .filter(|(place, _)| out[*place].len() < limit)
-                .map(|(place, key)| (place, key.clone()))
-                .unzip();
-            if wanted.is_empty() {
-                break;
-            }
-            let found = snapshot.log.lookup_many(&wanted, limit).map_err(|e| ViewError(e.to_string()))?;
-            for (place, seqs) in places.into_iter().zip(found) {
-                let left = limit - out[place].len();
-                out[place].extend(
-                    seqs.into_iter()
-                        .take(left)
-                        .filter(|seq| *seq < snapshot.size)
-                        .map(|seq| RecordId { log: *log, seq }),
-                );
-            }
-        }
-        Ok(out)
-    }
-
     fn proof(&self, id: RecordId) -> Result<Option<Proven>, ViewError> {
         let Some(snapshot) = self.logs.get(&id.log) else { return Ok(None) };
         if id.seq >= snapshot.size {

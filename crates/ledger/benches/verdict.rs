@@ -30,7 +30,7 @@ use qtrace_ledger::note::{self, Signer};
 use qtrace_ledger::pb::{self, event::Body};
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::SecretKey;
-use qtrace_ledger::store::{LogStore, NewEntry, SledStore};
+use qtrace_ledger::store::{LogStore, NewEntry, SledStore, StoreError};
 use qtrace_ledger::trace::{self, Direction, Limits};
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::{Proven, Record, RecordId, View, ViewError};
@@ -442,34 +442,28 @@ impl StoreRates {
     fn measure(log: &LogStore, seqs: &[u64]) -> Result<StoreRates> {
         use rayon::prelude::*;
         let log_id = log.log_id();
-        let read = |seq: &u64| log.entry(*seq).map(|e| e.is_some());
-        let lookup = |seq: &u64| log.lookup(&IndexKey::Parent(log_id, *seq), None, 100_000).map(|v| v.len());
-        let best = |round: &dyn Fn() -> Result<()>| -> Result<f64> {
+        type Op<'a> = &'a (dyn Fn(u64) -> std::result::Result<(), StoreError> + Sync);
+        let read: Op = &|seq| log.entry(seq).map(drop);
+        let lookup: Op = &|seq| log.lookup(&IndexKey::Parent(log_id, seq), None, 100_000).map(drop);
+        // Each operation on every seq, on this thread or on the pool.
+        let rate = |op: Op, parallel: bool| -> Result<f64> {
             let mut best = f64::MAX;
             for _ in 0..3 {
                 let start = Instant::now();
-                round()?;
+                if parallel {
+                    seqs.par_iter().try_for_each(|s| op(*s))?;
+                } else {
+                    seqs.iter().try_for_each(|s| op(*s))?;
+                }
                 best = best.min(start.elapsed().as_secs_f64());
             }
             Ok(seqs.len() as f64 / best)
         };
         Ok(StoreRates {
-            reads_1: best(&|| {
-                seqs.iter().try_for_each(|s| read(s).map(drop))?;
-                Ok(())
-            })?,
-            reads_n: best(&|| {
-                seqs.par_iter().try_for_each(|s| read(s).map(drop))?;
-                Ok(())
-            })?,
-            lookups_1: best(&|| {
-                seqs.iter().try_for_each(|s| lookup(s).map(drop))?;
-                Ok(())
-            })?,
-            lookups_n: best(&|| {
-                seqs.par_iter().try_for_each(|s| lookup(s).map(drop))?;
-                Ok(())
-            })?,
+            reads_1: rate(read, false)?,
+            reads_n: rate(read, true)?,
+            lookups_1: rate(lookup, false)?,
+            lookups_n: rate(lookup, true)?,
         })
     }
 }

@@ -399,7 +399,10 @@ impl LogStore {
             k
         };
         // Bounded above, so sled stops at the key's last entry instead of
-        // reading the leaf that follows it.
+        // reading the leaf that follows it. Keys under the prefix with a
+        // suffix that is not 8 bytes fall outside these bounds unless they
+        // sort between them (then they are refused as corrupt); `qtrace-node
+        // audit` finds every index key that the entries do not give.
         let mut out = Vec::new();
         for kv in self.tree.range(bound(first)..=bound(u64::MAX)) {
             if out.len() >= limit {

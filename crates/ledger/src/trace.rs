@@ -195,14 +195,14 @@ fn parent_ids(record: &Record) -> Vec<RecordId> {
 /// corrected away (did_not_occur, incorrect_data) are left out.
 ///
 /// Breadth first, one level at a time, in four steps: the level's records
-/// are expanded (their links looked up) in parts on rayon's pool; their
-/// links are followed in order on this thread, noting the lots reached and
-/// each record not reached before; those records are fetched and checked
-/// for corrections in parts on the pool; then added in order. So the trace,
-/// its order and its limit errors are those of a walk on one thread (a
-/// view's own errors may surface at another point of the walk), and a
-/// record with thousands of children is no slower than thousands of records
-/// with one child each.
+/// are expanded (their links looked up; upstream, a lot's origins read) in
+/// parts on rayon's pool; their links are followed in order on this thread,
+/// noting the lots reached and each record not reached before; those
+/// records are fetched and checked for corrections in parts on the pool;
+/// then added in order. So the trace, its order and its limit errors are
+/// those of a walk on one thread (a view's own errors may surface at
+/// another point of the walk), and a record with thousands of children is
+/// no slower than thousands of records with one child each.
 pub fn trace(
     view: &dyn View,
     starts: &[RecordId],
@@ -838,7 +838,9 @@ mod tests {
 
     /// A record reached as a use of a lot is not reached again, later in
     /// the same level, as the child of another record (nor the other way
-    /// round): one node each, where a one-thread walk first met it.
+    /// round): one node each, where a one-thread walk first met it. The
+    /// two records reaching it are the first and last of a level wide
+    /// enough to be expanded in parts.
     #[test]
     fn a_record_is_reached_once_per_trace() {
         let mut log = TestLog::standard();
@@ -846,18 +848,28 @@ mod tests {
         let other = log.accept(Who::Manufacturer, &relot(example(K::Production), "M"));
         // Ships L and names `other` as its parent.
         let shipment = log.accept(Who::Manufacturer, &relot(with_refs(example(K::Shipment), &other), "L"));
+        let fillers: Vec<pb::RecordRef> = (0..PARALLEL_FROM - 2)
+            .map(|i| log.accept(Who::Manufacturer, &relot(example(K::Production), &format!("F{i}"))))
+            .collect();
         let mut view = MemView::new(log.registry.clone(), Date::from_days_since_epoch(20_300));
         for entry in &log.entries {
             view.insert(Record::new(log.log_id, entry.clone()), None::<Proven>);
         }
         let id = |r: &pb::RecordRef| RecordId { log: log.log_id, seq: r.seq };
         let ids = |t: Trace| t.nodes.iter().map(|n| (n.record.id, n.relation)).collect::<Vec<_>>();
+        let level = |first: &pb::RecordRef, last: &pb::RecordRef| -> Vec<RecordId> {
+            let mut starts = vec![id(first)];
+            starts.extend(fillers.iter().map(id));
+            starts.push(id(last));
+            starts
+        };
         // (case, starts, how the shipment is first reached)
         let cases = [
-            ("lot use first", [id(&production), id(&other)], Relation::LotUse),
-            ("child first", [id(&other), id(&production)], Relation::Child),
+            ("lot use first", level(&production, &other), Relation::LotUse),
+            ("child first", level(&other, &production), Relation::Child),
         ];
         for (case, starts, first) in cases {
+            assert!(starts.len() >= PARALLEL_FROM, "{case}: a level of {} is expanded on one thread", starts.len());
             let reference = reference_trace(&view, &starts, Direction::Downstream, Limits::default(), false).map(ids);
             for threads in [1, 2] {
                 let walked = trace_on(&view, &starts, Direction::Downstream, Limits::default(), false, threads);

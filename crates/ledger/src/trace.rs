@@ -252,7 +252,9 @@ fn trace_on(
     Ok(trace)
 }
 
-/// Most threads one trace expands a level on.
+/// A level is cut into [`PARTS_PER_THREAD`] parts for each of rayon's
+/// threads, counting at most this many threads: so at most 16 parts, run on
+/// as many of the pool's threads as are free.
 pub const MAX_THREADS: usize = 4;
 
 /// Levels smaller than this are expanded (and fetched) on the calling

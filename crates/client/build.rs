@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: cargo
+    // reuses a compiled build script for a checkout at another path that
+    // shares the target directory.
+    let proto_root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["qtrace/v1/node.proto"];
     for file in ["qtrace/v1/event.proto", "qtrace/v1/log.proto", "qtrace/v1/node.proto"] {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

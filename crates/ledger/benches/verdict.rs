@@ -1,7 +1,7 @@
 //! Verdict and trace benchmark at scale (not a timed test; nothing is
 //! asserted about time).
 //!
-//! Builds a log of 1,000,000 entries (`QTRACE_BENCH_SCALE=small`: 20,000)
+//! Builds a log of 1,000,000 entries (`QTRACE_BENCH_SCALE=small` or `--scale small`: 20,000)
 //! holding a realistic registry, one raw-milk lot made into 10,000 powder
 //! lots (small: 1,000), each shipped and sold, and filler production lots.
 //! Then measures, beside the in-run ed25519 verify rate:
@@ -17,9 +17,11 @@
 //! Run: `cargo bench -p qtrace-ledger --bench verdict`
 //! (`QTRACE_TRACE_RUNS`: how many times the trace is timed, default 9).
 
-/// The node's allocator, so the store is read as the node reads it.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The benchmarks' shared helpers, and with them the node's allocator, so
+// the store is read as the node reads it.
+#[allow(dead_code)]
+#[path = "../../node/benches/common/mod.rs"]
+mod common;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -52,8 +54,7 @@ const FILLER: &str = "04006381333931";
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Result<()> {
-    let small =
-        std::env::var("QTRACE_BENCH_SCALE").is_ok_and(|s| s == "small") || std::env::args().any(|a| a == "small");
+    let small = common::small_scale()?;
     let (total, lots, checks) = if small { (20_000u64, 1_000u64, 200usize) } else { (1_000_000, 10_000, 2_000) };
     println!("verdict benchmark: {total} entries, {lots} powder lots from one raw-milk lot");
 

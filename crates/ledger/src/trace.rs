@@ -309,13 +309,13 @@ fn follow(
     level: impl Iterator<Item = (usize, Vec<Link>)>,
 ) -> Vec<Planned> {
     let mut plan = Vec::new();
+    // A lot key is a few dozen bytes held inline: cloning it is a copy.
     let mut note_lot = |lots: &mut Vec<LotKey>, lot: LotKey| -> bool {
-        if lots_seen.contains(&lot) {
-            return false;
+        let new = lots_seen.insert(lot.clone());
+        if new {
+            lots.push(lot);
         }
-        lots_seen.insert(lot.clone());
-        lots.push(lot);
-        true
+        new
     };
     for (index, links) in level {
         let via = Some(index);
@@ -382,10 +382,11 @@ impl Walk<'_> {
         parts.into_iter().flatten().collect()
     }
 
-    /// Expands consecutive records, in order, on this thread. `here` holds
-    /// the lots named by earlier records of the part: they are in
-    /// `lots_seen` before any later link is followed, so a later record
-    /// creating one of them need not look up its users.
+    /// Expands consecutive records, in order, on this thread. Downstream,
+    /// `here` holds the lots named by earlier records of the part: they are
+    /// in `lots_seen` before any later link is followed, so a later record
+    /// creating one of them need not look up its users. (Upstream, nothing
+    /// is looked up per lot created, so `here` stays empty.)
     fn expand_part(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
         let mut here = FastSet::default();
         nodes.iter().map(|node| self.expand(&node.record, lots_seen, &mut here)).collect()
@@ -400,7 +401,6 @@ impl Walk<'_> {
                 links.extend(parent_ids(record).into_iter().map(|id| Link::Reach(id, Relation::Parent, None)));
                 for lot in uses {
                     let origins = lot_origins(self.view, &lot);
-                    here.insert(lot.clone());
                     links.push(Link::Lot(lot));
                     match origins {
                         Ok(origins) => links.extend(
@@ -415,7 +415,6 @@ impl Walk<'_> {
                         }
                     }
                 }
-                here.extend(creates.iter().cloned());
                 links.extend(creates.into_iter().map(Link::Lot));
             }
             Direction::Downstream => {

@@ -1,7 +1,7 @@
 //! What the benchmarks share: the printed table with its ratios and the
 //! `BENCH-SUMMARY` JSON, and a few helpers. Included by `append.rs` and
 //! `mirror.rs` (`mod common;`) and by qtrace-ledger's `benches/store.rs`
-//! (by path); not a benchmark of its own.
+//! and `benches/verdict.rs` (by path); not a benchmark of its own.
 
 /// The node's allocator, so limits measured in the benchmark process (sled,
 /// ed25519) are measured as the node runs them.

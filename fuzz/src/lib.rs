@@ -18,7 +18,6 @@ use qtrace_ledger::merkle::{self, Hash, MemTree};
 use qtrace_ledger::note::{self, Checkpoint, CosignatureVerifier, Cosigner, Note, Signer, Verifier};
 use qtrace_ledger::signing::SecretKey;
 use qtrace_ledger::verdict::{self, Trust};
-use qtrace_ledger::view::RecordId;
 
 /// A fuzz target: it panics on a finding.
 pub type Target = fn(&[u8]);
@@ -264,23 +263,6 @@ pub fn bundle_open(data: &[u8]) {
     assert_eq!(bundle::decode(&decoded.encode_to_vec()), Ok(decoded.clone()), "a decoded bundle round-trips");
     let fixtures = fixtures();
     let Ok(opened) = bundle::open(&decoded, &fixtures.trust, None) else { return };
-    let Some(kind) = opened.subject.as_ref().and_then(|s| s.kind.as_ref()) else { return };
-    let options = verdict::Options::default();
-    let view = &opened.view;
-    let trust = &fixtures.trust;
-    use qtrace_ledger::pb::verdict_subject::Kind;
-    let _ = match kind {
-        Kind::Record(r) => match LogId::from_slice(&r.log_id) {
-            Ok(log) => verdict::verify_record(view, trust, RecordId { log, seq: r.seq }, options).map(drop),
-            Err(_) => Ok(()),
-        },
-        Kind::Certificate(c) => match Uscc::parse(&c.issuer_uscc) {
-            Ok(issuer) => verdict::verify_certificate(view, trust, &issuer, &c.number, None, None, options).map(drop),
-            Err(_) => Ok(()),
-        },
-        Kind::ProductCode(text) => match verdict::product_code(text) {
-            Ok(code) => verdict::verify_product(view, trust, &code, options).map(drop),
-            Err(_) => Ok(()),
-        },
-    };
+    let _ =
+        verdict::verify_subject(&opened.view, &fixtures.trust, opened.subject.as_ref(), None, None, Default::default());
 }

@@ -35,21 +35,14 @@ async fn offline(
     let trust = Trust { logs: vec![node.vkey()], witnesses: Vec::new() };
     let opened = bundle::open(&decoded, &trust, None).expect("bundle opens");
     assert!(opened.rejected_registry.is_empty(), "{:?}", opened.rejected_registry);
-    let report = match subject {
-        pb::verdict_subject::Kind::ProductCode(text) => {
-            verdict::verify_product(&opened.view, &trust, &verdict::product_code(&text).unwrap(), Default::default())
-        }
-        pb::verdict_subject::Kind::Certificate(c) => verdict::verify_certificate(
-            &opened.view,
-            &trust,
-            &qtrace_ledger::ids::Uscc::parse(&c.issuer_uscc).unwrap(),
-            &c.number,
-            None,
-            None,
-            Default::default(),
-        ),
-        pb::verdict_subject::Kind::Record(_) => panic!("not used here"),
-    }
+    let report = verdict::verify_subject(
+        &opened.view,
+        &trust,
+        Some(&pb::VerdictSubject { kind: Some(subject) }),
+        None,
+        None,
+        Default::default(),
+    )
     .expect("offline verdict");
     (report, bytes.len())
 }

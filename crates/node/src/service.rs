@@ -685,50 +685,32 @@ impl Ledger for LedgerService {
     }
 }
 
-/// The verdict a request asks for.
+/// The verdict a request asks for: the request's certificate questions
+/// parsed here, the subject dispatched by `verdict::verify_subject`.
 fn run_verdict(
     view: &dyn View,
     trust: &Trust,
     request: &pb::VerifyRequest,
     options: verdict::Options,
 ) -> Result<verdict::Report, Failure> {
-    use pb::verdict_subject::Kind;
-    let kind = request
-        .subject
-        .as_ref()
-        .and_then(|s| s.kind.as_ref())
-        .ok_or_else(|| Failure::Invalid("subject: give a record, a certificate or a product code".into()))?;
-    let result = match kind {
-        Kind::Record(r) => {
-            let id = record_id(r)?;
-            verdict::verify_record(view, trust, id, options)
-        }
-        Kind::Certificate(c) => {
-            let issuer = Uscc::parse(&c.issuer_uscc)
-                .map_err(|e| Failure::Invalid(format!("subject.certificate.issuer_uscc: {e}")))?;
-            let at = if request.at.is_empty() {
-                None
-            } else {
-                Some(Date::parse_iso(&request.at).map_err(|e| Failure::Invalid(format!("at: {e}")))?)
-            };
-            let product = if request.for_product.is_empty() {
-                None
-            } else {
-                Some(
-                    verdict::product_code(&request.for_product)
-                        .map_err(|e| Failure::Invalid(format!("for_product: {e}")))?
-                        .gtin,
-                )
-            };
-            verdict::verify_certificate(view, trust, &issuer, &c.number, product.as_ref(), at, options)
-        }
-        Kind::ProductCode(code) => {
-            let code =
-                verdict::product_code(code).map_err(|e| Failure::Invalid(format!("subject.product_code: {e}")))?;
-            verdict::verify_product(view, trust, &code, options)
-        }
+    let at = if request.at.is_empty() {
+        None
+    } else {
+        Some(Date::parse_iso(&request.at).map_err(|e| Failure::Invalid(format!("at: {e}")))?)
     };
-    result.map_err(Failure::Verdict)
+    let product = if request.for_product.is_empty() {
+        None
+    } else {
+        Some(
+            verdict::product_code(&request.for_product)
+                .map_err(|e| Failure::Invalid(format!("for_product: {e}")))?
+                .gtin,
+        )
+    };
+    verdict::verify_subject(view, trust, request.subject.as_ref(), at, product.as_ref(), options).map_err(|e| match e {
+        verdict::SubjectError::Verdict(e) => Failure::Verdict(e),
+        invalid => Failure::Invalid(invalid.to_string()),
+    })
 }
 
 fn record_id(r: &pb::RecordRef) -> Result<RecordId, Failure> {

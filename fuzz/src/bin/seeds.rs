@@ -387,31 +387,9 @@ fn main() {
             witnesses: vec![witness().verifier()],
         };
         let options = qtrace_ledger::verdict::Options::default();
-        let report = match bundle.subject.as_ref().and_then(|s| s.kind.as_ref()) {
-            Some(pb::verdict_subject::Kind::Record(r)) => qtrace_ledger::verdict::verify_record(
-                &opened.view,
-                &trust,
-                qtrace_ledger::view::RecordId { log: log.log_id, seq: r.seq },
-                options,
-            ),
-            Some(pb::verdict_subject::Kind::Certificate(c)) => qtrace_ledger::verdict::verify_certificate(
-                &opened.view,
-                &trust,
-                &qtrace_ledger::ids::Uscc::parse(&c.issuer_uscc).expect("issuer"),
-                &c.number,
-                None,
-                None,
-                options,
-            ),
-            Some(pb::verdict_subject::Kind::ProductCode(code)) => qtrace_ledger::verdict::verify_product(
-                &opened.view,
-                &trust,
-                &qtrace_ledger::verdict::product_code(code).expect("code"),
-                options,
-            ),
-            None => unreachable!("every seed bundle has a subject"),
-        }
-        .expect("the seed bundle's verdict computes");
+        let report =
+            qtrace_ledger::verdict::verify_subject(&opened.view, &trust, bundle.subject.as_ref(), None, None, options)
+                .expect("the seed bundle's verdict computes");
         println!("seeds: bundle about the {name}: {}", report.verdict.name());
         out.put("bundle_open", name, &bytes);
     }

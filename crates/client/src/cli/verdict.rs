@@ -17,7 +17,7 @@ use prost::Message as _;
 use qtrace_client::bundle;
 use qtrace_client::event::EventKind;
 use qtrace_client::hash::LogId;
-use qtrace_client::ids::{Date, Gtin, ProductCode, Uscc};
+use qtrace_client::ids::{Date, Gtin, ProductCode};
 use qtrace_client::note::Verifier;
 use qtrace_client::pb::{self, verdict_subject::Kind};
 use qtrace_client::subject::{self, CertificateId, RecordTarget, Target};
@@ -25,7 +25,6 @@ use qtrace_client::time;
 use qtrace_client::trace::Limits;
 use qtrace_client::verdict::{self, Overall, Report, Severity, Trust};
 use qtrace_client::verify::{self, CheckError};
-use qtrace_client::view::RecordId;
 use serde_json::{Value, json};
 
 use super::{Ctx, Failure};
@@ -268,31 +267,18 @@ fn compute(bytes: &[u8], trusted: Trusted, question: &Question, ctx: &Ctx) -> Re
             subject::describe_subject(opened.subject.as_ref())
         )));
     }
-    let view = &opened.view;
-    let trust = &trusted.trust;
-    let result = match kind {
-        Kind::Record(r) => {
-            let log = LogId::from_slice(&r.log_id).map_err(|e| unverified("the bundle's subject", &e))?;
-            verdict::verify_record(view, trust, RecordId { log, seq: r.seq }, options)
-        }
-        Kind::Certificate(c) => {
-            let issuer = Uscc::parse(&c.issuer_uscc).map_err(|e| unverified("the bundle's subject", &e))?;
-            verdict::verify_certificate(
-                view,
-                trust,
-                &issuer,
-                &c.number,
-                question.product.as_ref(),
-                question.at,
-                options,
-            )
-        }
-        Kind::ProductCode(text) => {
-            let code = verdict::product_code(text).map_err(|e| unverified("the bundle's subject", &e))?;
-            verdict::verify_product(view, trust, &code, options)
-        }
-    };
-    let report = result.map_err(|e| Failure::Failed(format!("the verdict could not be computed: {e}")))?;
+    let report = verdict::verify_subject(
+        &opened.view,
+        &trusted.trust,
+        opened.subject.as_ref(),
+        question.at,
+        question.product.as_ref(),
+        options,
+    )
+    .map_err(|e| match e {
+        verdict::SubjectError::Verdict(e) => Failure::Failed(format!("the verdict could not be computed: {e}")),
+        invalid => unverified("the bundle's subject", &invalid),
+    })?;
     Ok(Computed { report, trusted, bundle_bytes: bytes.len(), bundle_as_of: decoded.as_of })
 }
 

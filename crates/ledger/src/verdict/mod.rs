@@ -21,10 +21,11 @@ mod record;
 mod report;
 
 use crate::hash::LogId;
-use crate::ids::{Gtin, Lot, ProductCode};
+use crate::ids::{Date, Gtin, Lot, ProductCode, Uscc};
 use crate::note::{CosignatureVerifier, Verifier};
+use crate::pb;
 use crate::trace::{self, Limits};
-use crate::view::ViewError;
+use crate::view::{RecordId, View, ViewError};
 
 pub use certificates::{CertStatus, CertificateHistory, verify_certificate};
 pub use product::verify_product;
@@ -64,6 +65,55 @@ pub enum VerdictError {
     View(#[from] ViewError),
     #[error("{0}")]
     Trace(#[from] trace::TraceError),
+}
+
+/// A verdict subject that names nothing to verify, or names it wrongly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubjectError {
+    #[error("subject: give a record, a certificate or a product code")]
+    Missing,
+    /// `field` is the subject's field path, e.g. `subject.certificate.issuer_uscc`.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{0}")]
+    Verdict(#[from] VerdictError),
+}
+
+/// The one dispatch from a verdict subject (a record, a certificate or a
+/// product code, as a Verify request and an evidence bundle name it) to its
+/// verdict; the node, `qtrace check`/`verify --offline`, the fuzz targets
+/// and the tests all call it. `at` (the status on a date) and `product`
+/// (does it cover this GTIN) are questions about a certificate and are
+/// ignored for other subjects.
+pub fn verify_subject(
+    view: &dyn View,
+    trust: &Trust,
+    subject: Option<&pb::VerdictSubject>,
+    at: Option<Date>,
+    product: Option<&Gtin>,
+    options: Options,
+) -> Result<Report, SubjectError> {
+    use pb::verdict_subject::Kind;
+    let invalid = |field: &'static str, reason: &dyn std::fmt::Display| SubjectError::Invalid {
+        field,
+        reason: reason.to_string(),
+    };
+    let report = match subject.and_then(|s| s.kind.as_ref()).ok_or(SubjectError::Missing)? {
+        Kind::Record(r) => {
+            let log = LogId::from_slice(&r.log_id).map_err(|e| invalid("subject.record.log_id", &e))?;
+            verify_record(view, trust, RecordId { log, seq: r.seq }, options)?
+        }
+        Kind::Certificate(c) => {
+            let issuer = Uscc::parse(&c.issuer_uscc).map_err(|e| invalid("subject.certificate.issuer_uscc", &e))?;
+            verify_certificate(view, trust, &issuer, &c.number, product, at, options)?
+        }
+        Kind::ProductCode(text) => {
+            let code = product_code(text).map_err(|e| invalid("subject.product_code", &e))?;
+            verify_product(view, trust, &code, options)?
+        }
+    };
+    Ok(report)
 }
 
 /// Parses a verdict subject given on a command line or in a request.

@@ -24,7 +24,7 @@ use crate::ids::Date;
 use crate::merkle::{self, Hash};
 use crate::note;
 use crate::pb;
-use crate::registry::{RecordInfo, Records, Registry};
+use crate::registry::{RecordInfo, Records, RecordsError, Registry};
 use crate::verdict::Trust;
 use crate::view::{MemView, Proven, Record, RecordId, View, ViewError};
 
@@ -235,7 +235,7 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
 struct BundleRecords<'a>(&'a [(RecordId, RecordInfo)]);
 
 impl Records for BundleRecords<'_> {
-    fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo> {
-        self.0.iter().find(|(id, _)| id.log == *log && id.seq == seq).map(|(_, info)| *info)
+    fn record(&self, log: &LogId, seq: u64) -> Result<Option<RecordInfo>, RecordsError> {
+        Ok(self.0.iter().find(|(id, _)| id.log == *log && id.seq == seq).map(|(_, info)| *info))
     }
 }

@@ -472,6 +472,53 @@ pub fn root_from_consistency(
     Ok(chain_border_right(chain_inner(seed, inner_part, mask), border_part))
 }
 
+/// The roots of the old and the new tree that a consistency proof implies,
+/// when the proof names its seed: the hash of the largest perfect subtree
+/// ending at `old_size`, first in the proof even when `old_size` is a power
+/// of two (where the RFC 6962 proof leaves it out, as the verifier's old
+/// root). Such a proof commits to both roots, so one that rebuilds a log's
+/// signed root for `new_size` shows what the same log's tree held at
+/// `old_size`: whoever assembled the proof, a different old root than the
+/// log signed is proof that the log forked (under SHA-256's collision
+/// resistance).
+pub fn roots_from_seeded_consistency(
+    old_size: u64,
+    new_size: u64,
+    proof: &[Hash],
+) -> Result<(Hash, Hash), VerifyError> {
+    if new_size <= old_size {
+        return Err(VerifyError::SizeOrder { old_size, new_size });
+    }
+    if old_size == 0 {
+        return Err(VerifyError::EmptyOldTree { new_size });
+    }
+    let (inner, border) = decomp_incl_proof(old_size - 1, new_size);
+    let shift = old_size.trailing_zeros();
+    let inner = inner.saturating_sub(shift as usize);
+    let wrong_length = VerifyError::WrongProofLength { expected: 1 + inner + border, found: proof.len() };
+    let Some((seed, rest)) = proof.split_first() else { return Err(wrong_length) };
+    if rest.len() != inner + border {
+        return Err(wrong_length);
+    }
+    let (inner_part, border_part) = rest.split_at(inner);
+    let mask = (old_size - 1) >> shift;
+    let old_root = chain_border_right(chain_inner_right(*seed, inner_part, mask), border_part);
+    let new_root = chain_border_right(chain_inner(*seed, inner_part, mask), border_part);
+    Ok((old_root, new_root))
+}
+
+/// Turns an RFC 6962 consistency proof from `old_size` into the seeded form
+/// [`roots_from_seeded_consistency`] reads: when `old_size` is a power of
+/// two the seed is the old tree's root, `old_root`, put first.
+pub fn seeded_consistency_proof(old_size: u64, proof: &[Hash], old_root: &Hash) -> Vec<Hash> {
+    let mut seeded = Vec::with_capacity(proof.len() + 1);
+    if old_size.is_power_of_two() {
+        seeded.push(*old_root);
+    }
+    seeded.extend_from_slice(proof);
+    seeded
+}
+
 /// Checks that `proof` shows the tree of `new_size` leaves with root
 /// `new_root` extends the tree of `old_size` leaves with root `old_root`.
 pub fn verify_consistency(
@@ -1230,5 +1277,39 @@ mod tests {
             let _ = verify_consistency(old, size, &proof, &first, &second);
             let _ = verify_consistency(index, old, &proof, &first, &second);
         }
+    }
+
+    #[test]
+    fn a_seeded_consistency_proof_commits_to_both_roots() {
+        let honest = MemTree::from_leaf_hashes((0..20u8).map(|i| leaf_hash(&[i]))).unwrap();
+        // The same log after rewriting its entry 1: another history.
+        let forked = MemTree::from_leaf_hashes(
+            (0..20u8).map(|i| leaf_hash(if i == 1 { &[1, 1] } else { std::slice::from_ref(&i) })),
+        )
+        .unwrap();
+        for old in 1..20u64 {
+            for new in old + 1..=20 {
+                let seeded = |tree: &MemTree| {
+                    let proof = tree.consistency_proof(old, new).unwrap();
+                    seeded_consistency_proof(old, &proof, &tree.root_at(old).unwrap())
+                };
+                let want = (honest.root_at(old).unwrap(), honest.root_at(new).unwrap());
+                assert_eq!(roots_from_seeded_consistency(old, new, &seeded(&honest)), Ok(want), "{old}->{new}");
+                let (old_root, new_root) = roots_from_seeded_consistency(old, new, &seeded(&forked)).unwrap();
+                assert_eq!(new_root, forked.root_at(new).unwrap(), "{old}->{new}");
+                assert_eq!(old_root == want.0, old < 2, "{old}->{new}: the old roots differ once entry 1 is in");
+                let mut short = seeded(&honest);
+                short.pop();
+                assert!(
+                    matches!(
+                        roots_from_seeded_consistency(old, new, &short),
+                        Err(VerifyError::WrongProofLength { .. })
+                    ),
+                    "{old}->{new}"
+                );
+            }
+        }
+        assert!(roots_from_seeded_consistency(5, 5, &[]).is_err());
+        assert!(roots_from_seeded_consistency(0, 5, &[[0; 32]]).is_err());
     }
 }

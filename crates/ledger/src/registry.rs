@@ -54,6 +54,9 @@ pub enum RefusalClass {
     NotFound,
     /// It would create something that already exists (ALREADY_EXISTS).
     AlreadyExists,
+    /// Not a refusal of the event: the records it names could not be read
+    /// (a storage failure). The node logs the cause and answers INTERNAL.
+    Internal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +96,10 @@ pub enum AuthError {
     NoGenesis,
     #[error("{0}")]
     Other(String),
+    /// The records the event names could not be read: the node's failure,
+    /// not the event's.
+    #[error("{0}")]
+    Unreadable(#[from] RecordsError),
 }
 
 impl AuthError {
@@ -113,6 +120,7 @@ impl AuthError {
             | AuthError::UnknownRecord { .. } => RefusalClass::NotFound,
             AuthError::CertificateExists { .. } => RefusalClass::AlreadyExists,
             AuthError::Mismatch { .. } | AuthError::RecordHashMismatch { .. } => RefusalClass::InvalidArgument,
+            AuthError::Unreadable(_) => RefusalClass::Internal,
         }
     }
 }
@@ -120,8 +128,24 @@ impl AuthError {
 /// Looks up records a new event refers to. The node answers from its store;
 /// an offline verifier from a bundle.
 pub trait Records {
-    /// What is known of record `seq` of log `log`, if it exists.
-    fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo>;
+    /// What is known of record `seq` of log `log`: `Ok(None)` when it does
+    /// not exist, an error when it could not be read.
+    fn record(&self, log: &LogId, seq: u64) -> Result<Option<RecordInfo>, RecordsError>;
+}
+
+/// A record could not be read (a storage failure): never a reason to tell
+/// the caller that the record does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("reading record {log}/{seq}: {detail}")]
+pub struct RecordsError {
+    pub log: LogId,
+    pub seq: u64,
+    pub detail: String,
+}
+
+/// The record `seq` of `log`, which `field` names: it must exist.
+fn named_record(records: &dyn Records, field: &'static str, log: &LogId, seq: u64) -> Result<RecordInfo, AuthError> {
+    records.record(log, seq)?.ok_or_else(|| AuthError::UnknownRecord { field, log: log.to_hex(), seq })
 }
 
 /// The facts about an earlier record that authorisation needs.
@@ -533,11 +557,7 @@ impl Registry {
                 };
                 let recall = recall.ok_or(AuthError::Other("the recall record is required".into()))?;
                 let log = LogId::from_slice(&recall.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-                let named = records.record(&log, recall.seq).ok_or_else(|| AuthError::UnknownRecord {
-                    field: "recall",
-                    log: log.to_hex(),
-                    seq: recall.seq,
-                })?;
+                let named = named_record(records, "recall", &log, recall.seq)?;
                 if named.kind != Some(EventKind::Recall) {
                     return Err(AuthError::Mismatch {
                         field: "recall",
@@ -546,11 +566,7 @@ impl Registry {
                 }
                 if !is_regulator {
                     let log = LogId::from_slice(&recall.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-                    let info = records.record(&log, recall.seq).ok_or_else(|| AuthError::UnknownRecord {
-                        field: "recall",
-                        log: log.to_hex(),
-                        seq: recall.seq,
-                    })?;
+                    let info = named_record(records, "recall", &log, recall.seq)?;
                     let recall_org = self.keys.get(&info.signer).map(|k| &k.uscc);
                     if recall_org != Some(&org.uscc) {
                         return Err(deny("the recall's initiator or a regulator"));
@@ -571,11 +587,7 @@ impl Registry {
             Body::Correction(c) => {
                 let target = c.target.as_ref().ok_or(AuthError::Other("correction.target missing".into()))?;
                 let log = LogId::from_slice(&target.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-                let info = records.record(&log, target.seq).ok_or_else(|| AuthError::UnknownRecord {
-                    field: "correction.target",
-                    log: log.to_hex(),
-                    seq: target.seq,
-                })?;
+                let info = named_record(records, "correction.target", &log, target.seq)?;
                 let target_org = self.keys.get(&info.signer).map(|k| &k.uscc);
                 if target_org != Some(&org.uscc) {
                     return Err(AuthError::RoleNotAllowed {
@@ -605,10 +617,7 @@ impl Registry {
         }
         for (field, r) in refs {
             let log = LogId::from_slice(&r.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-            let hash = records
-                .record(&log, r.seq)
-                .ok_or_else(|| AuthError::UnknownRecord { field, log: log.to_hex(), seq: r.seq })?
-                .hash;
+            let hash = named_record(records, field, &log, r.seq)?.hash;
             if hash.0.as_slice() != r.entry_hash.as_slice() {
                 return Err(AuthError::RecordHashMismatch {
                     field,
@@ -994,6 +1003,7 @@ mod tests {
             AuthError::Genesis => "Genesis",
             AuthError::NoGenesis => "NoGenesis",
             AuthError::Other(_) => "Other",
+            AuthError::Unreadable(_) => "Unreadable",
         }
     }
 
@@ -1696,6 +1706,40 @@ mod tests {
             };
             assert_eq!(field, *want_field, "{name}: {got:?}");
             check(name, got, *want);
+        }
+    }
+
+    /// Records whose store cannot be read: every read fails.
+    struct Unreadable;
+
+    impl Records for Unreadable {
+        fn record(&self, log: &LogId, seq: u64) -> Result<Option<RecordInfo>, RecordsError> {
+            Err(RecordsError { log: *log, seq, detail: "disk read failed".into() })
+        }
+    }
+
+    #[test]
+    fn a_record_that_cannot_be_read_is_not_reported_missing() {
+        let mut log = TestLog::standard();
+        let production = log.accept(Who::Manufacturer, &example(K::Production));
+        let shipment = log.accept(Who::Manufacturer, &with_refs(example(K::Shipment), &production));
+        let recall_ref = log.accept(Who::Manufacturer, &example(K::Recall));
+        let mut progress = with_refs(example(K::RecallProgress), &production);
+        if let Some(Body::RecallProgress(p)) = progress.body.as_mut() {
+            p.recall = Some(recall_ref.clone());
+        }
+        let cases: Vec<(&str, Who, pb::Event)> = vec![
+            ("parent", Who::Manufacturer, with_refs(example(K::Shipment), &production)),
+            ("recall named by its progress", Who::Manufacturer, progress),
+            ("correction target", Who::Manufacturer, with_refs(example(K::Correction), &shipment)),
+        ];
+        for (name, who, event) in &cases {
+            // The same event authorises against readable records.
+            assert!(log.authorize(*who, event).is_ok(), "{name}");
+            let got = log.registry.authorize(log.next_seq(), &who.public(), &valid(event), &Unreadable);
+            let Err(error) = got else { panic!("{name}: authorised without its records") };
+            assert_eq!((variant(&error), error.class()), ("Unreadable", C::Internal), "{name}: {error}");
+            assert!(error.to_string().contains("disk read failed"), "{name}: the cause is kept: {error}");
         }
     }
 

@@ -677,16 +677,20 @@ impl TestLog {
 }
 
 impl Records for TestLog {
-    fn record(&self, log: &LogId, seq: u64) -> Option<crate::registry::RecordInfo> {
+    fn record(
+        &self,
+        log: &LogId,
+        seq: u64,
+    ) -> Result<Option<crate::registry::RecordInfo>, crate::registry::RecordsError> {
         if *log != self.log_id {
-            return None;
+            return Ok(None);
         }
-        let entry = self.entries.get(usize::try_from(seq).ok()?)?;
-        Some(crate::registry::RecordInfo {
+        let Some(entry) = usize::try_from(seq).ok().and_then(|i| self.entries.get(i)) else { return Ok(None) };
+        Ok(Some(crate::registry::RecordInfo {
             hash: entry.hash(),
             signer: entry.signer,
             kind: crate::event::decode_event(&entry.event).ok().map(|e| e.kind),
-        })
+        }))
     }
 }
 

@@ -21,7 +21,7 @@ use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::Hash;
 use qtrace_ledger::note::Signer;
 use qtrace_ledger::pb;
-use qtrace_ledger::registry::{AuthError, RecordInfo, Records, Registry};
+use qtrace_ledger::registry::{AuthError, RecordInfo, Records, RecordsError, Registry};
 use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
 use tokio::sync::{broadcast, oneshot};
 
@@ -100,10 +100,12 @@ pub struct Appender {
 
 impl Appender {
     /// Starts the writer thread. `entries` receives every appended entry.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         log: Arc<LogStore>,
         logs: Arc<Logs>,
         registry: Arc<RwLock<Registry>>,
+        trust: setup::Trust,
         signer: Signer,
         origin: String,
         entries: broadcast::Sender<Arc<pb::Entry>>,
@@ -116,6 +118,8 @@ impl Appender {
             log,
             logs,
             registry,
+            trust,
+            registry_unbuilt: None,
             signer,
             origin,
             entries,
@@ -187,6 +191,12 @@ struct Writer {
     logs: Arc<Logs>,
     /// Shared with readers (verdicts); the writer holds it for a batch.
     registry: Arc<RwLock<Registry>>,
+    /// Whose records count, for rebuilding the registry.
+    trust: setup::Trust,
+    /// Why the registry could not be rebuilt after a storage failure: until
+    /// a rebuild succeeds it may hold records that were never stored, so
+    /// nothing is authorised against it.
+    registry_unbuilt: Option<String>,
     signer: Signer,
     origin: String,
     entries: broadcast::Sender<Arc<pb::Entry>>,
@@ -263,6 +273,16 @@ impl Writer {
         // A panic elsewhere while holding the lock cannot leave the registry
         // half-applied for an event: apply is not interrupted by I/O.
         let mut registry = shared.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.registry_unbuilt.is_some() {
+            self.rebuild_registry(&mut registry);
+        }
+        if let Some(reason) = &self.registry_unbuilt {
+            let error = AppendError::Storage(format!("the registry cannot be rebuilt: {reason}"));
+            for job in jobs {
+                let _ = job.reply.send(vec![Err(error.clone()); job.events.len()]);
+            }
+            return;
+        }
         let logs = self.logs.clone();
         let mut pending = PendingRecords { log: &log, logs: &logs, log_id, new: HashMap::new() };
         let mut in_batch: HashMap<[u8; 32], (u64, EntryHash, i64)> = HashMap::new();
@@ -449,8 +469,11 @@ impl Writer {
                 now_micros / 1000
             )));
         }
-        if let Err(e) = registry.authorize(*next_seq, &verified.signer, &verified.event, pending) {
-            return Slot::Refused(AppendError::Auth(e));
+        match registry.authorize(*next_seq, &verified.signer, &verified.event, pending) {
+            Ok(_) => {}
+            // A storage failure is the node's, not a refusal of the event.
+            Err(AuthError::Unreadable(e)) => return Slot::Refused(AppendError::Storage(e.to_string())),
+            Err(e) => return Slot::Refused(AppendError::Auth(e)),
         }
         registry.apply(*next_seq, &verified.signer, &verified.event);
         // Logged times never go backwards, even if the clock does.
@@ -473,21 +496,28 @@ impl Writer {
     }
 
     /// After a failed write the registry may hold events that were never
-    /// stored: rebuild it from the log, which is the truth.
+    /// stored: rebuild it from the stored entries, which are the truth.
     fn storage_failure(&mut self, current: &mut Registry, error: StoreError) -> AppendError {
-        tracing::error!(%error, "append failed; rebuilding the registry from the log");
-        let mut registry = match current.log_key() {
-            Some(key) => Registry::new(key),
-            None => Registry::default(),
-        };
-        let size = self.log.head().size;
-        for entry in self.log.range(0, size).flatten() {
-            if let Ok(event) = event::decode_event(&entry.event) {
-                registry.apply(entry.seq, &entry.signer, &event);
+        tracing::error!(%error, "append failed; rebuilding the registry from the stored entries");
+        self.rebuild_registry(current);
+        AppendError::Storage(error.to_string())
+    }
+
+    /// Rebuilds the registry with the node's trust (own log and peers'
+    /// mirrors), as at start. On failure the writer refuses every event
+    /// until a later rebuild succeeds.
+    fn rebuild_registry(&mut self, current: &mut Registry) {
+        match setup::rebuild_registry(&self.trust, &self.log, &self.logs.mirrors()) {
+            Ok(registry) => {
+                *current = registry;
+                self.registry_unbuilt = None;
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!(error = %reason, "the registry cannot be rebuilt; appends are refused until it is");
+                self.registry_unbuilt = Some(reason);
             }
         }
-        *current = registry;
-        AppendError::Storage(error.to_string())
     }
 }
 
@@ -500,18 +530,182 @@ struct PendingRecords<'a> {
 }
 
 impl Records for PendingRecords<'_> {
-    fn record(&self, log: &LogId, seq: u64) -> Option<RecordInfo> {
+    fn record(&self, log: &LogId, seq: u64) -> Result<Option<RecordInfo>, RecordsError> {
+        let unreadable = |detail: String| RecordsError { log: *log, seq, detail };
         let entry = if *log == self.log_id {
             if let Some(found) = self.new.get(&seq) {
-                return Some(*found);
+                return Ok(Some(*found));
             }
-            self.log.entry(seq).ok()??
+            self.log.entry(seq).map_err(|e| unreadable(e.to_string()))?
         } else {
             // A parent in a mirrored log: only entries already verified and
             // stored by mirroring count.
-            self.logs.get(log)?.entry(seq).ok()??
+            match self.logs.get(log) {
+                Some(mirror) => mirror.entry(seq).map_err(|e| unreadable(e.to_string()))?,
+                None => None,
+            }
         };
+        let Some(entry) = entry else { return Ok(None) };
+        // Stored entries were checked before they were stored; one that no
+        // longer decodes is damage, which authorisation reports as such.
         let kind = event::decode_event(&entry.event).ok().map(|e| e.kind);
-        Some(RecordInfo { hash: entry.hash(), signer: entry.signer, kind })
+        Ok(Some(RecordInfo { hash: entry.hash(), signer: entry.signer, kind }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+    use qtrace_ledger::event::{IndexKey, decode_event};
+    use qtrace_ledger::ids::Uscc;
+    use qtrace_ledger::pb::event::Body;
+    use qtrace_ledger::signing::SecretKey;
+    use qtrace_ledger::store::SledStore;
+
+    use super::*;
+
+    /// An organisation registered on the peer's log only.
+    const PEER_ORG: &str = "91310000MA1K2Q7A5L";
+    /// An organisation the node's own authority registers.
+    const OWN_ORG: &str = "914403007152672A21";
+
+    fn genesis(origin: &str, authority: &SecretKey) -> pb::LogGenesis {
+        pb::LogGenesis {
+            origin: origin.into(),
+            operator_uscc: "9144030071526726XG".into(),
+            operator_name: "operator".into(),
+            root_authority_keys: vec![authority.public_key().to_bytes().to_vec()],
+        }
+    }
+
+    fn org_registered(uscc: &str) -> pb::Event {
+        pb::Event {
+            event_time: Some(pb::EventTime { unix_millis: now_micros() / 1000, offset_minutes: 480 }),
+            subject: Some(pb::Subject { kind: Some(pb::subject::Kind::OrganisationUscc(uscc.into())) }),
+            body: Some(Body::OrgRegistered(pb::OrgRegistered {
+                uscc: uscc.into(),
+                name: "an organisation".into(),
+                roles: vec![pb::Role::Manufacturer as i32],
+                accreditations: Vec::new(),
+                address: String::new(),
+                region: "310000".into(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn verified(event: &pb::Event, key: &SecretKey) -> Verified {
+        let event_bytes = event.encode_to_vec();
+        let valid = decode_event(&event_bytes).unwrap();
+        Verified {
+            signature: key.sign_event(&event_bytes),
+            signer: key.public_key().to_bytes(),
+            event_bytes,
+            event: valid,
+        }
+    }
+
+    /// Appends `event_bytes`, signed by `signer`, to `log` as its next entry.
+    fn append_raw(log: &LogStore, log_key: &SecretKey, origin: &str, signer: &SecretKey, event_bytes: Vec<u8>) {
+        let head = log.head();
+        let index_keys = match decode_event(&event_bytes) {
+            Ok(valid) => event::index_keys(&valid.event),
+            // Damage: an entry indexed as a registry record that no longer
+            // decodes.
+            Err(_) => vec![IndexKey::Registry],
+        };
+        let entry = Entry {
+            seq: head.size,
+            prev_hash: head.last_hash,
+            logged_at_micros: now_micros(),
+            signer: signer.public_key().to_bytes(),
+            signature: signer.sign_event(&event_bytes),
+            event: event_bytes,
+        };
+        let hash = entry.hash();
+        let checkpoint_signer = Signer::new(origin, log_key.signing_key().clone()).unwrap();
+        log.append(&[NewEntry { entry, hash, index_keys }], true, |size, root| {
+            setup::sign_checkpoint(&checkpoint_signer, origin, size, root)
+        })
+        .unwrap();
+    }
+
+    struct Node {
+        store: SledStore,
+        own_key: SecretKey,
+        own_authority: SecretKey,
+        logs: Arc<Logs>,
+        peer: Arc<LogStore>,
+        peer_key: SecretKey,
+        trust: setup::Trust,
+    }
+
+    /// A node whose own log holds its genesis and whose mirror of a peer's
+    /// log holds the peer's genesis and the registration of [`PEER_ORG`].
+    fn node() -> Node {
+        let store = SledStore::temporary().unwrap();
+        let own_key = SecretKey::from_seed(&[1; 32]);
+        let own_authority = SecretKey::from_seed(&[2; 32]);
+        let peer_key = SecretKey::from_seed(&[3; 32]);
+        let peer_authority = SecretKey::from_seed(&[4; 32]);
+        let own = Arc::new(store.log(LogId::of_key(&own_key.public_key().to_bytes())).unwrap());
+        setup::append_genesis(&own, &own_key, genesis("qtrace.test/own", &own_authority)).unwrap();
+        let logs = Arc::new(Logs::new(own, store.clone()));
+        let peer = logs.mirror(LogId::of_key(&peer_key.public_key().to_bytes())).unwrap();
+        setup::append_genesis(&peer, &peer_key, genesis("qtrace.test/peer", &peer_authority)).unwrap();
+        let registration = org_registered(PEER_ORG).encode_to_vec();
+        append_raw(&peer, &peer_key, "qtrace.test/peer", &peer_authority, registration);
+        let trust =
+            setup::Trust { own: own_key.public_key().to_bytes(), peers: vec![peer_key.public_key().to_bytes()] };
+        Node { store, own_key, own_authority, logs, peer, peer_key, trust }
+    }
+
+    fn knows(registry: &RwLock<Registry>, uscc: &str) -> bool {
+        let uscc: Uscc = uscc.parse().unwrap();
+        registry.read().unwrap().organisation(&uscc).is_some()
+    }
+
+    #[test]
+    fn a_storage_failure_keeps_the_peers_registrations() {
+        let node = node();
+        let registry = setup::rebuild_registry(&node.trust, &node.logs.own, &node.logs.mirrors()).unwrap();
+        let registry = Arc::new(RwLock::new(registry));
+        assert!(knows(&registry, PEER_ORG), "the peer's registration counts before the failure");
+        // The writer's origin cannot name a checkpoint, so signing the
+        // batch's checkpoint fails and nothing is written: the storage
+        // failure path, which rebuilds the registry.
+        let signer = Signer::new("qtrace.test/own", node.own_key.signing_key().clone()).unwrap();
+        let (entries, _) = broadcast::channel(16);
+        let (appender, writer) = Appender::start(
+            node.logs.own.clone(),
+            node.logs.clone(),
+            registry.clone(),
+            node.trust.clone(),
+            signer,
+            String::new(),
+            entries,
+            16,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let results =
+            runtime.block_on(appender.submit(vec![verified(&org_registered(OWN_ORG), &node.own_authority)], None));
+        assert!(matches!(results.as_slice(), [Err(AppendError::Storage(_))]), "{results:?}");
+        drop(appender);
+        writer.join().unwrap();
+        assert!(knows(&registry, PEER_ORG), "the peer's registration still counts after the failure");
+        assert!(!knows(&registry, OWN_ORG), "the unwritten registration was forgotten");
+        assert_eq!(node.logs.own.head().size, 1);
+        drop(node.store);
+    }
+
+    #[test]
+    fn the_registry_rebuild_names_an_entry_it_cannot_read() {
+        let node = node();
+        append_raw(&node.peer, &node.peer_key, "qtrace.test/peer", &node.own_authority, vec![0xff, 0xff, 0x20]);
+        let Err(error) = setup::rebuild_registry(&node.trust, &node.logs.own, &node.logs.mirrors()) else {
+            panic!("rebuilt over an entry that does not decode");
+        };
+        let text = format!("{error:#}");
+        assert!(text.contains(&format!("entry 2 of mirrored log {}", node.peer.log_id())), "{text}");
     }
 }

@@ -105,6 +105,11 @@ impl Logs {
         Ok(log)
     }
 
+    /// The mirrors, by log id.
+    pub fn mirrors(&self) -> Vec<Arc<LogStore>> {
+        self.mirrors.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
     /// Own log first, then mirrors by log id.
     pub fn all(&self) -> Vec<Arc<LogStore>> {
         let mut all = vec![self.own.clone()];
@@ -135,6 +140,9 @@ pub struct Federation {
     /// This node's own log verifier key.
     pub own_vkey: Verifier,
     pub equivocations: RwLock<Vec<pb::Equivocation>>,
+    /// The key the next evidence is stored under: one past the largest
+    /// stored, so a new record never replaces one kept earlier.
+    next_evidence: std::sync::atomic::AtomicU64,
     meta: Meta,
     pub interval: Duration,
     /// Entries verified and stored together while catching up.
@@ -148,6 +156,40 @@ pub struct Federation {
 const EQUIVOCATION_PREFIX: &[u8] = b"equivocation/";
 const COSIGNED_PREFIX: &[u8] = b"cosigned/";
 
+/// The store key of the evidence numbered `number`.
+fn evidence_key(number: u64) -> Vec<u8> {
+    let mut key = EQUIVOCATION_PREFIX.to_vec();
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// The stored equivocation evidence, in the order it was found, and the
+/// number the next evidence gets. Evidence is the most valuable thing a
+/// node keeps: a record that does not decode stops the start, named, rather
+/// than being skipped (and later overwritten).
+fn load_evidence(meta: &Meta) -> anyhow::Result<(Vec<pb::Equivocation>, u64)> {
+    let mut stored = Vec::new();
+    let mut next = 0u64;
+    for (key, value) in meta.scan(EQUIVOCATION_PREFIX)? {
+        let name = String::from_utf8_lossy(&key).into_owned();
+        let number = key
+            .get(EQUIVOCATION_PREFIX.len()..)
+            .and_then(|n| <[u8; 8]>::try_from(n).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| anyhow::anyhow!("stored equivocation evidence under a malformed key {name:?}"))?;
+        let evidence = pb::Equivocation::decode(value.as_slice()).map_err(|e| {
+            anyhow::anyhow!(
+                "stored equivocation evidence number {number} ({} bytes) does not decode: {e}; refusing to start rather \
+                 than lose it or store new evidence over it",
+                value.len()
+            )
+        })?;
+        stored.push(evidence);
+        next = next.max(number.saturating_add(1));
+    }
+    Ok((stored, next))
+}
+
 impl Federation {
     pub fn new(
         settings: Settings,
@@ -158,12 +200,7 @@ impl Federation {
         meta: Meta,
     ) -> anyhow::Result<Self> {
         let Settings { peers, interval, chunk, tls } = settings;
-        let mut stored = Vec::new();
-        for (_, value) in meta.scan(EQUIVOCATION_PREFIX)? {
-            if let Ok(evidence) = pb::Equivocation::decode(value.as_slice()) {
-                stored.push(evidence);
-            }
-        }
+        let (stored, next_evidence) = load_evidence(&meta)?;
         Ok(Federation {
             peers,
             logs,
@@ -171,6 +208,7 @@ impl Federation {
             cosigner,
             own_vkey,
             equivocations: RwLock::new(stored),
+            next_evidence: std::sync::atomic::AtomicU64::new(next_evidence),
             meta,
             interval,
             chunk: chunk.max(1),
@@ -211,8 +249,40 @@ impl Federation {
             .collect()
     }
 
-    /// Keeps evidence of equivocation (once) and raises the alarm.
+    /// Keeps evidence of equivocation (once) and raises the alarm. Only
+    /// evidence that proves the fork is kept (see
+    /// [`qtrace_ledger::equivocation::assess`]): a conflict that is only
+    /// reported (a peer's proof about a third log failed) is logged as an
+    /// alarm and changes no verdict, so no peer can make an honest log look
+    /// forked.
     pub fn record_equivocation(&self, evidence: pb::Equivocation) {
+        let log = LogId::from_slice(&evidence.log_id).map(|l| l.to_hex()).unwrap_or_default();
+        let finding = LogId::from_slice(&evidence.log_id)
+            .ok()
+            .and_then(|id| self.vkey_of(&id))
+            .and_then(|vkey| qtrace_ledger::equivocation::assess(&evidence, vkey));
+        match finding {
+            Some(finding) if finding.proven => {}
+            Some(finding) => {
+                tracing::warn!(
+                    %log,
+                    source = %evidence.source,
+                    detail = %evidence.detail,
+                    %finding,
+                    "ALARM: a log may have shown two histories (可能分叉), but nothing proves it yet; not kept as evidence"
+                );
+                return;
+            }
+            None => {
+                tracing::warn!(
+                    %log,
+                    source = %evidence.source,
+                    detail = %evidence.detail,
+                    "a reported conflict does not hold up (the notes are consistent or not signed by the log)"
+                );
+                return;
+            }
+        }
         let mut all = self.equivocations.write().unwrap_or_else(|p| p.into_inner());
         // The same conflict seen again (with other cosignatures on the
         // notes) is not new evidence: compare the signed bodies.
@@ -233,9 +303,9 @@ impl Federation {
             detail = %evidence.detail,
             "EQUIVOCATION: a log showed two histories (分叉); evidence stored, verdicts on it are INVALID"
         );
-        let mut key = EQUIVOCATION_PREFIX.to_vec();
-        key.extend_from_slice(&(all.len() as u64).to_be_bytes());
-        if let Err(e) = self.meta.put(&key, &evidence.encode_to_vec()) {
+        // Taken under the write lock on `all`, so two records never share one.
+        let number = self.next_evidence.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        if let Err(e) = self.meta.put(&evidence_key(number), &evidence.encode_to_vec()) {
             tracing::error!(error = %e, "could not store equivocation evidence");
         }
         all.push(evidence);
@@ -256,21 +326,6 @@ impl Federation {
         let mut value = size.to_be_bytes().to_vec();
         value.extend_from_slice(root);
         self.meta.put(&key, &value)?;
-        Ok(())
-    }
-
-    /// Applies the registry records of a mirrored log (organisations and
-    /// keys registered by a trusted authority on any log are honoured).
-    pub fn replay_registry(&self, log: &LogStore) -> anyhow::Result<()> {
-        let seqs = log.lookup(&IndexKey::Registry, None, usize::MAX)?;
-        let mut registry = self.registry.write().unwrap_or_else(|p| p.into_inner());
-        for seq in seqs {
-            if let Some(entry) = log.entry(seq)?
-                && let Ok(event) = event::decode_event(&entry.event)
-            {
-                registry.apply_in(log.log_id(), seq, &entry.signer, &event);
-            }
-        }
         Ok(())
     }
 
@@ -389,11 +444,10 @@ pub async fn round(
     if target.size <= head.size && target.size > 0 {
         let ours = local.root(target.size)?;
         if ours != target.root {
-            let our_note = local.latest_checkpoint()?.map(|(_, n)| n).unwrap_or_default();
-            fed.record_equivocation(evidence(
-                &peer.log_id,
-                our_note,
+            fed.record_equivocation(mirror_evidence(
+                &local,
                 served.note.clone(),
+                target.size,
                 format!(
                     "checkpoint of size {} has root {}, but the entries this node verified against an earlier signed \
                      checkpoint of the same log give {}",
@@ -402,7 +456,7 @@ pub async fn round(
                     hex::encode(ours)
                 ),
                 &peer.name,
-            ));
+            )?);
             return Ok(false);
         }
     }
@@ -687,9 +741,12 @@ async fn cosign(
             let path = hashes(&proof.proof.map(|p| p.path).unwrap_or_default())?;
             let old = note::Checkpoint { origin: target.origin.clone(), size, root, extensions: Vec::new() };
             if let Err(conflict) = qtrace_ledger::equivocation::check_consistency(&old, target, &path) {
+                // The log's own proof failed: it proves a fork if it rebuilds
+                // the log's signed root (kept only then), else it is an alarm.
                 let old_note = local.checkpoint(size)?.unwrap_or_default();
                 let new_note = local.checkpoint(target.size)?.unwrap_or_default();
-                fed.record_equivocation(evidence(&peer.log_id, old_note, new_note, conflict, &peer.name));
+                let seeded = merkle::seeded_consistency_proof(size, &path, &root);
+                fed.record_equivocation(evidence(&peer.log_id, old_note, new_note, seeded, conflict, &peer.name));
                 return Ok(());
             }
         }
@@ -727,6 +784,10 @@ fn merge_cosignatures(local: &LogStore, size: u64, served: &str) -> anyhow::Resu
 }
 
 /// Compares the checkpoints a peer holds of other logs with this node's.
+/// A conflict with this node's verified mirror is proven from the mirror; a
+/// larger checkpoint is checked with a consistency proof the peer serves,
+/// which proves a fork only if it rebuilds the log's own signed root (a
+/// peer serving a bad proof about an honest log proves nothing).
 async fn gossip(fed: &Federation, peer: &Peer, rpc: &mut LedgerClient<Channel>) -> anyhow::Result<()> {
     let listed = rpc.list_logs(pb::ListLogsRequest {}).await?.into_inner();
     for summary in listed.logs {
@@ -742,44 +803,45 @@ async fn gossip(fed: &Federation, peer: &Peer, rpc: &mut LedgerClient<Channel>) 
         if head.size == 0 || theirs.size == 0 {
             continue;
         }
-        let our_note = local.latest_checkpoint()?.map(|(_, n)| n).unwrap_or_default();
-        let conflict = if theirs.size <= head.size {
+        if theirs.size <= head.size {
             let ours = local.root(theirs.size)?;
-            (ours != theirs.root).then(|| {
-                format!(
+            if ours != theirs.root {
+                let detail = format!(
                     "{} holds a checkpoint of size {} with root {}, but this node's verified entries of the same log give {}",
                     peer.name,
                     theirs.size,
                     hex::encode(theirs.root),
                     hex::encode(ours)
-                )
-            })
-        } else {
-            // Their tree is larger: ask them to prove it extends ours.
-            let proof = rpc
-                .get_consistency_proof(pb::GetConsistencyProofRequest {
-                    old_size: head.size,
-                    new_size: theirs.size,
-                    log_id: log.0.to_vec(),
-                })
-                .await;
-            match proof {
-                Ok(proof) => {
-                    let path = hashes(&proof.into_inner().proof.map(|p| p.path).unwrap_or_default())?;
-                    let ours = note::Checkpoint {
-                        origin: theirs.origin.clone(),
-                        size: head.size,
-                        root: head.root,
-                        extensions: Vec::new(),
-                    };
-                    qtrace_ledger::equivocation::check_consistency(&ours, &theirs, &path).err()
-                }
-                // The peer may not hold the entries to prove it; not evidence.
-                Err(_) => None,
+                );
+                fed.record_equivocation(mirror_evidence(
+                    &local,
+                    checkpoint.note.clone(),
+                    theirs.size,
+                    detail,
+                    &peer.name,
+                )?);
             }
-        };
-        if let Some(detail) = conflict {
-            fed.record_equivocation(evidence(&log, our_note, checkpoint.note.clone(), detail, &peer.name));
+            continue;
+        }
+        // Their tree is larger: ask them to prove it extends this node's
+        // latest signed checkpoint of the log.
+        let Some((our_size, our_note)) = local.latest_checkpoint()? else { continue };
+        let our_root = local.root(our_size)?;
+        let proof = rpc
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: our_size,
+                new_size: theirs.size,
+                log_id: log.0.to_vec(),
+            })
+            .await;
+        // The peer may not hold the entries to prove it; not evidence.
+        let Ok(proof) = proof else { continue };
+        let path = hashes(&proof.into_inner().proof.map(|p| p.path).unwrap_or_default())?;
+        let ours =
+            note::Checkpoint { origin: theirs.origin.clone(), size: our_size, root: our_root, extensions: Vec::new() };
+        if let Err(detail) = qtrace_ledger::equivocation::check_consistency(&ours, &theirs, &path) {
+            let seeded = merkle::seeded_consistency_proof(our_size, &path, &our_root);
+            fed.record_equivocation(evidence(&log, our_note, checkpoint.note.clone(), seeded, detail, &peer.name));
         }
     }
     Ok(())
@@ -790,7 +852,16 @@ fn body_of(note_text: &str) -> &str {
     note_text.split_once("\n\n").map(|(body, _)| body).unwrap_or(note_text)
 }
 
-fn evidence(log: &LogId, note_a: String, note_b: String, detail: String, source: &str) -> pb::Equivocation {
+/// Evidence that `log` signed `note_a` and `note_b`; `proof` is the seeded
+/// consistency proof between them when their sizes differ.
+fn evidence(
+    log: &LogId,
+    note_a: String,
+    note_b: String,
+    proof: Vec<Hash>,
+    detail: String,
+    source: &str,
+) -> pb::Equivocation {
     pb::Equivocation {
         log_id: log.0.to_vec(),
         note_a,
@@ -798,7 +869,35 @@ fn evidence(log: &LogId, note_a: String, note_b: String, detail: String, source:
         detail,
         detected_at_micros: crate::setup::now_micros(),
         source: source.to_string(),
+        proof: proof.iter().map(|h| h.to_vec()).collect(),
     }
+}
+
+/// Evidence that the log whose mirror is `local` signed `their_note` (of
+/// `their_size`), which the mirror's verified entries contradict: the
+/// mirror's own note of that size if it holds one (two roots for one size),
+/// else its latest note with a seeded consistency proof from `their_size`
+/// built from the mirror's tree, which rebuilds the latest note's root and
+/// the mirror's root at `their_size`.
+fn mirror_evidence(
+    local: &LogStore,
+    their_note: String,
+    their_size: u64,
+    detail: String,
+    source: &str,
+) -> anyhow::Result<pb::Equivocation> {
+    let log = local.log_id();
+    if let Some(ours) = local.checkpoint(their_size)? {
+        return Ok(evidence(&log, ours, their_note, Vec::new(), detail, source));
+    }
+    let (size, ours) = local.latest_checkpoint()?.unwrap_or_default();
+    let proof = if size > their_size && their_size > 0 {
+        let path = local.consistency_proof(their_size, size)?;
+        merkle::seeded_consistency_proof(their_size, &path, &local.root(their_size)?)
+    } else {
+        Vec::new()
+    };
+    Ok(evidence(&log, ours, their_note, proof, detail, source))
 }
 
 fn hashes(path: &[Vec<u8>]) -> anyhow::Result<Vec<Hash>> {
@@ -815,5 +914,108 @@ impl merkle::NodeSource for StoreNodes<'_> {
 
     fn node(&self, id: merkle::NodeId) -> Result<Hash, Self::Error> {
         self.0.node(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORIGIN: &str = "qtrace.test/own";
+
+    fn own_signer() -> note::Signer {
+        note::Signer::new(ORIGIN, ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap()
+    }
+
+    fn federation_over(store: &SledStore) -> anyhow::Result<Federation> {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        let own = Arc::new(store.log(LogId::of_key(&key.verifying_key().to_bytes()))?);
+        let logs = Arc::new(Logs::new(own, store.clone()));
+        let registry = Arc::new(RwLock::new(Registry::new(key.verifying_key().to_bytes())));
+        let settings = Settings { peers: Vec::new(), interval: Duration::from_secs(1), chunk: 16, tls: None };
+        Federation::new(settings, logs, registry, Cosigner::new(ORIGIN, key)?, own_signer().verifier(), store.meta()?)
+    }
+
+    fn note_of(size: u64, root: Hash) -> String {
+        let checkpoint = note::Checkpoint { origin: ORIGIN.into(), size, root, extensions: Vec::new() };
+        note::sign_checkpoint(&checkpoint, &own_signer()).unwrap()
+    }
+
+    fn own_log() -> LogId {
+        LogId::of_key(&own_signer().verifier().public_key().to_bytes())
+    }
+
+    /// Proven evidence: two roots the own log signed for size `i + 1`.
+    fn evidence_numbered(i: u8) -> pb::Equivocation {
+        let size = u64::from(i) + 1;
+        evidence(
+            &own_log(),
+            note_of(size, [i; 32]),
+            note_of(size, [i ^ 0xff; 32]),
+            Vec::new(),
+            format!("conflict {i}"),
+            "test",
+        )
+    }
+
+    #[test]
+    fn evidence_is_never_overwritten_nor_skipped() {
+        // Evidence stored under key 1 only (key 0 is gone): the next record
+        // must not take key 1, as a count of records would.
+        let store = SledStore::temporary().unwrap();
+        store.meta().unwrap().put(&evidence_key(1), &evidence_numbered(1).encode_to_vec()).unwrap();
+        let fed = federation_over(&store).unwrap();
+        fed.record_equivocation(evidence_numbered(2));
+        drop(fed);
+        let fed = federation_over(&store).unwrap();
+        let details: Vec<String> = fed.equivocations.read().unwrap().iter().map(|e| e.detail.clone()).collect();
+        assert_eq!(details, ["conflict 1", "conflict 2"]);
+
+        // A record that does not decode stops the start, named.
+        let store = SledStore::temporary().unwrap();
+        let meta = store.meta().unwrap();
+        meta.put(&evidence_key(0), &evidence_numbered(0).encode_to_vec()).unwrap();
+        meta.put(&evidence_key(1), b"\xff\xff not evidence").unwrap();
+        let Err(error) = federation_over(&store) else { panic!("started over undecodable evidence") };
+        assert!(error.to_string().contains("evidence number 1"), "{error}");
+        // Nothing was dropped or replaced.
+        assert_eq!(store.meta().unwrap().scan(EQUIVOCATION_PREFIX).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_proven_forks_are_kept_as_evidence() {
+        let honest = merkle::MemTree::from_leaf_hashes((0..8u8).map(|i| merkle::leaf_hash(&[i]))).unwrap();
+        let forked = merkle::MemTree::from_leaf_hashes(
+            (0..8u8).map(|i| merkle::leaf_hash(if i == 1 { &[1, 1] } else { std::slice::from_ref(&i) })),
+        )
+        .unwrap();
+        let at = |tree: &merkle::MemTree, size: u64| note_of(size, tree.root_at(size).unwrap());
+        let seeded = |tree: &merkle::MemTree| {
+            merkle::seeded_consistency_proof(3, &tree.consistency_proof(3, 8).unwrap(), &tree.root_at(3).unwrap())
+        };
+        let bad_proof = vec![[7; 32]; seeded(&honest).len()];
+        let cases: Vec<(&str, pb::Equivocation, bool)> = vec![
+            (
+                "a peer's bad proof about an honest log",
+                evidence(&own_log(), at(&honest, 3), at(&honest, 8), bad_proof, "proof failed".into(), "peer"),
+                false,
+            ),
+            (
+                "an honest log's own consistent proof",
+                evidence(&own_log(), at(&honest, 3), at(&honest, 8), seeded(&honest), "?".into(), "peer"),
+                false,
+            ),
+            (
+                "a fork the larger tree's own proof shows",
+                evidence(&own_log(), at(&forked, 3), at(&honest, 8), seeded(&honest), "proof failed".into(), "peer"),
+                true,
+            ),
+            ("two roots for one size", evidence_numbered(4), true),
+        ];
+        for (name, evidence, kept) in cases {
+            let fed = federation_over(&SledStore::temporary().unwrap()).unwrap();
+            fed.record_equivocation(evidence);
+            assert_eq!(fed.equivocations_of(&own_log()).len(), usize::from(kept), "{name}");
+        }
     }
 }

@@ -230,42 +230,43 @@ fn run_audit(data: &std::path::Path) -> std::process::ExitCode {
     }
 }
 
-/// Builds the federation state for a node's data directory.
+/// Builds the federation state for a node's data directory, with the
+/// registry rebuilt from the own log and the kept mirrors of the peers.
 fn federation_for(
     opened: &setup::Opened,
-    registry: Arc<RwLock<qtrace_ledger::registry::Registry>>,
     peers: Vec<federation::Peer>,
     interval: std::time::Duration,
     chunk: usize,
     tls: Option<qtrace_client::connect::Tls>,
-) -> anyhow::Result<Arc<federation::Federation>> {
+) -> anyhow::Result<(Arc<federation::Federation>, setup::Trust)> {
     let logs = Arc::new(federation::Logs::new(opened.log.clone(), opened.store.clone()));
     let cosigner = qtrace_ledger::note::Cosigner::new(&opened.origin, opened.log_key.signing_key().clone())
         .map_err(|e| anyhow::anyhow!("log origin {:?} cannot name a witness key: {e}", opened.origin))?;
-    {
-        let mut registry = registry.write().unwrap_or_else(|p| p.into_inner());
-        for peer in &peers {
-            registry.trust_log(peer.vkey.public_key().to_bytes());
+    // Mirrors kept from earlier runs: their registry records (organisations
+    // and keys registered on a peer's log) count too.
+    for log_id in opened.store.logs()? {
+        if log_id != opened.log_id() && peers.iter().any(|p| p.log_id == log_id) {
+            logs.mirror(log_id)?;
         }
     }
-    let settings = federation::Settings { peers: peers.clone(), interval, chunk, tls };
+    let trust = setup::Trust {
+        own: opened.log_key.public_key().to_bytes(),
+        peers: peers.iter().map(|p| p.vkey.public_key().to_bytes()).collect(),
+    };
+    let registry = setup::rebuild_registry(&trust, &logs.own, &logs.mirrors()).context(
+        "refusing to start: the registry cannot be rebuilt from the stored entries; run `qtrace-node audit` on the \
+         data directory to locate the problem",
+    )?;
+    let settings = federation::Settings { peers, interval, chunk, tls };
     let fed = Arc::new(federation::Federation::new(
         settings,
-        logs.clone(),
-        registry,
+        logs,
+        Arc::new(RwLock::new(registry)),
         cosigner,
         opened.signer.verifier(),
         opened.store.meta()?,
     )?);
-    // Mirrors kept from earlier runs: open them and honour their registry
-    // records (organisations and keys registered on a peer's log).
-    for log_id in opened.store.logs()? {
-        if log_id != opened.log_id() && peers.iter().any(|p| p.log_id == log_id) {
-            let log = logs.mirror(log_id)?;
-            fed.replay_registry(&log)?;
-        }
-    }
-    Ok(fed)
+    Ok((fed, trust))
 }
 
 fn read_peers(args: &Args) -> anyhow::Result<Vec<federation::Peer>> {
@@ -302,10 +303,8 @@ async fn run_mirror(
     cache_bytes: u64,
 ) -> anyhow::Result<()> {
     let opened = setup::open(data, None, None, false, cache_bytes)?;
-    let registry = Arc::new(RwLock::new(opened.registry.clone()));
-    let fed = federation_for(
+    let (fed, _) = federation_for(
         &opened,
-        registry,
         peers.to_vec(),
         std::time::Duration::from_millis(500),
         federation::DEFAULT_CHUNK,
@@ -366,10 +365,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let (entries_tx, _) = broadcast::channel(4_096);
-    let registry = Arc::new(RwLock::new(opened.registry.clone()));
-    let fed = federation_for(
+    let (fed, trust) = federation_for(
         &opened,
-        registry.clone(),
         peers.clone(),
         std::time::Duration::from_millis(args.mirror_interval_ms),
         args.mirror_chunk,
@@ -378,7 +375,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (appender, writer) = Appender::start(
         opened.log.clone(),
         fed.logs.clone(),
-        registry.clone(),
+        fed.registry.clone(),
+        trust,
         opened.signer.clone(),
         opened.origin.clone(),
         entries_tx.clone(),

@@ -200,7 +200,8 @@ mod tests {
             "qtrace_append_flush_seconds_count ",
             "qtrace_append_queue_depth ",
             "qtrace_mirror_lag_entries{peer=\"north\"} 6",
-            "qtrace_equivocations_total 0",
+            // Other tests of this process record evidence: any count.
+            "qtrace_equivocations_total ",
             "# EOF",
         ] {
             assert!(text.contains(expected), "{expected:?} missing from\n{text}");

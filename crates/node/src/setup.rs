@@ -1,4 +1,5 @@
-//! Opening a node's data directory: keys, store, genesis and the registry.
+//! Opening a node's data directory: keys, store, genesis; and the one
+//! registry rebuild from stored entries.
 //!
 //! Layout of the data directory:
 //!
@@ -17,7 +18,7 @@ use anyhow::{Context, bail};
 use prost::Message;
 use qtrace_client::keyfile;
 use qtrace_ledger::entry::Entry;
-use qtrace_ledger::event::{self, decode_event};
+use qtrace_ledger::event::{self, IndexKey, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::note::{self, Signer, Verifier};
 use qtrace_ledger::pb::{self, event::Body};
@@ -51,7 +52,6 @@ pub struct Opened {
     pub log_key: SecretKey,
     pub signer: Signer,
     pub origin: String,
-    pub registry: Registry,
     pub created: bool,
     pub authority_key_path: Option<PathBuf>,
 }
@@ -158,8 +158,7 @@ pub fn open(
         .map_err(|e| anyhow::anyhow!("log origin {origin:?} cannot name a C2SP key: {e}"))?;
     startup_check(&log, &signer.verifier()).with_context(refuse)?;
     std::fs::write(data.join("log.vkey"), format!("{}\n", signer.verifier()))?;
-    let registry = replay(&log, &log_key).with_context(refuse)?;
-    Ok(Opened { store, log, log_key, signer, origin, registry, created, authority_key_path })
+    Ok(Opened { store, log, log_key, signer, origin, created, authority_key_path })
 }
 
 /// Opens an existing data directory read-only in spirit (for audit): the
@@ -218,7 +217,7 @@ pub fn startup_check(log: &LogStore, verifier: &Verifier) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::LogGenesis) -> anyhow::Result<()> {
+pub(crate) fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::LogGenesis) -> anyhow::Result<()> {
     let now = now_micros();
     let event = pb::Event {
         event_time: Some(pb::EventTime { unix_millis: now / 1000, offset_minutes: 0 }),
@@ -261,13 +260,44 @@ fn stored_origin(log: &LogStore) -> anyhow::Result<String> {
     }
 }
 
-/// Rebuilds the registry from the log's entries alone.
-pub fn replay(log: &LogStore, log_key: &SecretKey) -> anyhow::Result<Registry> {
-    let mut registry = Registry::new(log_key.public_key().to_bytes());
-    let size = log.head().size;
+/// Whose records count in the registry: this node's own log and the logs of
+/// its configured peers (organisations and keys registered by a trusted
+/// authority on any of them are honoured).
+#[derive(Debug, Clone)]
+pub struct Trust {
+    /// This node's log public key.
+    pub own: [u8; 32],
+    /// The peers' log public keys.
+    pub peers: Vec<[u8; 32]>,
+}
+
+impl Trust {
+    /// An empty registry that trusts exactly these logs.
+    fn empty_registry(&self) -> Registry {
+        let mut registry = Registry::new(self.own);
+        for peer in &self.peers {
+            registry.trust_log(*peer);
+        }
+        registry
+    }
+
+    fn trusts(&self, log: &LogId) -> bool {
+        LogId::of_key(&self.own) == *log || self.peers.iter().any(|p| LogId::of_key(p) == *log)
+    }
+}
+
+/// Rebuilds the registry from stored entries: every entry of the own log,
+/// in order, then the registry records of each mirrored log of a trusted
+/// peer (mirrors of other logs are ignored). The one rebuild the node has:
+/// at start, and in the writer after a storage failure. An entry that is
+/// missing, cannot be read or does not decode is an error naming it, never
+/// skipped: a registry built without it would authorise differently.
+pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]) -> anyhow::Result<Registry> {
+    let mut registry = trust.empty_registry();
+    let size = own.head().size;
     let mut expected = 0;
-    for entry in log.range(0, size) {
-        let entry = entry?;
+    for entry in own.range(0, size) {
+        let entry = entry.with_context(|| format!("reading entry {expected} of the own log"))?;
         // Replaying reads every entry anyway; a gap is caught for free.
         if entry.seq != expected {
             bail!("entry {expected} is missing");
@@ -278,6 +308,24 @@ pub fn replay(log: &LogStore, log_key: &SecretKey) -> anyhow::Result<Registry> {
     }
     if expected != size {
         bail!("the log holds {expected} entries but its tree has {size}");
+    }
+    for mirror in mirrors {
+        let log = mirror.log_id();
+        if log == own.log_id() || !trust.trusts(&log) {
+            continue;
+        }
+        let seqs = mirror
+            .lookup(&IndexKey::Registry, None, usize::MAX)
+            .with_context(|| format!("listing the registry records of mirrored log {log}"))?;
+        for seq in seqs {
+            let entry = mirror
+                .entry(seq)
+                .with_context(|| format!("reading entry {seq} of mirrored log {log}"))?
+                .with_context(|| format!("entry {seq} of mirrored log {log} is indexed but missing"))?;
+            let event =
+                decode_event(&entry.event).map_err(|e| anyhow::anyhow!("entry {seq} of mirrored log {log}: {e}"))?;
+            registry.apply_in(log, seq, &entry.signer, &event);
+        }
     }
     Ok(registry)
 }

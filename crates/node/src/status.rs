@@ -62,6 +62,7 @@ pub fn to_status(failure: Failure) -> Status {
                     RefusalClass::FailedPrecondition => Status::failed_precondition(message),
                     RefusalClass::NotFound => Status::not_found(message),
                     RefusalClass::AlreadyExists => Status::already_exists(message),
+                    RefusalClass::Internal => internal(message),
                 }
             }
             AppendError::Time(message) => Status::invalid_argument(message),
@@ -98,4 +99,46 @@ pub fn refused(status: Status) -> Status {
 fn internal(detail: String) -> Status {
     tracing::error!(%detail, "internal error");
     Status::internal("internal error; the node's log has the details")
+}
+
+#[cfg(test)]
+mod tests {
+    use qtrace_ledger::hash::LogId;
+    use qtrace_ledger::registry::{AuthError, RecordsError};
+    use tonic::Code;
+
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_is_never_a_refusal_of_the_input() {
+        let unreadable = || RecordsError { log: LogId([7; 32]), seq: 3, detail: "disk read failed".into() };
+        let cases: Vec<(&str, Failure, Code)> = vec![
+            (
+                "a record the writer could not read",
+                Failure::Append(AppendError::Auth(AuthError::Unreadable(unreadable()))),
+                Code::Internal,
+            ),
+            (
+                "the writer's storage failure",
+                Failure::Append(AppendError::Storage("flush failed".into())),
+                Code::Internal,
+            ),
+            (
+                "a record that does not exist",
+                Failure::Append(AppendError::Auth(AuthError::UnknownRecord {
+                    field: "parents",
+                    log: "ab".into(),
+                    seq: 3,
+                })),
+                Code::NotFound,
+            ),
+        ];
+        for (name, failure, code) in cases {
+            let status = to_status(failure);
+            assert_eq!(status.code(), code, "{name}: {status:?}");
+            if code == Code::Internal {
+                assert!(!status.message().contains("disk"), "{name}: no internal detail leaks: {status:?}");
+            }
+        }
+    }
 }

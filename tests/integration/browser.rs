@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use qtrace_tests::*;
 
-use crate::resolver::{FORGED_LOT, GOOD_LOT, RECALLED_LOT, lot_path, record_story};
+use crate::resolver::{FORGED_LOT, GOOD_LOT, RECALLED_LOT, UNSOURCED_LOT, lot_path, record_story};
 
 /// The Chromium binary: `QTRACE_CHROMIUM`, else `chromium` on the PATH.
 fn chromium() -> Option<PathBuf> {
@@ -136,9 +136,20 @@ async fn consumer_page_in_headless_chromium() {
     let forged: &[&str] = &["无效", "INVALID", "✗ 认证无效 Certificate invalid", "伪造证书", "CQC-NEVER-ISSUED"];
     let bad_code: &[&str] = &["无效产品码", "INVALID CODE", "校验码错误", "GTIN check digit is 7, expected 8"];
     let unknown: &[&str] = &["未找到", "NOT FOUND", "查无此产品", "12315"];
+    // The banner names the reason; the path, where the problem is, comes
+    // before the sections that passed.
+    let unsourced: &[&str] = &["警告", "WARNING", "来源不明 Source not on record", "来源不明或记录不全"];
+    let unsourced_order: &[&str] = &[
+        "来源不明 Source not on record",
+        "追溯路径 Traceability path",
+        "来源不明或记录不全",
+        "Genuine: the records are unaltered",
+        "认证状态 Certification",
+    ];
     let cases = [
         ("valid", lot_path(GOOD_LOT), valid, true),
         ("recalled", lot_path(RECALLED_LOT), recalled, true),
+        ("unsourced", lot_path(UNSOURCED_LOT), unsourced, true),
         ("forged", lot_path(FORGED_LOT), forged, true),
         ("bad-check-digit", format!("/01/09520123456787/10/{GOOD_LOT}"), bad_code, false),
         ("unknown", lot_path("NO-SUCH-LOT"), unknown, false),
@@ -152,6 +163,15 @@ async fn consumer_page_in_headless_chromium() {
         let text = visible_text(&dom);
         for phrase in expected {
             assert!(text.contains(phrase), "{name}: {phrase:?} is not on the rendered page:\n{text}");
+        }
+        // Sections with a problem come first: these phrases appear in this order.
+        let in_order: &[&str] = if name == "unsourced" { unsourced_order } else { &[] };
+        let mut from = 0;
+        for phrase in in_order {
+            let at = text[from..].find(phrase).unwrap_or_else(|| {
+                panic!("{name}: {phrase:?} is not on the rendered page after {:?}:\n{text}", in_order)
+            });
+            from += at + phrase.len();
         }
 
         // A phone's viewport (412×915 CSS pixels at 2×), and the whole page.

@@ -21,6 +21,9 @@ pub const RECALLED_LOT: &str = "L-RECALL";
 /// A lot whose production record claims a certificate never issued.
 pub const FORGED_LOT: &str = "L-FAKE";
 pub const GOOD_SERIAL: &str = "L-GOOD-0001";
+/// A lot shipped with no production record: its source is not on record
+/// (来源不明), a WARNING.
+pub const UNSOURCED_LOT: &str = "L-NOSRC";
 
 /// Resolver paths of the story's products.
 pub fn lot_path(lot: &str) -> String {
@@ -29,7 +32,7 @@ pub fn lot_path(lot: &str) -> String {
 
 /// Records the story: a certified, inspected, shipped and sold lot; a lot
 /// made from a recalled raw-milk lot; and a lot sold under a forged
-/// certificate.
+/// certificate; and a lot shipped that no record produced.
 pub async fn record_story(node: &Node, client: &mut LedgerClient<Channel>) -> Cast {
     let cast = Cast::register(node, client).await;
     let factory = &cast.factory;
@@ -66,6 +69,7 @@ pub async fn record_story(node: &Node, client: &mut LedgerClient<Channel>) -> Ca
         .unwrap();
 
     factory.append(client, claiming(production(POWDER, FORGED_LOT), CERT_BODY, "CQC-NEVER-ISSUED")).await.unwrap();
+    factory.append(client, shipment(POWDER, UNSOURCED_LOT, FACTORY, RETAILER, Vec::new())).await.unwrap();
     cast
 }
 
@@ -138,6 +142,16 @@ async fn resolver_pages_json_evidence_and_metrics() {
     assert!(recalled.body.contains("无效") && recalled.body.contains("已召回") && recalled.body.contains("RM-BAD"));
     let forged = get(lot_path(FORGED_LOT), None).await;
     assert!(forged.body.contains("无效") && forged.body.contains("伪造证书"), "{}", forged.body);
+
+    // A lot with no production record: WARNING, the banner says why and
+    // the traceability path, where the problem is, comes before the
+    // sections that passed.
+    let unsourced = get(lot_path(UNSOURCED_LOT), None).await;
+    assert_eq!(unsourced.status, 200);
+    assert!(unsourced.body.contains("警告<span>WARNING</span>"), "{}", unsourced.body);
+    assert!(unsourced.body.contains("<p class=\"reason\">来源不明 Source not on record</p>"), "{}", unsourced.body);
+    let at = |id: &str| unsourced.body.find(&format!("id=\"{id}\"")).unwrap_or(usize::MAX);
+    assert!(at("path") < at("genuine") && at("path") < at("certificate"), "{}", unsourced.body);
 
     // A code with a wrong check digit: 400, naming the rule.
     let bad = get(format!("/01/09520123456787/10/{GOOD_LOT}"), None).await;

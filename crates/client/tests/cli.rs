@@ -226,7 +226,28 @@ fn bad_input_exits_2_before_contacting_a_node() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: stderr lacks {want:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: without --json stdout stays empty: {}", text(&out.stdout));
+
+        // With --json the same refusal, whether clap's or ours, is one JSON
+        // object on stdout with the same exit code, and stderr still explains.
+        let with_json = [&["--json"], &args[..]].concat();
+        let out = qtrace(&with_json);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(2), "{with_json:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(want), "{with_json:?}: stderr lacks {want:?}");
+        let value: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{with_json:?}: stdout is not one JSON object ({e}): {stdout:?}"));
+        assert_eq!(value["error"]["exit_code"], 2, "{with_json:?}: {value}");
+        assert_eq!(value["error"]["kind"], "usage", "{with_json:?}: {value}");
+        assert_eq!(value["error"]["code"], serde_json::Value::Null, "{with_json:?}: {value}");
+        let message = value["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(want), "{with_json:?}: message lacks {want:?}: {value}");
     }
+    // No command at all is a usage error too.
+    let out = qtrace(&["--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(value["error"]["kind"], "usage", "{value}");
 
     // With --json, a failure after parsing is one JSON object on stdout too.
     let args = [strings(&["--json"]), blacklist(&key, &long_reason)].concat();

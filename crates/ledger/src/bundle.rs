@@ -184,6 +184,14 @@ pub fn open(bundle: &pb::Bundle, trust: &Trust, today: Option<Date>) -> Result<O
         if !is_registry {
             continue;
         }
+        if !trust.logs.iter().any(|v| LogId::of_key(&v.public_key().to_bytes()) == record.id.log) {
+            rejected.push(format!(
+                "registry record {} was not applied: its log {} is not among the trusted logs (pin that log's \
+                 verifier key, its agency's DATA/log.vkey, with --trust VKEY)",
+                record.id, record.id.log
+            ));
+            continue;
+        }
         let verified = verified_logs.iter().find(|(id, _)| *id == record.id.log).is_some_and(|(_, checkpoint)| {
             record.entry.verify_signature().is_ok()
                 && checkpoint.size == proven.tree_size

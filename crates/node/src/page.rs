@@ -45,6 +45,7 @@ main{max-width:42rem;margin:0 auto;padding-bottom:1.5rem}
 .banner .icon{font-size:2.6rem;line-height:1;font-weight:700}
 .banner .word{margin:.3rem 0 0;font-size:2.4rem;font-weight:800;letter-spacing:.12em;line-height:1.2}
 .banner .word span{display:block;font-size:1.1rem;letter-spacing:.2em;font-weight:700;opacity:.95}
+.banner .reason{margin:.5rem auto 0;font-size:1.05rem;font-weight:700;background:rgba(0,0,0,.18);border-radius:.5rem;padding:.25rem .7rem;display:table}
 .banner .advice{margin:.6rem 0 0;font-size:1rem}
 .banner .advice span{display:block;font-size:.9rem;opacity:.9}
 .subject{margin:.7rem 0 0;font-size:.85rem;opacity:.9;word-break:break-all}
@@ -238,6 +239,47 @@ fn banner(verdict: Overall) -> (&'static str, &'static str, &'static str, &'stat
     }
 }
 
+/// Why a check is not OK, in words a consumer reads on the banner
+/// (Chinese, English).
+fn reason_of(check: &Check) -> (&'static str, &'static str) {
+    let invalid = check.severity == Severity::Invalid;
+    match check.name {
+        "integrity" => ("记录被篡改或无法验证", "Records altered or not verifiable"),
+        "accountability" => ("签名人未获授权", "Signed without authority"),
+        "equivocation" if invalid => ("账本出现两种历史", "The ledger showed two histories"),
+        "equivocation" => ("账本分叉警报", "Ledger fork alarm"),
+        "source" => ("来源不明", "Source not on record"),
+        "destination" => ("去向不明", "Destination not on record"),
+        "certificate" if invalid => ("认证无效或被冒用", "Certificate invalid or misused"),
+        "certificate" => ("认证异常", "Certificate issue"),
+        "recall" if invalid => ("已召回", "Recalled"),
+        "recall" => ("召回信息需注意", "Recall notice"),
+        "spot_check" if invalid => ("抽查或检验不合格", "Failed a spot check or inspection"),
+        "spot_check" => ("抽查或检验需注意", "Spot check or inspection needs attention"),
+        "blacklist" => ("责任主体列入黑名单", "A responsible organisation is blacklisted"),
+        "witnesses" => ("见证不足", "Not enough witnesses"),
+        "basis" => ("认证依据存疑", "The certificate's basis is in doubt"),
+        "scope" => ("超出认证范围", "Outside the certificate's scope"),
+        "correction" => ("记录已被更正", "A record was corrected"),
+        "found" => ("查无此产品", "Not on record"),
+        _ => ("其他检查未通过", "Another check failed"),
+    }
+}
+
+/// The reasons a verdict is not VALID, most severe first, each once.
+fn reasons(report: &Report) -> Vec<(&'static str, &'static str)> {
+    let mut problems: Vec<&Check> = report.checks.iter().filter(|c| c.severity != Severity::Ok).collect();
+    // Stable: checks of one severity keep the report's order.
+    problems.sort_by_key(|c| std::cmp::Reverse(c.severity));
+    let mut out = Vec::new();
+    for reason in problems.into_iter().map(reason_of) {
+        if !out.contains(&reason) {
+            out.push(reason);
+        }
+    }
+    out
+}
+
 /// The consumer's page for a product verdict.
 pub fn verdict_page(report: &Report, context: &PageContext<'_>) -> String {
     let (class, icon, advice_zh, advice_en) = banner(report.verdict);
@@ -274,10 +316,18 @@ pub fn verdict_page(report: &Report, context: &PageContext<'_>) -> String {
     let _ = write!(
         body,
         "<section class=\"banner {class}\">\n<div class=\"icon\">{icon}</div>\n\
-         <p class=\"word\">{}<span>{}</span></p>\n<p class=\"advice\">{advice_zh}<span>{advice_en}</span></p>\n",
+         <p class=\"word\">{}<span>{}</span></p>\n",
         report.verdict.name_zh(),
         report.verdict.name().replace('_', " "),
     );
+    // What is wrong, on the banner itself: a consumer should not have to
+    // find the one section that warns.
+    if matches!(report.verdict, Overall::Warning | Overall::Invalid) {
+        for (zh, en) in reasons(report) {
+            let _ = writeln!(body, "<p class=\"reason\">{zh} {en}</p>");
+        }
+    }
+    let _ = writeln!(body, "<p class=\"advice\">{advice_zh}<span>{advice_en}</span></p>");
     if !pills.is_empty() {
         body.push_str("<div class=\"pills\">");
         for pill in &pills {
@@ -446,13 +496,16 @@ fn verdict_cards(report: &Report, names: &BTreeMap<String, String>) -> String {
         },
         "",
     );
-    // Problems first: a consumer of a recalled product sees the recall
-    // without scrolling.
+    // Problems first, the traceability path among them when its source or
+    // destination is the problem: a consumer of a recalled product, or of
+    // one whose source is not on record, sees why without scrolling. The
+    // sections without a problem keep their order, the responsible
+    // organisations and the path last.
+    let (path_severity, path) = path_card(report, names);
+    cards.push((Severity::Ok, responsible_card(report)));
+    cards.push((path_severity, path));
     cards.sort_by_key(|(severity, _)| std::cmp::Reverse(*severity));
-    let mut html: String = cards.into_iter().map(|(_, card)| card).collect();
-    html.push_str(&responsible_card(report));
-    html.push_str(&path_card(report, names));
-    html
+    cards.into_iter().map(|(_, card)| card).collect()
 }
 
 fn add(cards: &mut Vec<(Severity, String)>, card: Card<'_>, extra: &str) {
@@ -512,14 +565,14 @@ fn responsible_card(report: &Report) -> String {
 }
 
 /// The traceability path (追溯路径), oldest first, with the source and
-/// destination checks above it.
-fn path_card(report: &Report, names: &BTreeMap<String, String>) -> String {
+/// destination checks above it, and the worst of their severities.
+fn path_card(report: &Report, names: &BTreeMap<String, String>) -> (Severity, String) {
     let trace_checks: Vec<&Check> =
         report.checks.iter().filter(|c| c.name == "source" || c.name == "destination").collect();
-    if report.path.is_empty() && trace_checks.is_empty() {
-        return String::new();
-    }
     let severity = trace_checks.iter().map(|c| c.severity).max().unwrap_or(Severity::Ok);
+    if report.path.is_empty() && trace_checks.is_empty() {
+        return (severity, String::new());
+    }
     let (zh, en) = match severity {
         Severity::Ok => ("来源可查，去向可追", "Source traceable, destination trackable"),
         _ => ("来源不明或记录不全", "The source is not fully on record"),
@@ -553,7 +606,7 @@ fn path_card(report: &Report, names: &BTreeMap<String, String>) -> String {
         );
     }
     html.push_str("</ol>\n</section>\n");
-    html
+    (severity, html)
 }
 
 fn footer(report: &Report, context: &PageContext<'_>) -> String {
@@ -725,6 +778,64 @@ mod tests {
             assert!(page.contains(expected), "{expected:?} missing");
         }
         assert!(!page.contains("http://") && !page.contains("https://"), "no external assets");
+    }
+
+    /// The section ids of a page, in the order they appear.
+    fn section_order(page: &str) -> Vec<&str> {
+        page.split("<section class=\"card\" id=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect()
+    }
+
+    #[test]
+    fn problems_come_first_and_the_banner_names_them() {
+        let with = |verdict: Overall, changes: &[(&'static str, Severity, &str)]| {
+            let mut r = report(verdict);
+            for (name, severity, detail) in changes {
+                match r.checks.iter_mut().find(|c| c.name == *name) {
+                    Some(c) => (c.severity, c.detail) = (*severity, (*detail).into()),
+                    None => r.checks.push(check(name, *severity, detail, vec![])),
+                }
+            }
+            r
+        };
+        let source_ok = ("source", Severity::Ok, "source traceable (来源可查)");
+        let witnesses_ok = ("witnesses", Severity::Ok, "cosigned");
+        let unsourced = ("source", Severity::Warning, "no production record creates lot P-1 (来源不明)");
+        let recalled = ("recall", Severity::Invalid, "recalled: melamine");
+        // (name, report, reasons on the banner, section order)
+        let cases: Vec<(&str, Report, Vec<&str>, Vec<&str>)> = vec![
+            (
+                "valid",
+                with(Overall::Valid, &[source_ok, witnesses_ok]),
+                vec![],
+                vec!["genuine", "certificate", "recall", "other", "responsible", "path"],
+            ),
+            (
+                "source not on record",
+                with(Overall::Warning, &[unsourced, witnesses_ok]),
+                vec!["来源不明 Source not on record"],
+                vec!["path", "genuine", "certificate", "recall", "other", "responsible"],
+            ),
+            (
+                "recalled, and short of witnesses",
+                with(Overall::Invalid, &[source_ok, recalled]),
+                vec!["已召回 Recalled", "见证不足 Not enough witnesses"],
+                vec!["recall", "other", "genuine", "certificate", "responsible", "path"],
+            ),
+            (
+                "recalled and unsourced",
+                with(Overall::Invalid, &[unsourced, recalled, witnesses_ok]),
+                vec!["已召回 Recalled", "来源不明 Source not on record"],
+                vec!["recall", "path", "genuine", "certificate", "other", "responsible"],
+            ),
+        ];
+        for (name, report, want_reasons, want_order) in cases {
+            let page = verdict_page(&report, &PageContext { path_and_query: "/01/x", origin: "o" });
+            let banner = page.split("</section>").next().unwrap_or_default();
+            let shown: Vec<&str> =
+                banner.split("<p class=\"reason\">").skip(1).filter_map(|rest| rest.split("</p>").next()).collect();
+            assert_eq!(shown, want_reasons, "{name}: banner reasons");
+            assert_eq!(section_order(&page), want_order, "{name}: section order");
+        }
     }
 
     #[test]

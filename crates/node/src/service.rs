@@ -613,6 +613,7 @@ impl Ledger for LedgerService {
             vkey: self.signer.verifier().to_string(),
             size: self.log.head().size,
             max_batch: MAX_BATCH as u32,
+            peer_vkeys: self.federation.peers.iter().map(|p| p.vkey.to_string()).collect(),
         }))
     }
 

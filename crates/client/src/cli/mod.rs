@@ -373,10 +373,10 @@ fn with_footer(command: clap::Command) -> clap::Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let matches = with_footer(Cli::command()).get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let parsed = with_footer(Cli::command()).try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) => return usage_error(&e, json_requested(std::env::args_os().skip(1))),
     };
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -387,6 +387,38 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => report(json, &failure),
     }
+}
+
+/// Whether the raw arguments ask for `--json`: when clap refuses them there
+/// are no parsed options to read it from. Anything after a lone `--` is a
+/// value, not an option.
+fn json_requested(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter().take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// A command line clap refuses (a missing required flag, an unknown one, a
+/// value its parser rejects): clap's text on stderr as without --json, and
+/// with --json also the one `{"error": ...}` object on stdout, exit 2.
+/// `--help` and `--version` are answers, not failures, and print as usual.
+fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) || !json {
+        // Prints to stdout or stderr as the kind asks, and exits with
+        // clap's code (0 for help, 2 for usage).
+        error.exit();
+    }
+    // The rendered text's first paragraph without its "error: " lead; the
+    // usage and "--help" lines clap appends stay on stderr.
+    let message = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        "no command given; `qtrace --help` lists them".to_owned()
+    } else {
+        let rendered = error.render().to_string();
+        let message = rendered.split("\n\n").next().unwrap_or(&rendered);
+        message.trim().trim_start_matches("error:").trim().to_owned()
+    };
+    let _ = error.print();
+    println!("{}", Failure::Usage(message).json());
+    ExitCode::from(2)
 }
 
 fn report(json: bool, failure: &Failure) -> ExitCode {
@@ -453,4 +485,27 @@ fn keygen(ctx: &Ctx, out: &std::path::Path) -> Result<(), Failure> {
         eprint!("{}", text.trim_start_matches(&public).trim_start());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_read_from_the_raw_arguments() {
+        // (arguments, --json requested)
+        let cases: &[(&[&str], bool)] = &[
+            (&[], false),
+            (&["--json"], true),
+            (&["verify", "--json"], true),
+            (&["--node", "http://x", "bundle", "--json", "09520123456788"], true),
+            (&["import", "--", "--json"], false),
+            (&["--jsonl"], false),
+            (&["produce", "--lot", "--json"], true),
+        ];
+        for (args, want) in cases {
+            let got = json_requested(args.iter().map(std::ffi::OsString::from));
+            assert_eq!(got, *want, "{args:?}");
+        }
+    }
 }

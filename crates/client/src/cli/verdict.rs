@@ -162,12 +162,23 @@ fn pinned_trust(args: &TrustArgs) -> Result<Option<Trusted>, Failure> {
     }))
 }
 
-/// The pinned keys, or else the node's own key (first contact).
+/// The pinned keys, or else the keys the node states (first contact): its
+/// own log's and those of the peers' logs it mirrors, so a peer's record
+/// verified at a mirroring node is checked against its own log's key.
 async fn trust_or_node(ctx: &mut Ctx, pinned: Option<Trusted>, quorum: usize) -> Result<Trusted, Failure> {
     if let Some(pinned) = pinned {
         return Ok(pinned);
     }
     let info = ctx.client().await?.get_log_info(pb::GetLogInfoRequest {}).await?.into_inner();
+    let logs = node_provided_keys(&info)?;
+    let witnesses = witnesses_of(&logs);
+    Ok(Trusted { trust: Trust { logs, witnesses }, label: NODE_PROVIDED.to_owned(), pinned: false, quorum })
+}
+
+/// The verifier keys a node states in `GetLogInfo`: its own first (which
+/// must hash to the log id it names), then its peers'. A key that does not
+/// parse is evidence that does not verify (exit 1), never skipped.
+fn node_provided_keys(info: &pb::LogInfo) -> Result<Vec<Verifier>, Failure> {
     let key = Verifier::parse(info.vkey.trim())
         .map_err(|e| Failure::Unverified(format!("the node's verifier key {:?} does not parse: {e}", info.vkey)))?;
     let log = LogId::of_key(key.public_key().as_bytes());
@@ -179,8 +190,22 @@ async fn trust_or_node(ctx: &mut Ctx, pinned: Option<Trusted>, quorum: usize) ->
         }
         .into());
     }
-    let witnesses = witnesses_of(std::slice::from_ref(&key));
-    Ok(Trusted { trust: Trust { logs: vec![key], witnesses }, label: NODE_PROVIDED.to_owned(), pinned: false, quorum })
+    let mut logs = vec![key];
+    for text in &info.peer_vkeys {
+        let peer = Verifier::parse(text.trim()).map_err(|e| {
+            Failure::Unverified(format!("the verifier key {text:?} the node gives for a peer does not parse: {e}"))
+        })?;
+        if !logs.contains(&peer) {
+            logs.push(peer);
+        }
+    }
+    Ok(logs)
+}
+
+/// Names the logs whose keys came from the node, for the NOT PINNED lines.
+fn node_provided_names(trusted: &Trusted) -> String {
+    let names: Vec<String> = trusted.trust.logs.iter().map(|v| v.name().as_str().to_owned()).collect();
+    names.join(", ")
 }
 
 /// Looks the record up (checking what the node sends) and names it as a
@@ -526,10 +551,12 @@ fn headline(computed: &Computed, how: &str) -> String {
     if computed.trusted.pinned {
         text.push_str(&format!("  trust 信任: {}\n", computed.trusted.label));
     } else {
-        text.push_str(
-            "  trust 信任: NOT PINNED 未固定 — node-provided (first contact): the log key came from the node itself, \
-             so a node that forged its whole log would pass; pin the key with --trust VKEY or --data DIR\n",
-        );
+        text.push_str(&format!(
+            "  trust 信任: NOT PINNED 未固定 — node-provided (first contact): the log keys ({}) came from the node \
+             itself, so a node that forged its logs would pass; pin each log's key (its agency's DATA/log.vkey) \
+             with --trust VKEY or --data DIR\n",
+            node_provided_names(&computed.trusted)
+        ));
     }
     text
 }
@@ -720,10 +747,11 @@ fn push_trust(text: &mut String, computed: &Computed) {
     if computed.trusted.pinned {
         text.push_str(&format!("  Checked with 验证密钥: {}\n", computed.trusted.label));
     } else {
-        text.push_str(
-            "  Checked with 验证密钥: the node's own key, NOT PINNED 未固定 (node-provided, first contact); \
-             pin it with --trust VKEY or --data DIR\n",
-        );
+        text.push_str(&format!(
+            "  Checked with 验证密钥: the keys the node gave ({}), NOT PINNED 未固定 (node-provided, first \
+             contact); pin each log's key (its agency's DATA/log.vkey) with --trust VKEY or --data DIR\n",
+            node_provided_names(&computed.trusted)
+        ));
     }
 }
 
@@ -805,6 +833,46 @@ mod tests {
         for (input, want) in cases {
             let shown = format!("{input:?}");
             match (describe(pinned_trust(&input)), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{shown}"),
+                (Err((code, message)), Err((want_code, want_text))) => {
+                    assert_eq!(code, want_code, "{shown}");
+                    assert!(message.contains(want_text), "{shown}: {message}");
+                }
+                (got, want) => panic!("{shown}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_node_states_its_own_key_and_its_peers() {
+        let vkey = |seed: u8, origin: &str| {
+            let key = qtrace_client::signing::SecretKey::from_seed(&[seed; 32]).signing_key().clone();
+            qtrace_client::note::Signer::new(origin, key).expect("signer").verifier()
+        };
+        let own = vkey(1, "qtrace.test/gd");
+        let peer = vkey(2, "qtrace.test/hz");
+        let own_id = LogId::of_key(own.public_key().as_bytes()).0.to_vec();
+        let info = |log_id: &[u8], peers: &[String]| pb::LogInfo {
+            log_id: log_id.to_vec(),
+            vkey: own.to_string(),
+            peer_vkeys: peers.to_vec(),
+            ..Default::default()
+        };
+        // (what the node states, Ok(the logs trusted) or Err((exit code, part of the message)))
+        type Case<'a> = (pb::LogInfo, Result<Vec<&'a str>, (u8, &'a str)>);
+        let cases: Vec<Case> = vec![
+            (info(&own_id, &[]), Ok(vec!["qtrace.test/gd"])),
+            (info(&own_id, &[peer.to_string()]), Ok(vec!["qtrace.test/gd", "qtrace.test/hz"])),
+            (info(&own_id, &[format!(" {peer}\n"), own.to_string()]), Ok(vec!["qtrace.test/gd", "qtrace.test/hz"])),
+            (info(&own_id, &["hz+bad".to_owned()]), Err((1, "the node gives for a peer does not parse"))),
+            (info(&[0; 32], &[peer.to_string()]), Err((1, "the node's log id"))),
+        ];
+        for (input, want) in cases {
+            let shown = format!("{:?}", input.peer_vkeys);
+            let got = node_provided_keys(&input)
+                .map(|logs| logs.iter().map(|v| v.name().as_str().to_owned()).collect::<Vec<_>>())
+                .map_err(|failure| (failure.exit_code(), failure.message().to_owned()));
+            match (got, want) {
                 (Ok(got), Ok(want)) => assert_eq!(got, want, "{shown}"),
                 (Err((code, message)), Err((want_code, want_text))) => {
                     assert_eq!(code, want_code, "{shown}");

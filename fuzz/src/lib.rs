@@ -37,7 +37,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub const LOG_ORIGIN: &str = "qtrace.fuzz/log";
 /// Name of the fixed witness that cosigns seed checkpoints.
 pub const WITNESS_NAME: &str = "qtrace.fuzz/witness";
-/// The C2SP signed-note example key (../shared/vectors/signed-note.txt).
+/// The C2SP signed-note example key (testdata/signed-note.txt).
 pub const EXAMPLE_VKEY: &str = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
 
 /// The fixed log key (a constant seed: these are test keys).

@@ -20,6 +20,8 @@ use qtrace_ledger::signing::SecretKey;
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::RecordId;
 
+pub mod accept;
+
 /// A fuzz target: it panics on a finding.
 pub type Target = fn(&[u8]);
 

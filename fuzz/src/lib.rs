@@ -19,6 +19,8 @@ use qtrace_ledger::note::{self, Checkpoint, CosignatureVerifier, Cosigner, Note,
 use qtrace_ledger::signing::SecretKey;
 use qtrace_ledger::verdict::{self, Trust};
 
+pub mod accept;
+
 /// A fuzz target: it panics on a finding.
 pub type Target = fn(&[u8]);
 
@@ -36,7 +38,7 @@ pub const TARGETS: &[(&str, Target)] = &[
 pub const LOG_ORIGIN: &str = "qtrace.fuzz/log";
 /// Name of the fixed witness that cosigns seed checkpoints.
 pub const WITNESS_NAME: &str = "qtrace.fuzz/witness";
-/// The C2SP signed-note example key (../shared/vectors/signed-note.txt).
+/// The C2SP signed-note example key (testdata/signed-note.txt).
 pub const EXAMPLE_VKEY: &str = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k";
 
 /// The fixed log key (a constant seed: these are test keys).

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use qtrace_client::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::merkle;
 use qtrace_ledger::note;
@@ -10,6 +11,7 @@ use qtrace_ledger::pb::{self, event::Body};
 use qtrace_tests::*;
 use tokio_stream::StreamExt;
 use tonic::Code;
+use tonic::transport::Channel;
 
 /// Checks a receipt the way a lab's client would: the checkpoint is signed
 /// by the log key and the inclusion proof leads from the entry to its root.
@@ -115,7 +117,7 @@ async fn register_produce_inspect_certify_with_verified_receipts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_class_writes_nothing() {
-    let node = Node::start();
+    let mut node = Node::start();
     let mut client = node.client().await;
     let cast = Cast::register(&node, &mut client).await;
     let produced = cast.factory.append(&mut client, production(GTIN, "LOT-9")).await.unwrap();
@@ -224,6 +226,12 @@ async fn every_refusal_class_writes_nothing() {
         (0..1_001).map(|i| cast.factory.sign(&production(GTIN, &format!("B{i}")))).collect();
     let status = client.append_batch(pb::AppendBatchRequest { events }).await.expect_err("oversize batch");
     assert_eq!(status.code(), Code::InvalidArgument);
+
+    // What was written is whole: the stopped node's store passes the audit.
+    drop(client);
+    assert!(node.stop().success(), "SIGTERM exits 0");
+    let (passed, output) = audit(&node.data);
+    assert!(passed, "the store audits clean after the refusals:\n{output}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,4 +349,102 @@ async fn subscribe_catches_up_then_follows_live() {
         let entry = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.unwrap().unwrap().unwrap();
         assert_eq!((entry.seq, entry.entry_hash), (receipt.seq, receipt.entry_hash));
     }
+}
+
+/// Submits `signed` and expects the refusal `code` with `needle` in its message.
+async fn refused(client: &mut LedgerClient<Channel>, what: &str, signed: &pb::SignedEvent, code: Code, needle: &str) {
+    let status = client.append(pb::AppendRequest { event: Some(signed.clone()) }).await.expect_err(what);
+    assert_eq!(status.code(), code, "{what}: {}", status.message());
+    assert!(status.message().contains(needle), "{what}: {:?} lacks {needle:?}", status.message());
+}
+
+/// Submits `signed`, refused before, and expects a new entry at the end of
+/// the log: not a duplicate of anything. Submitted again, it is the
+/// duplicate of that entry.
+async fn appends_as_new(client: &mut LedgerClient<Channel>, what: &str, signed: &pb::SignedEvent) {
+    let size = client.get_log_info(pb::GetLogInfoRequest {}).await.unwrap().into_inner().size;
+    let receipt = client
+        .append(pb::AppendRequest { event: Some(signed.clone()) })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: refused again: {}", e.message()))
+        .into_inner();
+    assert!(!receipt.duplicate, "{what}: answered as a duplicate of entry {}", receipt.seq);
+    assert_eq!(receipt.seq, size, "{what}: not appended at the end of the log");
+    let again = client.append(pb::AppendRequest { event: Some(signed.clone()) }).await.unwrap().into_inner();
+    assert!(again.duplicate, "{what}: the resubmission is not a duplicate");
+    assert_eq!((again.seq, again.entry_hash), (receipt.seq, receipt.entry_hash), "{what}");
+}
+
+/// Refused input writes nothing, not even a trace that would make the same
+/// signed bytes a duplicate later: once the cause of each refusal is
+/// removed (a delisting, a registration, a suspension), the very event that
+/// was refused appends as a new entry. The store then passes the audit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_event_appends_as_new_once_its_cause_is_removed() {
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let mut node = Node::start_in(&data, &[]);
+    let mut client = node.client().await;
+    let cast = Cast::register(&node, &mut client).await;
+
+    // Blacklisted (质量失信黑名单), then delisted (信用修复).
+    let listing = event(
+        org_subject(FACTORY),
+        Body::Blacklisted(pb::Blacklisted {
+            uscc: FACTORY.into(),
+            reason: "melamine adulteration".into(),
+            legal_basis: "《产品质量法》第四十九条".into(),
+            authority_uscc: REGULATOR.into(),
+            listed_on: "2026-11-20".into(),
+            until: String::new(),
+        }),
+    );
+    cast.root.append(&mut client, listing).await.unwrap();
+    let blacklisted = cast.factory.sign(&production(GTIN, "REFUSED-1"));
+    refused(&mut client, "blacklisted", &blacklisted, Code::FailedPrecondition, "blacklist").await;
+    let delisting = event(
+        org_subject(FACTORY),
+        Body::Delisted(pb::Delisted {
+            uscc: FACTORY.into(),
+            reason: "信用修复 credit repaired".into(),
+            delisted_on: "2026-11-30".into(),
+        }),
+    );
+    cast.root.append(&mut client, delisting).await.unwrap();
+    appends_as_new(&mut client, "after delisting", &blacklisted).await;
+
+    // A key of a registered organisation, signing before it is registered.
+    let newcomer = Actor::new(21, FACTORY);
+    let unregistered_key = newcomer.sign(&production(GTIN, "REFUSED-2"));
+    refused(&mut client, "unregistered key", &unregistered_key, Code::PermissionDenied, "not registered").await;
+    cast.root.append(&mut client, register_key(&newcomer, "赵敏", "质量经理")).await.unwrap();
+    appends_as_new(&mut client, "after registering the key", &unregistered_key).await;
+
+    // A key registration for an organisation not yet registered.
+    let distributor = Actor::new(22, DISTRIBUTOR);
+    let key_of_unknown_org = cast.root.sign(&register_key(&distributor, "孙丽", "物流主管"));
+    refused(&mut client, "unknown organisation", &key_of_unknown_org, Code::NotFound, "is not registered").await;
+    let org = register_org(DISTRIBUTOR, "Example Logistics (示例物流)", &[pb::Role::Distributor], &[]);
+    cast.root.append(&mut client, org).await.unwrap();
+    appends_as_new(&mut client, "after registering the organisation", &key_of_unknown_org).await;
+
+    // Restoring (恢复) an active certificate, then the same restoration
+    // after the certificate was suspended (暂停).
+    cast.body.append(&mut client, certificate(CERT_BODY, "CQC-R1", FACTORY, GTIN, vec![])).await.unwrap();
+    let restore = cast.body.sign(&cert_change(
+        CERT_BODY,
+        "CQC-R1",
+        Body::CertificateRestored(pb::CertificateRestored {
+            certificate: Some(cert_key(CERT_BODY, "CQC-R1")),
+            reason: "corrective actions verified".into(),
+        }),
+    ));
+    refused(&mut client, "restore an active certificate", &restore, Code::FailedPrecondition, "not allowed").await;
+    cast.body.append(&mut client, suspend(CERT_BODY, "CQC-R1", "supervision audit failed")).await.unwrap();
+    appends_as_new(&mut client, "after suspending the certificate", &restore).await;
+
+    drop(client);
+    assert!(node.stop().success(), "SIGTERM exits 0");
+    let (passed, output) = audit(&data);
+    assert!(passed, "the store audits clean after the refusals:\n{output}");
 }

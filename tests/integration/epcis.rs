@@ -2,7 +2,7 @@
 //! `qtrace` binary: the shared GS1 examples imported (each event mapped to a
 //! record or refused with its reason), a product's records exported and
 //! validated against the GS1 EPCIS 2.0 JSON schema (offline, the schema
-//! files registered from `../shared/vectors/epcis`), and round trips that
+//! files registered from `testdata/epcis`), and round trips that
 //! must not change a byte: importing an export appends nothing (every event
 //! is a duplicate of the record it came from), and exporting again gives the
 //! same events with the same eventIDs.
@@ -47,7 +47,7 @@ fn path(p: &Path) -> &str {
 }
 
 fn vectors() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/epcis")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/epcis")
 }
 
 /// Writes an actor's key where `qtrace --key` reads it.

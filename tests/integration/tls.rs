@@ -14,22 +14,32 @@ struct Pki {
     ca_pem: String,
     server: (String, String),
     client: (String, String),
+    /// A client certificate for the same name, issued by another CA that
+    /// the node does not trust.
+    untrusted_client: (String, String),
+}
+
+/// A self-signed CA named `name`.
+fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
 
 fn pki() -> Pki {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "qtrace test CA");
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf = |names: Vec<String>| {
+    let ca = new_ca("qtrace test CA");
+    let rogue = new_ca("qtrace untrusted CA");
+    let leaf = |names: Vec<String>, issuer: &CertifiedIssuer<'static, KeyPair>| {
         let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &ca).unwrap();
+        let cert = CertificateParams::new(names).unwrap().signed_by(&key, issuer).unwrap();
         (cert.pem(), key.serialize_pem())
     };
     Pki {
         ca_pem: ca.pem(),
-        server: leaf(vec!["localhost".into(), "127.0.0.1".into()]),
-        client: leaf(vec!["qtrace-client".into()]),
+        server: leaf(vec!["localhost".into(), "127.0.0.1".into()], &ca),
+        client: leaf(vec!["qtrace-client".into()], &ca),
+        untrusted_client: leaf(vec!["qtrace-client".into()], &rogue),
     }
 }
 
@@ -68,6 +78,16 @@ async fn mutual_tls_for_clients_and_peers() {
         Ok(mut c) => c.get_log_info(pb::GetLogInfoRequest {}).await.is_err(),
     };
     assert!(refused, "a client without a certificate is refused");
+    // A client certificate from a CA the node does not trust is refused too.
+    let untrusted = Tls {
+        ca_pem: pki.ca_pem.clone().into_bytes(),
+        identity: Some((pki.untrusted_client.0.clone().into_bytes(), pki.untrusted_client.1.clone().into_bytes())),
+    };
+    let refused = match connect_with(&https, Some(&untrusted)).await {
+        Err(_) => true,
+        Ok(mut c) => c.get_log_info(pb::GetLogInfoRequest {}).await.is_err(),
+    };
+    assert!(refused, "a client certificate from an untrusted CA is refused");
     // Plaintext to a TLS port fails too.
     let plain = format!("http://{}", a.listen);
     let refused = match connect_with(&plain, None).await {

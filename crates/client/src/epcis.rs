@@ -2068,9 +2068,9 @@ mod tests {
     use crate::hash::LogId;
     use crate::records::fixtures::{self, GLN, GLN2, GTIN, LAB, MAKER, SHOP, every_kind, uscc};
 
-    /// The shared EPCIS vectors, beside the repository.
+    /// The GS1 EPCIS vectors vendored in the repository (`testdata/epcis`).
     fn vectors() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/epcis")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/epcis")
     }
 
     fn gln(text: &str) -> Gln {

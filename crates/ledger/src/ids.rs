@@ -1189,7 +1189,7 @@ mod tests {
 
     #[test]
     fn identifier_vectors() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/identifiers.tsv");
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/identifiers.tsv");
         let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read the vectors at {path}: {e}"));
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("kind\tvalue\tvalid\treason"));

@@ -24,6 +24,8 @@ pub mod equivocation;
 pub mod event;
 pub mod hash;
 pub mod ids;
+#[cfg(test)]
+mod kat;
 pub mod merkle;
 pub mod note;
 pub mod registry;

@@ -740,7 +740,7 @@ mod tests {
 
     use super::*;
 
-    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/rfc6962");
+    const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/rfc6962");
 
     /// The leaves of transparency-dev/merkle's test tree, whose roots and
     /// proofs the vectors use.

@@ -1284,7 +1284,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// The signed-note example shared by every qtrace crate.
-    const VECTOR: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors/signed-note.txt"));
+    const VECTOR: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/signed-note.txt"));
 
     /// The checkpoint with a cosignature from the tlog-cosignature
     /// specification (we do not have the keys, only the bytes).

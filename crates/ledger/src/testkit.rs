@@ -4,7 +4,7 @@
 //! up to date the way the node does (authorize, then apply).
 //!
 //! The values are realistic on purpose: the first five USCCs and the GTINs
-//! and GLNs come from `shared/vectors/identifiers.tsv`; the other USCCs were
+//! and GLNs come from `testdata/identifiers.tsv`; the other USCCs were
 //! computed with the GB 32100-2015 and GB 11714 check rules, and
 //! `cast_codes_are_valid` proves they parse.
 

@@ -10,11 +10,20 @@
 //! A target that panics on an input is a failure; the last line says how
 //! many inputs passed and failed, and the exit status is 1 if any failed or
 //! if a target has no corpus at all.
+//!
+//! Over a corpus directory, the seeds listed in its `valid.tsv` (written by
+//! `seeds`: the real events, entries, checkpoints, proofs, codes and
+//! bundles) must also still be accepted: decode, verify or open as the
+//! manifest says (`qtrace_fuzz::accept`). A seed that no longer does is a
+//! failure, because a corpus of refused inputs tests nothing. The committed
+//! corpus must have the manifest; another directory is checked against one
+//! if it has it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use qtrace_fuzz::accept::{self, MANIFEST};
 use qtrace_fuzz::{TARGETS, Target};
 
 fn files(path: &Path) -> Vec<PathBuf> {
@@ -51,6 +60,46 @@ fn run(name: &str, target: Target, inputs: &[PathBuf]) -> (usize, usize) {
     (passed, failed)
 }
 
+/// Checks that every seed `root/valid.tsv` lists exists and is still
+/// accepted: (passed, failed). Without the manifest, `required` says
+/// whether that is a failure.
+fn check_valid_seeds(root: &Path, required: bool) -> (usize, usize) {
+    let path = root.join(MANIFEST);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => return (0, 0),
+        Err(e) => {
+            eprintln!("valid seeds: cannot read {}: {e} (run the seeds binary)", path.display());
+            return (0, 1);
+        }
+    };
+    let names: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
+    let listed = match accept::parse_manifest(&text, &names) {
+        Ok(listed) if !listed.is_empty() => listed,
+        Ok(_) => {
+            eprintln!("valid seeds: {} lists no seed", path.display());
+            return (0, 1);
+        }
+        Err(e) => {
+            eprintln!("valid seeds: {e}");
+            return (0, 1);
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for seed in &listed {
+        let file = root.join(&seed.target).join(&seed.file);
+        match std::fs::read(&file).map_err(|e| e.to_string()).and_then(|bytes| accept::check(&seed.kind, &bytes)) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                eprintln!("valid seeds: {} is no longer a valid {}: {e}", file.display(), seed.kind);
+                failed += 1;
+            }
+        }
+    }
+    println!("valid seeds: {passed} still accepted, {failed} not");
+    (passed, failed)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut passed, mut failed) = (0, 0);
@@ -75,6 +124,9 @@ fn main() -> ExitCode {
                 passed += p;
                 failed += f;
             }
+            let (p, f) = check_valid_seeds(&root, args.is_empty());
+            passed += p;
+            failed += f;
         }
     }
     println!("replay: {passed} passed, {failed} failed");

@@ -10,12 +10,17 @@
 //! inspection), then: its events and entries, its signed and cosigned
 //! checkpoint, real inclusion and consistency proofs, evidence bundles about
 //! a record, a certificate and a product code, the identifiers of
-//! ../shared/vectors/identifiers.tsv and the C2SP signed-note example of
-//! ../shared/vectors/signed-note.txt. The output is the same on every run.
+//! testdata/identifiers.tsv and the C2SP signed-note example of
+//! testdata/signed-note.txt. The output is the same on every run.
+//!
+//! Every seed that is a valid input is also listed, with what it is, in
+//! `valid.tsv` beside the targets' directories; `replay` fails when one of
+//! them no longer decodes, verifies or opens (see `qtrace_fuzz::accept`).
 
 use std::path::{Path, PathBuf};
 
 use prost::Message;
+use qtrace_fuzz::accept;
 use qtrace_fuzz::{LOG_ORIGIN, log_key, log_signer, witness};
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -36,6 +41,8 @@ const T0_MILLIS: i64 = 1_790_000_000_000;
 struct Writer {
     root: PathBuf,
     count: usize,
+    /// `<target>/<file>` and kind of every valid seed written.
+    valid: Vec<(String, &'static str)>,
 }
 
 impl Writer {
@@ -45,6 +52,30 @@ impl Writer {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
         self.count += 1;
+    }
+
+    /// Writes a seed that is a valid input of `kind`, checks that it is, and
+    /// lists it in the manifest.
+    fn put_valid(&mut self, target: &str, name: &str, kind: &'static str, bytes: &[u8]) {
+        if let Err(e) = accept::check(kind, bytes) {
+            panic!("seed {target}/{name} is not a valid {kind}: {e}");
+        }
+        self.put(target, name, bytes);
+        self.valid.push((format!("{target}/{name}"), kind));
+    }
+
+    /// Writes the manifest of valid seeds, sorted.
+    fn write_manifest(&mut self) {
+        self.valid.sort();
+        let mut text = String::from(
+            "# Seeds that must stay valid inputs: <target>/<file> TAB what it is.\n\
+             # Written by fuzz/src/bin/seeds.rs; checked by replay (qtrace_fuzz::accept).\n",
+        );
+        for (path, kind) in &self.valid {
+            text.push_str(&format!("{path}\t{kind}\n"));
+        }
+        let path = self.root.join(accept::MANIFEST);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
     }
 }
 
@@ -244,15 +275,10 @@ fn proof_input(a: u64, b: u64, leaf: &Hash, root: &Hash, old_root: &Hash, proof:
     out
 }
 
-fn shared_vector(name: &str) -> Option<String> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors").join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            eprintln!("seeds: skipping {}: {e}", path.display());
-            None
-        }
-    }
+/// A file of the repository's test data (`testdata/`).
+fn testdata(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 fn main() {
@@ -260,13 +286,13 @@ fn main() {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
-    let mut out = Writer { root, count: 0 };
+    let mut out = Writer { root, count: 0, valid: Vec::new() };
     let log = build_log();
     let size = log.entries.len() as u64;
 
     for (seq, (name, bytes)) in log.events.iter().enumerate() {
-        out.put("event_decode", &format!("{seq:02}-{name}"), bytes);
-        out.put("entry_decode", &format!("{seq:02}-{name}"), &log.entries[seq].encode());
+        out.put_valid("event_decode", &format!("{seq:02}-{name}"), "event", bytes);
+        out.put_valid("entry_decode", &format!("{seq:02}-{name}"), "entry", &log.entries[seq].encode());
     }
 
     // The checkpoint, signed by the log and cosigned by the witness.
@@ -276,25 +302,22 @@ fn main() {
     let line = witness().cosign(&checkpoint, 1_790_000_600).expect("cosigns");
     let cosigned = note::add_signature_lines(&signed, &format!("{line}\n")).expect("adds the cosignature");
     note::open_checkpoint(&cosigned, &log_signer().verifier(), &[witness().verifier()]).expect("the seed opens");
-    out.put("note_parse", "checkpoint-signed", signed.as_bytes());
-    out.put("note_parse", "checkpoint-cosigned", cosigned.as_bytes());
-    out.put("note_parse", "checkpoint-body", checkpoint.to_body().as_bytes());
+    out.put_valid("note_parse", "checkpoint-signed", "signed-checkpoint", signed.as_bytes());
+    out.put_valid("note_parse", "checkpoint-cosigned", "cosigned-checkpoint", cosigned.as_bytes());
+    out.put_valid("note_parse", "checkpoint-body", "checkpoint-body", checkpoint.to_body().as_bytes());
     let with_extension = Checkpoint { extensions: vec!["qtrace extension line".into()], ..checkpoint.clone() };
     let extended = note::sign_checkpoint(&with_extension, &log_signer()).expect("signs");
-    out.put("note_parse", "checkpoint-extension", extended.as_bytes());
-    out.put("note_parse", "vkey-log", log_signer().verifier().to_string().as_bytes());
-    out.put("note_parse", "vkey-witness", witness().verifier().to_string().as_bytes());
-    out.put("note_parse", "vkey-c2sp-example", qtrace_fuzz::EXAMPLE_VKEY.as_bytes());
-    if let Some(text) = shared_vector("signed-note.txt") {
-        let example = text
-            .split("----- BEGIN NOTE -----\n")
-            .nth(1)
-            .and_then(|rest| rest.split("----- END NOTE -----").next())
-            .expect("signed-note.txt holds a note between BEGIN and END lines");
-        note::Note::open(example, &[note::Verifier::parse(qtrace_fuzz::EXAMPLE_VKEY).expect("vkey")])
-            .expect("the C2SP example verifies");
-        out.put("note_parse", "c2sp-example-note", example.as_bytes());
-    }
+    out.put_valid("note_parse", "checkpoint-extension", "signed-checkpoint", extended.as_bytes());
+    out.put_valid("note_parse", "vkey-log", "vkey", log_signer().verifier().to_string().as_bytes());
+    out.put_valid("note_parse", "vkey-witness", "witness-vkey", witness().verifier().to_string().as_bytes());
+    out.put_valid("note_parse", "vkey-c2sp-example", "vkey", qtrace_fuzz::EXAMPLE_VKEY.as_bytes());
+    let text = testdata("signed-note.txt");
+    let example = text
+        .split("----- BEGIN NOTE -----\n")
+        .nth(1)
+        .and_then(|rest| rest.split("----- END NOTE -----").next())
+        .expect("signed-note.txt holds a note between BEGIN and END lines");
+    out.put_valid("note_parse", "c2sp-example-note", "example-note", example.as_bytes());
 
     // Real proofs, in the arbitrary-input mode, and tree seeds for the other.
     for (index, tree_size) in [(0, 1), (3, 10), (9, 10), (4, 7)] {
@@ -302,38 +325,54 @@ fn main() {
         let root = log.tree.root_at(tree_size).expect("root");
         let leaf = log.entries[index as usize].hash().0;
         let input = proof_input(index, tree_size, &leaf, &root, &[0; 32], &proof);
-        out.put("proof_verify", &format!("inclusion-{index}-of-{tree_size}"), &input);
+        out.put_valid("proof_verify", &format!("inclusion-{index}-of-{tree_size}"), "inclusion-proof", &input);
     }
     for (old_size, new_size) in [(1, 10), (4, 10), (7, 10), (10, 10), (3, 7)] {
         let proof = log.tree.consistency_proof(old_size, new_size).expect("consistency proof");
         let old_root = log.tree.root_at(old_size).expect("old root");
         let new_root = log.tree.root_at(new_size).expect("new root");
         let input = proof_input(old_size, new_size, &[0; 32], &new_root, &old_root, &proof);
-        out.put("proof_verify", &format!("consistency-{old_size}-to-{new_size}"), &input);
+        out.put_valid("proof_verify", &format!("consistency-{old_size}-to-{new_size}"), "consistency-proof", &input);
     }
     for (i, seed) in [[1u8, 0, 0, 0], [1, 63, 200, 7], [1, 9, 3, 250]].iter().enumerate() {
         let mut input = seed.to_vec();
         input.extend((0..56).map(|j| (j * 37 + i * 11) as u8));
-        out.put("proof_verify", &format!("tree-{i}"), &input);
+        out.put_valid("proof_verify", &format!("tree-{i}"), "tree", &input);
     }
 
-    // Identifiers: every value of the shared vectors, valid or not.
-    if let Some(text) = shared_vector("identifiers.tsv") {
-        for (i, line) in text.lines().skip(1).enumerate() {
-            let mut fields = line.split('\t');
-            if let (Some(kind), Some(value)) = (fields.next(), fields.next()) {
-                out.put("product_code", &format!("{i:02}-{kind}"), value.as_bytes());
-            }
+    // Identifiers: every value of the test data, valid or not; the valid
+    // ones are listed as such.
+    for (i, line) in testdata("identifiers.tsv").lines().skip(1).enumerate() {
+        let mut fields = line.split('\t');
+        let (Some(kind), Some(value), Some(valid)) = (fields.next(), fields.next(), fields.next()) else {
+            panic!("identifiers.tsv line {}: not kind, value, valid", i + 2);
+        };
+        let name = format!("{i:02}-{kind}");
+        let parsed_as = match kind {
+            "uscc" => "uscc",
+            "gtin" => "gtin",
+            "gln" => "gln",
+            "digital_link" | "element_string" => "product-code",
+            other => panic!("identifiers.tsv line {}: unknown kind {other}", i + 2),
+        };
+        match valid {
+            "yes" => out.put_valid("product_code", &name, parsed_as, value.as_bytes()),
+            _ => out.put("product_code", &name, value.as_bytes()),
         }
     }
-    for (name, code) in [
-        ("element-string-expiry", "(01)09520123456788(17)280901(10)SEED-LOT-1(21)SN-0001"),
-        ("digital-link-query", "https://id.gs1.org/01/09520123456788/10/SEED%2FLOT?17=280901&linkType=gs1:pip"),
-        ("short-form", "09520123456788/SEED-LOT-1"),
-        ("date-iso", "2028-09-01"),
+    for (name, kind, code) in [
+        ("element-string-expiry", "product-code", "(01)09520123456788(17)280901(10)SEED-LOT-1(21)SN-0001"),
+        (
+            "digital-link-query",
+            "product-code",
+            "https://id.gs1.org/01/09520123456788/10/SEED%2FLOT?17=280901&linkType=gs1:pip",
+        ),
+        ("date-iso", "date", "2028-09-01"),
     ] {
-        out.put("product_code", name, code.as_bytes());
+        out.put_valid("product_code", name, kind, code.as_bytes());
     }
+    // The short form `qtrace check` also reads (GTIN/lot): not a GS1 code.
+    out.put_valid("product_code", "short-form", "short-product-code", b"09520123456788/SEED-LOT-1");
 
     // Evidence bundles: every entry with its inclusion proof into the
     // cosigned checkpoint, about a record, a certificate and a product code.
@@ -391,7 +430,8 @@ fn main() {
             qtrace_ledger::verdict::verify_subject(&opened.view, &trust, bundle.subject.as_ref(), None, None, options)
                 .expect("the seed bundle's verdict computes");
         println!("seeds: bundle about the {name}: {}", report.verdict.name());
-        out.put("bundle_open", name, &bytes);
+        out.put_valid("bundle_open", name, "bundle", &bytes);
     }
-    println!("seeds: wrote {} files under {}", out.count, out.root.display());
+    out.write_manifest();
+    println!("seeds: wrote {} files ({} valid seeds listed) under {}", out.count, out.valid.len(), out.root.display());
 }

@@ -25,7 +25,7 @@ use qtrace_ledger::registry::{AuthError, RecordInfo, Records, RecordsError, Regi
 use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::federation::Logs;
+use crate::logs::Logs;
 use crate::setup::{self, now_micros};
 
 /// Most events sequenced into one batch (one flush).

@@ -21,7 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::appender::{Appender, Logged, Verified};
-use crate::federation::{Federation, Logs};
+use crate::federation::Federation;
+use crate::logs::Logs;
 use crate::status::{self, Failure};
 use crate::storeview::StoreView;
 
@@ -669,7 +670,7 @@ impl Ledger for LedgerService {
         let note = tokio::task::spawn_blocking(move || federation.add_cosignature(request.size, &request.cosignature))
             .await
             .map_err(|_| Status::internal("cosignature failed to run"))?
-            .map_err(Status::invalid_argument)?;
+            .map_err(|e| status::to_status(Failure::Cosignature(e)))?;
         Ok(Response::new(checkpoint_pb(&note, request.size, &self.log).map_err(status::to_status)?))
     }
 

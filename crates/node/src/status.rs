@@ -24,6 +24,8 @@ pub enum Failure {
     /// A request field is malformed.
     Invalid(String),
     NotFound(String),
+    /// The state of the log does not allow the request yet.
+    FailedPrecondition(String),
     /// The writer refused or could not append.
     Append(AppendError),
     Store(StoreError),
@@ -56,6 +58,7 @@ pub fn to_status(failure: Failure) -> Status {
         },
         Failure::Invalid(message) => Status::invalid_argument(message),
         Failure::NotFound(message) => Status::not_found(message),
+        Failure::FailedPrecondition(message) => Status::failed_precondition(message),
         Failure::Append(e) => match e {
             AppendError::Auth(auth) => {
                 let message = auth.to_string();

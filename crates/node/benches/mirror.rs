@@ -37,7 +37,7 @@
 //!    catch-up it runs once more on the full mirror (nothing to copy).
 //! 4. Where the time goes: the stages of catch-up done one at a time in this
 //!    process on the same entries: the GetEntries stream alone, verification
-//!    as `federation::verify_chunk` does it, and storing as
+//!    as `federation::chunk::verify_chunk` does it, and storing as
 //!    `LogStore::append_mirrored` does it. Run one after another, the sum of
 //!    their times per entry predicts the mirror's rate; fully overlapped,
 //!    the slowest stage alone does. The CPU each stage takes per entry is
@@ -115,7 +115,7 @@ const VERIFY_BATCH: usize = 64;
 /// Entries the mirror verifies and stores together
 /// (`federation::DEFAULT_CHUNK`, which `qtrace-node mirror` uses).
 const CHUNK: usize = 8_192;
-/// Entries per sled batch when storing a chunk (`federation::STORE_PART`).
+/// Entries per sled batch when storing a chunk (`federation::chunk::STORE_PART`).
 const STORE_PART: usize = 1_024;
 /// Keys per raw sled batch: the store benchmark's size, and one near a
 /// mirror chunk's.
@@ -1030,7 +1030,7 @@ struct Verified {
     wall: Duration,
 }
 
-/// What `federation::verify_chunk` does, chunk by chunk, timing the part
+/// What `federation::chunk::verify_chunk` does, chunk by chunk, timing the part
 /// on one core and the part on every core separately.
 fn verify_like_mirror(log_id: LogId, wire: Vec<pb::Entry>) -> Result<Verified> {
     let threads = cores();
@@ -1089,7 +1089,7 @@ struct Stored {
 
 /// What the mirror's store step does: each chunk stored with
 /// `append_mirrored` in parts of 1,024 entries (one sled batch and a flush
-/// each, as `federation::store_verified` does) into a fresh store.
+/// each, as `federation::chunk::store_verified` does) into a fresh store.
 fn store_like_mirror(log_id: LogId, entries: &[NewEntry]) -> Result<Stored> {
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(&dir.path().join("store"))?;

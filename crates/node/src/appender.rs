@@ -25,7 +25,7 @@ use qtrace_ledger::registry::{AuthError, RecordInfo, Records, RecordsError, Regi
 use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
 use tokio::sync::{broadcast, oneshot};
 
-use crate::federation::Logs;
+use crate::logs::Logs;
 use crate::setup::{self, now_micros};
 
 /// Most events sequenced into one batch (one flush).
@@ -210,8 +210,14 @@ struct Writer {
 
 /// One event's place in the batch being built.
 enum Slot {
+    /// Placed in the batch, at this index.
     Accepted(usize),
-    Duplicate(u64, EntryHash, i64),
+    /// The same signer already submitted the same event: the original entry.
+    Duplicate {
+        seq: u64,
+        entry_hash: EntryHash,
+        logged_at_micros: i64,
+    },
     Refused(AppendError),
 }
 
@@ -405,7 +411,7 @@ impl Writer {
                                 })
                             }
                         },
-                        Slot::Duplicate(seq, entry_hash, logged_at_micros) => {
+                        Slot::Duplicate { seq, entry_hash, logged_at_micros } => {
                             // A duplicate of an entry in this same batch shares
                             // its fate.
                             if seq >= head.size
@@ -445,12 +451,14 @@ impl Writer {
     ) -> Slot {
         let dedup = qtrace_ledger::store::dedup_key(&verified.signer, &verified.event_bytes);
         if let Some((seq, hash, logged_at)) = in_batch.get(&dedup) {
-            return Slot::Duplicate(*seq, *hash, *logged_at);
+            return Slot::Duplicate { seq: *seq, entry_hash: *hash, logged_at_micros: *logged_at };
         }
         match self.log.duplicate_of(&verified.signer, &verified.event_bytes) {
             Ok(Some(seq)) => {
                 return match self.log.entry(seq) {
-                    Ok(Some(entry)) => Slot::Duplicate(seq, entry.hash(), entry.logged_at_micros),
+                    Ok(Some(entry)) => {
+                        Slot::Duplicate { seq, entry_hash: entry.hash(), logged_at_micros: entry.logged_at_micros }
+                    }
                     Ok(None) => {
                         Slot::Refused(AppendError::Storage(format!("duplicate index names missing entry {seq}")))
                     }

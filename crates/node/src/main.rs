@@ -4,6 +4,7 @@ mod appender;
 mod audit;
 mod federation;
 mod http;
+mod logs;
 mod metrics;
 mod page;
 mod service;
@@ -239,7 +240,7 @@ fn federation_for(
     chunk: usize,
     tls: Option<qtrace_client::connect::Tls>,
 ) -> anyhow::Result<(Arc<federation::Federation>, setup::Trust)> {
-    let logs = Arc::new(federation::Logs::new(opened.log.clone(), opened.store.clone()));
+    let logs = Arc::new(logs::Logs::new(opened.log.clone(), opened.store.clone()));
     let cosigner = qtrace_ledger::note::Cosigner::new(&opened.origin, opened.log_key.signing_key().clone())
         .map_err(|e| anyhow::anyhow!("log origin {:?} cannot name a witness key: {e}", opened.origin))?;
     // Mirrors kept from earlier runs: their registry records (organisations

@@ -3,7 +3,8 @@
 //! natively).
 //!
 //! The metrics live in one process-wide [`Metrics`] ([`get`]): a node
-//! process serves exactly one log, and a global keeps the instrumentation
+//! process is one node (its own log and the mirrors it serves, labelled by
+//! log where it matters), and a global keeps the instrumentation
 //! points (the writer thread, the gRPC handlers, the mirror tasks) free of
 //! extra constructor parameters, as the default registries of the
 //! Prometheus client libraries do. Values that the store already knows
@@ -20,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::federation::Logs;
+use crate::logs::Logs;
 
 /// The content type of [`render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -125,7 +126,7 @@ impl Metrics {
 
     /// Counts one refused submission.
     pub fn refused(&self, code: tonic::Code) {
-        self.refusals.get_or_create(&CodeLabel { code: code_name(code).to_string() }).inc();
+        self.refusals.get_or_create(&CodeLabel { code: qtrace_client::connect::code_name(code).to_string() }).inc();
     }
 
     /// Sets a peer's mirror lag from its checkpoint size and the mirror's.
@@ -153,30 +154,6 @@ pub fn render(logs: &Logs) -> String {
         tracing::error!(error = %e, "encoding metrics");
     }
     text
-}
-
-/// The canonical name of a gRPC code, as gRPC's documentation spells it.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code;
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
 }
 
 #[cfg(test)]

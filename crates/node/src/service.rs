@@ -21,7 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::appender::{Appender, Logged, Verified};
-use crate::federation::{Federation, Logs};
+use crate::federation::Federation;
+use crate::logs::Logs;
 use crate::status::{self, Failure};
 use crate::storeview::StoreView;
 
@@ -203,8 +204,9 @@ impl Verdicts {
     }
 }
 
-/// Decodes and verifies one submission outside the writer.
-pub fn verify(signed: &pb::SignedEvent) -> Result<Verified, Failure> {
+/// Decodes one submission and checks its signature, outside the writer
+/// (not to be confused with the Verify RPC, which computes a verdict).
+pub fn check_submission(signed: &pb::SignedEvent) -> Result<Verified, Failure> {
     let _span = tracing::debug_span!("decode_verify", bytes = signed.event.len()).entered();
     let event = decode_event(&signed.event).map_err(Failure::Event)?;
     let signer = PublicKey::from_slice(&signed.signer).map_err(Failure::Signature)?;
@@ -214,16 +216,18 @@ pub fn verify(signed: &pb::SignedEvent) -> Result<Verified, Failure> {
     Ok(Verified { event_bytes: signed.event.clone(), signer: signer.to_bytes(), signature, event })
 }
 
-/// Verifies many submissions, spread over the available cores.
-fn verify_all(events: &[pb::SignedEvent]) -> Vec<Result<Verified, Failure>> {
+/// [`check_submission`] for many submissions, spread over the available cores.
+fn check_submissions(events: &[pb::SignedEvent]) -> Vec<Result<Verified, Failure>> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     if events.len() < PARALLEL_VERIFY_MIN || threads == 1 {
-        return events.iter().map(verify).collect();
+        return events.iter().map(check_submission).collect();
     }
     let chunk = events.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> =
-            events.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(verify).collect::<Vec<_>>())).collect();
+        let handles: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check_submission).collect::<Vec<_>>()))
+            .collect();
         handles
             .into_iter()
             .flat_map(|h| {
@@ -246,16 +250,15 @@ type EntryStream = Pin<Box<dyn Stream<Item = Result<pb::Entry, Status>> + Send>>
 #[tonic::async_trait]
 impl Ledger for LedgerService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendReceipt>, Status> {
-        let signed = request
-            .into_inner()
-            .event
-            .ok_or_else(|| status::refused(Status::invalid_argument("event: is required")))?;
+        let signed =
+            request.into_inner().event.ok_or_else(|| status::refusal(Failure::Invalid("event: is required".into())))?;
         // Announced before the signature check, so a writer about to commit
         // waits a moment for this event instead of flushing without it.
         let arrival = self.appender.announce();
-        let verified = verify(&signed).map_err(status::refusal)?;
+        let verified = check_submission(&signed).map_err(status::refusal)?;
         let mut results = self.appender.submit(vec![verified], Some(arrival)).await;
-        let logged = results.pop().ok_or_else(|| Status::internal("no result from the writer"))?;
+        let logged =
+            results.pop().ok_or_else(|| status::to_status(Failure::Internal("no result from the writer".into())))?;
         let logged = logged.map_err(|e| status::refusal(Failure::Append(e)))?;
         Ok(Response::new(self.receipt(logged).map_err(status::to_status)?))
     }
@@ -266,14 +269,14 @@ impl Ledger for LedgerService {
     ) -> Result<Response<pb::AppendBatchResponse>, Status> {
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH {
-            return Err(status::refused(Status::invalid_argument(format!(
+            return Err(status::refusal(Failure::Invalid(format!(
                 "events: {} events in one batch; at most {MAX_BATCH} are accepted",
                 events.len()
             ))));
         }
-        let checked = tokio::task::spawn_blocking(move || verify_all(&events))
+        let checked = tokio::task::spawn_blocking(move || check_submissions(&events))
             .await
-            .map_err(|_| Status::internal("signature verification failed to run"))?;
+            .map_err(|_| status::to_status(Failure::Internal("signature verification failed to run".into())))?;
         let mut outcomes: Vec<Option<Result<pb::AppendReceipt, Failure>>> = Vec::with_capacity(checked.len());
         let mut to_submit = Vec::new();
         let mut positions = Vec::new();
@@ -329,7 +332,7 @@ impl Ledger for LedgerService {
         let entry = log
             .entry(seq)
             .map_err(|e| status::to_status(e.into()))?
-            .ok_or_else(|| Status::not_found(format!("entry {seq} does not exist")))?;
+            .ok_or_else(|| status::to_status(Failure::NotFound(format!("entry {seq} does not exist"))))?;
         Ok(Response::new(entry.to_pb(&log.log_id())))
     }
 
@@ -347,24 +350,25 @@ impl Ledger for LedgerService {
         }
         .map_err(status::to_status)?;
         let (size, note) = if request.tree_size == 0 {
-            let (size, note) = log
-                .latest_checkpoint()
-                .map_err(|e| status::to_status(e.into()))?
-                .ok_or_else(|| Status::failed_precondition("the log has no checkpoint yet"))?;
+            let (size, note) = log.latest_checkpoint().map_err(|e| status::to_status(e.into()))?.ok_or_else(|| {
+                status::to_status(Failure::FailedPrecondition("the log has no checkpoint yet".into()))
+            })?;
             (size, Some(note))
         } else {
             let note = log.checkpoint(request.tree_size).map_err(|e| status::to_status(e.into()))?;
             (request.tree_size, note)
         };
         if seq >= size {
-            return Err(Status::invalid_argument(format!("tree_size: entry {seq} is not in a tree of {size} entries")));
+            return Err(status::to_status(Failure::Invalid(format!(
+                "tree_size: entry {seq} is not in a tree of {size} entries"
+            ))));
         }
         let path = log.inclusion_proof(seq, size).map_err(|e| status::to_status(e.into()))?;
         let entry_hash = log
             .entry(seq)
             .map_err(|e| status::to_status(e.into()))?
             .map(|e| e.hash())
-            .ok_or_else(|| Status::not_found(format!("entry {seq} does not exist")))?;
+            .ok_or_else(|| status::to_status(Failure::NotFound(format!("entry {seq} does not exist"))))?;
         let checkpoint = match note {
             Some(note) => Some(checkpoint_pb(&note, size, &log).map_err(status::to_status)?),
             None => None,
@@ -389,10 +393,10 @@ impl Ledger for LedgerService {
         let head = log.head();
         let new_size = if request.new_size == 0 { head.size } else { request.new_size };
         if request.old_size == 0 || request.old_size > new_size || new_size > head.size {
-            return Err(Status::invalid_argument(format!(
+            return Err(status::to_status(Failure::Invalid(format!(
                 "old_size and new_size must satisfy 1 <= old_size ({}) <= new_size ({new_size}) <= log size ({})",
                 request.old_size, head.size
-            )));
+            ))));
         }
         let path = log.consistency_proof(request.old_size, new_size).map_err(|e| status::to_status(e.into()))?;
         let old_root = log.root(request.old_size).map_err(|e| status::to_status(e.into()))?;
@@ -418,12 +422,11 @@ impl Ledger for LedgerService {
         let (size, note) = if size == 0 {
             log.latest_checkpoint()
                 .map_err(|e| status::to_status(e.into()))?
-                .ok_or_else(|| Status::failed_precondition("the log has no checkpoint yet"))?
+                .ok_or_else(|| status::to_status(Failure::FailedPrecondition("the log has no checkpoint yet".into())))?
         } else {
-            let note = log
-                .checkpoint(size)
-                .map_err(|e| status::to_status(e.into()))?
-                .ok_or_else(|| Status::not_found(format!("no checkpoint was signed at size {size}")))?;
+            let note = log.checkpoint(size).map_err(|e| status::to_status(e.into()))?.ok_or_else(|| {
+                status::to_status(Failure::NotFound(format!("no checkpoint was signed at size {size}")))
+            })?;
             (size, note)
         };
         Ok(Response::new(checkpoint_pb(&note, size, &log).map_err(status::to_status)?))
@@ -434,13 +437,13 @@ impl Ledger for LedgerService {
         let request = request.into_inner();
         let index = match request.key {
             None => {
-                return Err(Status::invalid_argument(
-                    "key: give a product code, product, certificate, organisation or record",
-                ));
+                return Err(status::to_status(Failure::Invalid(
+                    "key: give a product code, product, certificate, organisation or record".into(),
+                )));
             }
             Some(Key::ProductCode(code)) => {
-                let code =
-                    ProductCode::parse(&code).map_err(|e| Status::invalid_argument(format!("product_code: {e}")))?;
+                let code = ProductCode::parse(&code)
+                    .map_err(|e| status::to_status(Failure::Invalid(format!("product_code: {e}"))))?;
                 product_index(
                     code.gtin,
                     code.lot.map(|l| l.as_str().to_string()),
@@ -449,21 +452,22 @@ impl Ledger for LedgerService {
                 .map_err(status::to_status)?
             }
             Some(Key::Product(p)) => {
-                let gtin = Gtin::parse(&p.gtin).map_err(|e| Status::invalid_argument(format!("product.gtin: {e}")))?;
+                let gtin = Gtin::parse(&p.gtin)
+                    .map_err(|e| status::to_status(Failure::Invalid(format!("product.gtin: {e}"))))?;
                 product_index(gtin, Some(p.lot).filter(|l| !l.is_empty()), Some(p.serial).filter(|s| !s.is_empty()))
                     .map_err(status::to_status)?
             }
             Some(Key::Certificate(c)) => {
                 let issuer = Uscc::parse(&c.issuer_uscc)
-                    .map_err(|e| Status::invalid_argument(format!("certificate.issuer_uscc: {e}")))?;
+                    .map_err(|e| status::to_status(Failure::Invalid(format!("certificate.issuer_uscc: {e}"))))?;
                 IndexKey::Certificate(issuer, c.number)
             }
             Some(Key::OrganisationUscc(u)) => IndexKey::Organisation(
-                Uscc::parse(&u).map_err(|e| Status::invalid_argument(format!("organisation_uscc: {e}")))?,
+                Uscc::parse(&u).map_err(|e| status::to_status(Failure::Invalid(format!("organisation_uscc: {e}"))))?,
             ),
             Some(Key::ChildrenOf(r)) => {
-                let log =
-                    LogId::from_slice(&r.log_id).map_err(|e| Status::invalid_argument(format!("children_of: {e}")))?;
+                let log = LogId::from_slice(&r.log_id)
+                    .map_err(|e| status::to_status(Failure::Invalid(format!("children_of: {e}"))))?;
                 IndexKey::Parent(log, r.seq)
             }
         };
@@ -476,7 +480,7 @@ impl Ledger for LedgerService {
         let logs = self.logs.all();
         let (mut start_log, mut after) = (0usize, None);
         if !request.page_token.is_empty() {
-            let bad = || Status::invalid_argument("page_token: not a token this node issued");
+            let bad = || status::to_status(Failure::Invalid("page_token: not a token this node issued".into()));
             let (log_hex, seq) = request.page_token.split_once(':').ok_or_else(bad)?;
             let log_id = LogId::from_hex(log_hex).map_err(|_| bad())?;
             start_log = logs.iter().position(|l| l.log_id() == log_id).ok_or_else(bad)?;
@@ -561,10 +565,10 @@ impl Ledger for LedgerService {
         let direction = match pb::TraceDirection::try_from(request.direction) {
             Ok(pb::TraceDirection::Upstream) => Direction::Upstream,
             Ok(pb::TraceDirection::Downstream) => Direction::Downstream,
-            _ => return Err(Status::invalid_argument("direction: must be upstream or downstream")),
+            _ => return Err(status::to_status(Failure::Invalid("direction: must be upstream or downstream".into()))),
         };
         let limits = self.limits(request.max_depth, request.max_nodes).map_err(status::to_status)?;
-        let start = request.start.ok_or_else(|| Status::invalid_argument("start: is required"))?;
+        let start = request.start.ok_or_else(|| status::to_status(Failure::Invalid("start: is required".into())))?;
         let federation = self.federation.clone();
         let trust = Trust { logs: federation.trusted_logs(), witnesses: federation.witnesses() };
         let quorum = self.witness_quorum;
@@ -591,7 +595,7 @@ impl Ledger for LedgerService {
             })
         })
         .await
-        .map_err(|_| Status::internal("trace failed to run"))?
+        .map_err(|_| status::to_status(Failure::Internal("trace failed to run".into())))?
         .map_err(status::to_status)?;
         Ok(Response::new(trace))
     }
@@ -603,7 +607,7 @@ impl Ledger for LedgerService {
 
     async fn get_bundle(&self, request: Request<pb::VerifyRequest>) -> Result<Response<pb::Bundle>, Status> {
         let (_, bundle) = self.verdict(request.into_inner(), true).await.map_err(status::to_status)?;
-        bundle.map(Response::new).ok_or_else(|| Status::internal("no bundle was built"))
+        bundle.map(Response::new).ok_or_else(|| status::to_status(Failure::Internal("no bundle was built".into())))
     }
 
     async fn get_log_info(&self, _: Request<pb::GetLogInfoRequest>) -> Result<Response<pb::LogInfo>, Status> {
@@ -628,7 +632,7 @@ impl Ledger for LedgerService {
         let size = log.head().size;
         let to = if request.to == 0 { size } else { request.to.min(size) };
         if request.from > to {
-            return Err(Status::invalid_argument(format!("from ({}) is past to ({to})", request.from)));
+            return Err(status::to_status(Failure::Invalid(format!("from ({}) is past to ({to})", request.from))));
         }
         let (tx, rx) = mpsc::channel::<Result<pb::Entry, Status>>(1_024);
         tokio::task::spawn_blocking(move || {
@@ -669,8 +673,8 @@ impl Ledger for LedgerService {
         let federation = self.federation.clone();
         let note = tokio::task::spawn_blocking(move || federation.add_cosignature(request.size, &request.cosignature))
             .await
-            .map_err(|_| Status::internal("cosignature failed to run"))?
-            .map_err(Status::invalid_argument)?;
+            .map_err(|_| status::to_status(Failure::Internal("cosignature failed to run".into())))?
+            .map_err(|e| status::to_status(Failure::Cosignature(e)))?;
         Ok(Response::new(checkpoint_pb(&note, request.size, &self.log).map_err(status::to_status)?))
     }
 

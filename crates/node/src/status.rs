@@ -13,6 +13,7 @@ use qtrace_ledger::verdict::VerdictError;
 use tonic::Status;
 
 use crate::appender::AppendError;
+use crate::federation::CosignatureError;
 
 #[derive(Debug)]
 pub enum Failure {
@@ -23,11 +24,15 @@ pub enum Failure {
     /// A request field is malformed.
     Invalid(String),
     NotFound(String),
+    /// The state of the log does not allow the request yet.
+    FailedPrecondition(String),
     /// The writer refused or could not append.
     Append(AppendError),
     Store(StoreError),
     Verdict(VerdictError),
     Trace(TraceError),
+    /// A witness's cosignature was not taken.
+    Cosignature(CosignatureError),
     Internal(String),
 }
 
@@ -53,6 +58,7 @@ pub fn to_status(failure: Failure) -> Status {
         },
         Failure::Invalid(message) => Status::invalid_argument(message),
         Failure::NotFound(message) => Status::not_found(message),
+        Failure::FailedPrecondition(message) => Status::failed_precondition(message),
         Failure::Append(e) => match e {
             AppendError::Auth(auth) => {
                 let message = auth.to_string();
@@ -80,6 +86,13 @@ pub fn to_status(failure: Failure) -> Status {
         },
         Failure::Verdict(VerdictError::View(e)) => internal(e.to_string()),
         Failure::Verdict(e) => internal(e.to_string()),
+        Failure::Cosignature(CosignatureError::Storage(e)) => internal(e.to_string()),
+        Failure::Cosignature(
+            e @ (CosignatureError::NoCheckpoint(_)
+            | CosignatureError::Malformed(_)
+            | CosignatureError::DoesNotVerify(_)
+            | CosignatureError::UnknownWitness(_)),
+        ) => Status::invalid_argument(e.to_string()),
         Failure::Internal(message) => internal(message),
     }
 }
@@ -122,6 +135,16 @@ mod tests {
                 "the writer's storage failure",
                 Failure::Append(AppendError::Storage("flush failed".into())),
                 Code::Internal,
+            ),
+            (
+                "a cosignature the store could not keep",
+                Failure::Cosignature(CosignatureError::Storage(StoreError::Corrupt("disk write failed".into()))),
+                Code::Internal,
+            ),
+            (
+                "a cosignature from an unknown witness",
+                Failure::Cosignature(CosignatureError::UnknownWitness("someone".into())),
+                Code::InvalidArgument,
             ),
             (
                 "a record that does not exist",

@@ -242,6 +242,7 @@ pub(super) fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut 
     let mut short_of_quorum = Vec::new();
     let mut equivocations = Vec::new();
     let mut equivocation_evidence = Vec::new();
+    let mut equivocation_proven = false;
     for (log, result) in ctx.checkpoints.borrow().iter() {
         if let Ok((checkpoint, cosigners)) = result {
             sizes.push(format!("checkpoint {} size {} root {}", log, checkpoint.size, hex::encode(checkpoint.root)));
@@ -259,8 +260,10 @@ pub(super) fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut 
         }
         if let Some(verifier) = ctx.trust.verifier(log) {
             for evidence in ctx.view.equivocations(log) {
-                if let Some(conflict) = crate::equivocation::validate(&evidence, verifier) {
-                    equivocations.push(format!("log {log} showed two histories (equivocation, 分叉): {conflict}"));
+                if let Some(finding) = crate::equivocation::assess(&evidence, verifier) {
+                    // Reported evidence is an alarm; only proven evidence makes the verdict INVALID.
+                    equivocation_proven |= finding.proven;
+                    equivocations.push(format!("log {log} showed two histories (equivocation, 分叉): {finding}"));
                     equivocation_evidence.push(evidence.note_a.clone());
                     equivocation_evidence.push(evidence.note_b.clone());
                 }
@@ -269,7 +272,8 @@ pub(super) fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut 
     }
     evidence.extend(sizes);
     if !equivocations.is_empty() {
-        report.push(Check::new("equivocation", Severity::Invalid, equivocations.join("; "), equivocation_evidence));
+        let severity = if equivocation_proven { Severity::Invalid } else { Severity::Warning };
+        report.push(Check::new("equivocation", severity, equivocations.join("; "), equivocation_evidence));
     }
     if !short_of_quorum.is_empty() {
         report.push(Check::new("witnesses", Severity::Warning, short_of_quorum.join("; "), Vec::new()));

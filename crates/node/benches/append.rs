@@ -43,11 +43,11 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use prost::Message;
-use qtrace_client::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::merkle;
 use qtrace_ledger::note::{self, Verifier};
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, SecretKey};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 
 mod common;

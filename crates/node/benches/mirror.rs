@@ -68,7 +68,6 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use prost::Message;
-use qtrace_client::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event;
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -77,6 +76,7 @@ use qtrace_ledger::note::Verifier;
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, BatchItem, SecretKey};
 use qtrace_ledger::store::{NewEntry, SledStore};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use serde_json::json;
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};

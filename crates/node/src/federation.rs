@@ -24,7 +24,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prost::Message;
-use qtrace_client::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{self, IndexKey};
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -34,6 +33,7 @@ use qtrace_ledger::pb;
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::{self, BatchItem};
 use qtrace_ledger::store::{LogStore, Meta, NewEntry, SledStore};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
 /// Entries verified and stored together while catching up (default).
@@ -122,7 +122,7 @@ pub struct Settings {
     pub chunk: usize,
     /// TLS for https:// peers (their CA, and this node's identity for
     /// mutual TLS).
-    pub tls: Option<qtrace_client::connect::Tls>,
+    pub tls: Option<qtrace_rpc::connect::Tls>,
 }
 
 /// Shared federation state.
@@ -139,7 +139,7 @@ pub struct Federation {
     pub interval: Duration,
     /// Entries verified and stored together while catching up.
     pub chunk: usize,
-    tls: Option<qtrace_client::connect::Tls>,
+    tls: Option<qtrace_rpc::connect::Tls>,
     /// Serialises read-modify-write of this node's checkpoint notes when
     /// witnesses hand in cosignatures at the same time.
     cosign_lock: std::sync::Mutex<()>,
@@ -353,7 +353,7 @@ impl Progress {
 }
 
 async fn connect(fed: &Federation, peer: &Peer) -> anyhow::Result<LedgerClient<Channel>> {
-    let mut client = qtrace_client::connect::connect_with(&peer.url, fed.tls.as_ref()).await?;
+    let mut client = qtrace_rpc::connect::connect_with(&peer.url, fed.tls.as_ref()).await?;
     let info = client.get_log_info(pb::GetLogInfoRequest {}).await?.into_inner();
     if info.log_id != peer.log_id.0 {
         anyhow::bail!(

@@ -81,8 +81,14 @@ use serde_json::json;
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
 
-mod common;
+/// The node's allocator, so limits measured here (sled, ed25519) are
+/// measured as the node runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use common::workload::{FACTORY, production};
 use common::{Ratio, Report, cores, machine_busy, now_millis, number, sign};
+use qtrace_ledger::benchkit as common;
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -128,10 +134,6 @@ const TARGET_ENTRIES_PER_S: f64 = 50_000.0;
 const FIRST_CHUNK_WRITTEN: u64 = 1 << 20;
 /// The `--peer` NAME of the source.
 const PEER_NAME: &str = "source";
-
-const FACTORY: &str = "92320900MA1N3T5C5Q";
-const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
-const GLN_FACTORY: &str = "6931234000013";
 
 fn main() -> Result<()> {
     let scale = scale_from_env_and_args()?;
@@ -1201,55 +1203,6 @@ async fn held(client: &mut LedgerClient<Channel>, log: &LogId) -> u64 {
 
 // ---------------------------------------------------------------------------
 // Workload
-
-fn product(gtin: &str, lot: &str) -> pb::ProductKey {
-    pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
-}
-
-fn attribute(name: &str, value: &str) -> pb::Attribute {
-    pb::Attribute { name: name.into(), value: value.into() }
-}
-
-/// Production `i`: a new lot of one of two GTINs, ~430 bytes (the
-/// production events of the append and store benchmarks).
-fn production(i: u64, millis: i64) -> pb::Event {
-    let gtin = GTINS[(i % 2) as usize];
-    let lot = format!("L26{i:08}");
-    pb::Event {
-        event_time: Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 }),
-        subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
-        location: Some(pb::Location {
-            read_point_gln: GLN_FACTORY.into(),
-            business_location_gln: GLN_FACTORY.into(),
-            region: "320900".into(),
-        }),
-        biz_step: "commissioning".into(),
-        disposition: "active".into(),
-        documents: vec![pb::Document {
-            kind: "batch_record".into(),
-            id: format!("BR-{i:010}"),
-            sha256: qtrace_ledger::hash::sha256(&i.to_be_bytes()).to_vec(),
-        }],
-        attributes: vec![
-            attribute("line", "3"),
-            attribute("shift", "B"),
-            attribute("operator", "张伟"),
-            attribute("net_content", "900 g"),
-            attribute("storage", "常温 below 25 °C, dry"),
-        ],
-        nonce: i,
-        body: Some(Body::Production(pb::Production {
-            output: Some(pb::LotQuantity {
-                product: Some(product(gtin, &lot)),
-                quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
-            }),
-            production_date: "2026-11-01".into(),
-            expiry_date: "2028-10-31".into(),
-            factory_gln: GLN_FACTORY.into(),
-        })),
-        ..Default::default()
-    }
-}
 
 /// Registers the manufacturer and its key, signed by the development
 /// authority.

@@ -1,20 +1,20 @@
-//! What the benchmarks share: the printed table with its ratios and the
-//! `BENCH-SUMMARY` JSON, and a few helpers. Included by `append.rs` and
-//! `mirror.rs` (`mod common;`) and by qtrace-ledger's `benches/store.rs`
-//! and `benches/verdict.rs` (by path); not a benchmark of its own.
-
-/// The node's allocator, so limits measured in the benchmark process (sled,
-/// ed25519) are measured as the node runs them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//! What the benchmarks share (feature `bench`, for benchmarks only): the
+//! printed table with its ratios and the `BENCH-SUMMARY` JSON, a few
+//! helpers, and in [`workload`] the realistic events the store and append
+//! benchmarks write. Used by qtrace-ledger's `benches/store.rs` and
+//! `benches/verdict.rs` and by qtrace-node's `benches/append.rs` and
+//! `benches/mirror.rs`, so there is one copy. Each benchmark sets the node's
+//! allocator (mimalloc) itself: a library must not choose the allocator of
+//! every binary that links it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prost::Message;
-use qtrace_ledger::pb;
-use qtrace_ledger::signing::SecretKey;
 use serde_json::{Map, Value, json};
+
+use crate::pb;
+use crate::signing::SecretKey;
 
 /// Whether `QTRACE_BENCH_SCALE` or the arguments (`small`, `full`,
 /// `--scale NAME`, `--scale=NAME`; the last wins) ask for the small scale;
@@ -244,5 +244,160 @@ pub fn ratio(value: f64) -> String {
         format!("{value:.3}")
     } else {
         format!("{value:.1e}")
+    }
+}
+
+/// The realistic signed events the store and append benchmarks write.
+pub mod workload {
+    use crate::pb::{self, event::Body, subject::Kind};
+
+    /// The factory (manufacturer) that signs productions and shipments.
+    pub const FACTORY: &str = "92320900MA1N3T5C5Q";
+    /// The testing lab that signs inspections.
+    pub const LAB: &str = "91310000MA1K2Q7A5L";
+    /// Where shipments go.
+    pub const RETAILER: &str = "914403007152672A21";
+    pub const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
+    pub const GLN_FACTORY: &str = "6931234000013";
+    pub const GLN_WAREHOUSE: &str = "0614141000012";
+
+    pub fn product(gtin: &str, lot: &str) -> pb::ProductKey {
+        pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
+    }
+
+    pub fn lot_of(i: u64) -> String {
+        format!("L26{:08}", i)
+    }
+
+    pub fn attribute(name: &str, value: &str) -> pb::Attribute {
+        pb::Attribute { name: name.into(), value: value.into() }
+    }
+
+    /// Production `i`: a new lot of one of two GTINs, ~430 bytes (every
+    /// event of the mirror benchmark, half of the workload's).
+    pub fn production(i: u64, millis: i64) -> pb::Event {
+        let gtin = GTINS[(i % 2) as usize];
+        let lot = lot_of(i);
+        let event_time = Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 });
+        let document_hash = crate::hash::sha256(&i.to_be_bytes()).to_vec();
+        pb::Event {
+            event_time,
+            subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
+            location: Some(pb::Location {
+                read_point_gln: GLN_FACTORY.into(),
+                business_location_gln: GLN_FACTORY.into(),
+                region: "320900".into(),
+            }),
+            biz_step: "commissioning".into(),
+            disposition: "active".into(),
+            documents: vec![pb::Document {
+                kind: "batch_record".into(),
+                id: format!("BR-{i:010}"),
+                sha256: document_hash,
+            }],
+            attributes: vec![
+                attribute("line", "3"),
+                attribute("shift", "B"),
+                attribute("operator", "张伟"),
+                attribute("net_content", "900 g"),
+                attribute("storage", "常温 below 25 °C, dry"),
+            ],
+            nonce: i,
+            body: Some(Body::Production(pb::Production {
+                output: Some(pb::LotQuantity {
+                    product: Some(product(gtin, &lot)),
+                    quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
+                }),
+                production_date: "2026-11-01".into(),
+                expiry_date: "2028-10-31".into(),
+                factory_gln: GLN_FACTORY.into(),
+            })),
+            ..Default::default()
+        }
+    }
+
+    /// Event `i` of the workload: five productions, three shipments and two
+    /// inspections in every ten, each a few hundred bytes, as a factory and its
+    /// lab would write them.
+    pub fn event_at(i: u64, millis: i64) -> pb::Event {
+        let gtin = GTINS[(i % 2) as usize];
+        let event_time = Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 });
+        let document_hash = crate::hash::sha256(&i.to_be_bytes()).to_vec();
+        match i % 10 {
+            0..=4 => production(i, millis),
+            5..=7 => {
+                let items = [lot_of(i.saturating_sub(5)), lot_of(i.saturating_sub(4))]
+                    .iter()
+                    .zip(GTINS)
+                    .map(|(lot, gtin)| pb::LotQuantity {
+                        product: Some(product(gtin, lot)),
+                        quantity: Some(pb::Quantity { value: 240.0, unit: "EA".into() }),
+                    })
+                    .collect::<Vec<_>>();
+                pb::Event {
+                    event_time,
+                    subject: items[0].product.clone().map(|p| pb::Subject { kind: Some(Kind::Product(p)) }),
+                    location: Some(pb::Location {
+                        read_point_gln: GLN_FACTORY.into(),
+                        business_location_gln: GLN_WAREHOUSE.into(),
+                        region: "320900".into(),
+                    }),
+                    biz_step: "shipping".into(),
+                    disposition: "in_transit".into(),
+                    documents: vec![
+                        pb::Document { kind: "desadv".into(), id: format!("DESADV-{i:010}"), sha256: document_hash },
+                        pb::Document {
+                            kind: "po".into(),
+                            id: format!("PO-2026-{:06}", i % 1_000_000),
+                            sha256: Vec::new(),
+                        },
+                    ],
+                    attributes: vec![attribute("carrier", "顺丰冷链 SF cold chain"), attribute("vehicle", "苏J·12345")],
+                    nonce: i,
+                    body: Some(Body::Shipment(pb::Shipment {
+                        items,
+                        source: Some(pb::Party { uscc: FACTORY.into(), location_gln: GLN_FACTORY.into() }),
+                        destination: Some(pb::Party { uscc: RETAILER.into(), location_gln: GLN_WAREHOUSE.into() }),
+                        shipment_number: format!("SH-{i:010}"),
+                    })),
+                    ..Default::default()
+                }
+            }
+            _ => {
+                let tested = lot_of(i.saturating_sub(8));
+                let item = |name: &str, value: &str, unit: &str, limit: &str| pb::TestItem {
+                    name: name.into(),
+                    value: value.into(),
+                    unit: unit.into(),
+                    limit: limit.into(),
+                    result: pb::Conclusion::Conformant as i32,
+                };
+                pb::Event {
+                    event_time,
+                    subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &tested))) }),
+                    biz_step: "inspecting".into(),
+                    documents: vec![pb::Document {
+                        kind: "inspection_report".into(),
+                        id: format!("SH-2026-{i:08}"),
+                        sha256: document_hash,
+                    }],
+                    nonce: i,
+                    body: Some(Body::Inspection(pb::Inspection {
+                        report_number: format!("SH-2026-{i:08}"),
+                        product: Some(product(gtin, &tested)),
+                        standards: vec!["GB 10765-2021".into(), "GB 19644-2010".into()],
+                        items: vec![
+                            item("melamine (三聚氰胺)", "not detected", "mg/kg", "<= 2.5"),
+                            item("protein (蛋白质)", "2.31", "g/100 kJ", "0.45 - 0.70"),
+                            item("aflatoxin M1 (黄曲霉毒素M1)", "< 0.02", "µg/kg", "<= 0.5"),
+                        ],
+                        conclusion: pb::Conclusion::Conformant as i32,
+                        destructive: true,
+                        client_uscc: FACTORY.into(),
+                    })),
+                    ..Default::default()
+                }
+            }
+        }
     }
 }

@@ -881,14 +881,9 @@ fn report_noise(report: &mut Report, key: &str, noise: &Noise) {
     );
 }
 
-/// utime + stime of this process, all threads, from /proc/self/stat.
+/// CPU time of this whole process (ended threads included), in seconds.
 fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised name; utime and stime are at 11 and 12.
-    let after = stat.rfind(')').map_or("", |at| &stat[at + 1..]);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    common::procfs::process_cpu(std::process::id()).as_secs_f64()
 }
 
 struct Percentiles {

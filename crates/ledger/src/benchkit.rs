@@ -401,3 +401,115 @@ pub mod workload {
         }
     }
 }
+
+/// Readers of /proc and the file system (Linux) for the benchmarks' CPU,
+/// memory and I/O accounting. Anything unreadable reads as zero or `None`:
+/// a figure goes missing, the benchmark does not stop.
+pub mod procfs {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// One thread's name, on-CPU time and runqueue wait.
+    pub struct ThreadTimes {
+        pub name: String,
+        pub run: Duration,
+        pub wait: Duration,
+    }
+
+    /// Per-thread (name, on-CPU time, runqueue wait) from
+    /// /proc/PID/task/TID/{comm,schedstat}; threads that vanish are skipped.
+    pub fn threads(pid: u32) -> BTreeMap<u32, ThreadTimes> {
+        let mut out = BTreeMap::new();
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+        for task in dir.flatten() {
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+            let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
+            let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+            let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
+            let run = Duration::from_nanos(fields.next().unwrap_or(0));
+            let wait = Duration::from_nanos(fields.next().unwrap_or(0));
+            out.insert(tid, ThreadTimes { name, run, wait });
+        }
+        out
+    }
+
+    /// On-CPU time of this process's live threads.
+    pub fn own_cpu() -> Duration {
+        threads(std::process::id()).values().map(|t| t.run).sum()
+    }
+
+    /// The fields of /proc/PID/stat after the command name (which may hold
+    /// spaces): the state is at 0, utime and stime at 11 and 12.
+    pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = &stat[stat.rfind(')')? + 1..];
+        Some(after.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// The process state letter (R, S, D, Z, ...).
+    pub fn process_state(pid: u32) -> Option<char> {
+        stat_fields(pid)?.first()?.chars().next()
+    }
+
+    /// utime + stime of a whole process, ended threads included (in clock
+    /// ticks, 100 per second on Linux).
+    pub fn process_cpu(pid: u32) -> Duration {
+        let Some(fields) = stat_fields(pid) else { return Duration::ZERO };
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    }
+
+    /// A `kB` field of /proc/PID/status in bytes (0 when unreadable).
+    pub fn status_bytes(pid: u32, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let value = l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?;
+                    value.trim().parse::<u64>().ok()
+                })
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// MemAvailable of /proc/meminfo in bytes.
+    pub fn memory_available() -> u64 {
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let value = l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?;
+                    value.trim().parse::<u64>().ok()
+                })
+            })
+            .map_or(0, |kb| kb * 1024)
+    }
+
+    /// One counter of /proc/PID/io (0 when unreadable); `write_bytes` is
+    /// what the process caused to be sent to the storage layer.
+    pub fn io_field(pid: u32, field: &str) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix(field).and_then(|v| v.strip_prefix(':')).and_then(|v| v.trim().parse::<u64>().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    /// Bytes the files under `dir` occupy on disk (allocated blocks).
+    pub fn dir_bytes(dir: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(items) = std::fs::read_dir(dir) else { return 0 };
+        items
+            .flatten()
+            .map(|item| match item.metadata() {
+                Ok(meta) if meta.is_dir() => dir_bytes(&item.path()),
+                Ok(meta) => meta.blocks() * 512,
+                Err(_) => 0,
+            })
+            .sum()
+    }
+}

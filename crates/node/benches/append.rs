@@ -55,6 +55,7 @@ use tonic::transport::{Channel, Endpoint};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use common::procfs::{ThreadTimes, io_field, own_cpu, process_cpu, threads};
 use common::workload::{FACTORY, LAB, event_at};
 use common::{Ratio, Report, cores, machine_busy, now_millis, sign};
 use qtrace_ledger::benchkit as common;
@@ -807,12 +808,6 @@ struct Usage {
     written: u64,
 }
 
-struct ThreadTimes {
-    name: String,
-    run: Duration,
-    wait: Duration,
-}
-
 /// Group commits during a phase, from the node's /metrics: how many
 /// `LogStore::append` calls, the events they held, and the seconds the
 /// writer spent inside them (sled batch, checkpoint signing and flush).
@@ -849,7 +844,7 @@ impl Usage {
             node: threads(pid),
             client: own_cpu(),
             client_total: process_cpu(std::process::id()),
-            written: written_bytes(pid),
+            written: io_field(pid, "write_bytes"),
         }
     }
 
@@ -879,7 +874,7 @@ impl Usage {
             writer_run: Duration::ZERO,
             writer_wait: Duration::ZERO,
             client_cpu: own_cpu().saturating_sub(self.client),
-            written_bytes: written_bytes(self.pid).saturating_sub(self.written),
+            written_bytes: io_field(self.pid, "write_bytes").saturating_sub(self.written),
         };
         for (tid, times) in now {
             let (run0, wait0) = self.node.get(&tid).map_or((Duration::ZERO, Duration::ZERO), |t| (t.run, t.wait));
@@ -947,51 +942,6 @@ fn group_of(name: &str) -> String {
     } else {
         format!("thread {name}")
     }
-}
-
-/// Per-thread (name, on-CPU time, runqueue wait) from
-/// /proc/PID/task/TID/{comm,schedstat}; threads that vanish are skipped.
-fn threads(pid: u32) -> BTreeMap<u32, ThreadTimes> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for task in dir.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
-        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
-        let run = Duration::from_nanos(fields.next().unwrap_or(0));
-        let wait = Duration::from_nanos(fields.next().unwrap_or(0));
-        out.insert(tid, ThreadTimes { name, run, wait });
-    }
-    out
-}
-
-/// utime + stime of a whole process, dead threads included, from
-/// /proc/PID/stat (in clock ticks, 100 per second on Linux).
-fn process_cpu(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
-    // The command name in parentheses may hold spaces: count from after it.
-    let Some(after) = stat.rfind(')').map(|at| &stat[at + 1..]) else { return Duration::ZERO };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime, fields 14 and 15 of the line, are at 11 and 12 here
-    // (field 3, the state, is at 0).
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-fn own_cpu() -> Duration {
-    threads(std::process::id()).values().map(|t| t.run).sum()
-}
-
-/// `write_bytes` of /proc/PID/io: bytes the process caused to be sent to
-/// the storage layer.
-fn written_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| l.strip_prefix("write_bytes:").and_then(|v| v.trim().parse::<u64>().ok()))
-        })
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------

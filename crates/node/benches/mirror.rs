@@ -86,6 +86,9 @@ use tonic::transport::{Channel, Endpoint};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use common::procfs::{
+    ThreadTimes, dir_bytes, io_field, memory_available, process_cpu, process_state, status_bytes, threads,
+};
 use common::workload::{FACTORY, production};
 use common::{Ratio, Report, cores, machine_busy, now_millis, number, sign};
 use qtrace_ledger::benchkit as common;
@@ -1456,98 +1459,6 @@ impl Drop for NodeProcess {
 
 // ---------------------------------------------------------------------------
 // /proc and the file system
-
-struct ThreadTimes {
-    name: String,
-    run: Duration,
-}
-
-/// Per-thread (name, on-CPU time) from /proc/PID/task/TID/{comm,schedstat};
-/// threads that vanish are skipped.
-fn threads(pid: u32) -> BTreeMap<u32, ThreadTimes> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for task in dir.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
-        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        let run = Duration::from_nanos(stat.split_whitespace().next().and_then(|f| f.parse().ok()).unwrap_or(0));
-        out.insert(tid, ThreadTimes { name, run });
-    }
-    out
-}
-
-/// The fields of /proc/PID/stat after the command name (which may hold
-/// spaces): the state is at 0, utime and stime at 11 and 12.
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    Some(after.split_whitespace().map(str::to_string).collect())
-}
-
-fn process_state(pid: u32) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
-}
-
-/// utime + stime of a whole process, ended threads included (in clock
-/// ticks, 100 per second on Linux).
-fn process_cpu(pid: u32) -> Duration {
-    let Some(fields) = stat_fields(pid) else { return Duration::ZERO };
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// A `kB` field of /proc/PID/status in bytes (0 when unreadable).
-fn status_bytes(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let value = l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?;
-                value.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// MemAvailable of /proc/meminfo in bytes.
-fn memory_available() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let value = l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?;
-                value.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// One counter of /proc/PID/io (0 when unreadable).
-fn io_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(field).and_then(|v| v.strip_prefix(':')).and_then(|v| v.trim().parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-}
-
-/// Bytes the files under `dir` occupy on disk (allocated blocks).
-fn dir_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(items) = std::fs::read_dir(dir) else { return 0 };
-    items
-        .flatten()
-        .map(|item| match item.metadata() {
-            Ok(meta) if meta.is_dir() => dir_bytes(&item.path()),
-            Ok(meta) => meta.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 /// A log line without its terminal colour codes (ESC [ ... m).
 fn without_ansi(line: &str) -> String {

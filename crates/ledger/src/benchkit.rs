@@ -513,3 +513,99 @@ pub mod procfs {
             .sum()
     }
 }
+
+/// A `qtrace-node` process the benchmarks start and stop by its process id.
+pub mod node {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::time::{Duration, Instant};
+
+    type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+    /// A running node with a fresh data directory, removed when dropped.
+    pub struct NodeProcess {
+        child: Option<Child>,
+        pub data: PathBuf,
+        /// http://host:port of its gRPC side.
+        pub url: String,
+        /// host:port of its HTTP side (resolver and /metrics).
+        pub http: Option<String>,
+        _temp: tempfile::TempDir,
+    }
+
+    impl NodeProcess {
+        /// Starts `binary` (the release `qtrace-node` cargo built for the
+        /// benchmark, `env!("CARGO_BIN_EXE_qtrace-node")`) on port 0 with a
+        /// fresh data directory and `extra` arguments, and waits until it
+        /// serves.
+        pub fn start(binary: &Path, extra: &[&str], stderr: Stdio) -> Result<NodeProcess> {
+            let temp = tempfile::tempdir()?;
+            let data = temp.path().join("data");
+            let child = Command::new(binary)
+                .arg("--data")
+                .arg(&data)
+                .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+            let mut node = NodeProcess { child: Some(child), data, url: String::new(), http: None, _temp: temp };
+            let addr_file = node.data.join("node.addr");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Ok(text) = std::fs::read_to_string(&addr_file)
+                    && text.ends_with('\n')
+                {
+                    node.url = format!("http://{}", text.trim());
+                    // The node binds its HTTP side first.
+                    node.http = std::fs::read_to_string(node.data.join("http.addr")).ok().map(|t| t.trim().to_string());
+                    return Ok(node);
+                }
+                if let Some(child) = node.child.as_mut()
+                    && let Some(status) = child.try_wait()?
+                {
+                    return Err(format!("qtrace-node exited at start with {status}").into());
+                }
+                if Instant::now() > deadline {
+                    return Err("qtrace-node did not write node.addr within 60 s".into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+
+        pub fn pid(&self) -> u32 {
+            self.child.as_ref().map_or(0, Child::id)
+        }
+
+        /// SIGKILL to the child if it still runs, and its exit status.
+        pub fn kill(&mut self) -> Result<ExitStatus> {
+            let mut child = self.child.take().ok_or("the node is not running")?;
+            if child.try_wait()?.is_none() {
+                child.kill()?;
+            }
+            Ok(child.wait()?)
+        }
+
+        /// SIGTERM by process id, then waits for the exit status.
+        pub fn stop(&mut self) -> Result<ExitStatus> {
+            let mut child = self.child.take().ok_or("the node is not running")?;
+            let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+            if !sent.success() {
+                return Err(format!("kill -TERM {} failed", child.id()).into());
+            }
+            Ok(child.wait()?)
+        }
+    }
+
+    impl Drop for NodeProcess {
+        fn drop(&mut self) {
+            // Only on an early error: the normal path stops the node itself.
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}

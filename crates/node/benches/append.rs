@@ -35,8 +35,8 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -55,6 +55,7 @@ use tonic::transport::{Channel, Endpoint};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use common::node::NodeProcess;
 use common::procfs::{ThreadTimes, io_field, own_cpu, process_cpu, threads};
 use common::workload::{FACTORY, LAB, event_at};
 use common::{Ratio, Report, cores, machine_busy, now_millis, sign};
@@ -132,7 +133,7 @@ fn main() -> Result<()> {
         vec![Ratio::reference(batch_verify_per_s, 60_000.0)],
     );
 
-    let mut node = NodeProcess::start()?;
+    let mut node = NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_qtrace-node")), &[], Stdio::inherit())?;
     println!("qtrace-node pid {} at {} (data {})", node.pid(), node.url, node.data.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build()?;
     let outcome = runtime.block_on(run(&node, &mut report, Settings { phase, noop, enabled: &enabled }));
@@ -716,80 +717,6 @@ async fn connect(url: &str) -> Result<LedgerClient<Channel>> {
 
 // ---------------------------------------------------------------------------
 // The node process
-
-struct NodeProcess {
-    child: Option<Child>,
-    data: PathBuf,
-    url: String,
-    /// host:port of the node's HTTP side, for /metrics.
-    http: Option<String>,
-    _temp: tempfile::TempDir,
-}
-
-impl NodeProcess {
-    /// Starts the release binary cargo built for this benchmark on port 0
-    /// with a fresh data directory, and waits until it serves.
-    fn start() -> Result<NodeProcess> {
-        let temp = tempfile::tempdir()?;
-        let data = temp.path().join("data");
-        let binary = Path::new(env!("CARGO_BIN_EXE_qtrace-node"));
-        let child = Command::new(binary)
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut node = NodeProcess { child: Some(child), data, url: String::new(), http: None, _temp: temp };
-        let addr_file = node.data.join("node.addr");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && text.ends_with('\n')
-            {
-                node.url = format!("http://{}", text.trim());
-                // The node binds its HTTP side (resolver and /metrics) first.
-                node.http = std::fs::read_to_string(node.data.join("http.addr")).ok().map(|t| t.trim().to_string());
-                return Ok(node);
-            }
-            if let Some(child) = node.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                return Err(format!("qtrace-node exited at start with {status}").into());
-            }
-            if Instant::now() > deadline {
-                return Err("qtrace-node did not write node.addr within 60 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGTERM by process id, then waits for the exit status.
-    fn stop(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().ok_or("the node is not running")?;
-        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
-        if !sent.success() {
-            return Err(format!("kill -TERM {} failed", child.id()).into());
-        }
-        Ok(child.wait()?)
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        // Only on an early error: the normal path stops the node itself.
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // CPU and I/O accounting from /proc

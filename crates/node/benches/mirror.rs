@@ -61,8 +61,8 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,7 @@ use tonic::transport::{Channel, Endpoint};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use common::node::NodeProcess;
 use common::procfs::{
     ThreadTimes, dir_bytes, io_field, memory_available, process_cpu, process_state, status_bytes, threads,
 };
@@ -202,7 +203,7 @@ fn main() -> Result<()> {
         );
     }
 
-    let mut source = NodeProcess::start(&[], Stdio::inherit())?;
+    let mut source = NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_qtrace-node")), &[], Stdio::inherit())?;
     println!("source qtrace-node pid {} at {} (data {})", source.pid(), source.url, source.data.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build()?;
     let outcome = run(&runtime, &source, &mut report, scale, entries);
@@ -1147,7 +1148,7 @@ fn in_node_catch_up(
     if !chunk.is_empty() {
         args.extend(["--mirror-chunk", chunk.as_str()]);
     }
-    let mut node = NodeProcess::start(&args, Stdio::from(stderr))?;
+    let mut node = NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_qtrace-node")), &args, Stdio::from(stderr))?;
     let serving = started.elapsed();
     let (url, pid) = (node.url.clone(), node.pid());
     let mut seen: BTreeMap<u32, ThreadTimes> = BTreeMap::new();
@@ -1374,88 +1375,6 @@ fn measure_sled(length: Duration) -> Result<Vec<(usize, f64)>> {
 
 // ---------------------------------------------------------------------------
 // Node processes
-
-struct NodeProcess {
-    child: Option<Child>,
-    data: PathBuf,
-    url: String,
-    _temp: tempfile::TempDir,
-}
-
-impl NodeProcess {
-    /// Starts the release binary cargo built for this benchmark on port 0
-    /// with a fresh data directory and `extra` arguments, and waits until
-    /// it serves.
-    fn start(extra: &[&str], stderr: Stdio) -> Result<NodeProcess> {
-        let temp = tempfile::tempdir()?;
-        let data = temp.path().join("data");
-        let binary = Path::new(env!("CARGO_BIN_EXE_qtrace-node"));
-        let child = Command::new(binary)
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut node = NodeProcess { child: Some(child), data, url: String::new(), _temp: temp };
-        let addr_file = node.data.join("node.addr");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && text.ends_with('\n')
-            {
-                node.url = format!("http://{}", text.trim());
-                return Ok(node);
-            }
-            if let Some(child) = node.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                return Err(format!("qtrace-node exited at start with {status}").into());
-            }
-            if Instant::now() > deadline {
-                return Err("qtrace-node did not write node.addr within 60 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGKILL to the child (by its process id) if it still runs, and its
-    /// exit status.
-    fn kill(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().ok_or("the node is not running")?;
-        if child.try_wait()?.is_none() {
-            child.kill()?;
-        }
-        Ok(child.wait()?)
-    }
-
-    /// SIGTERM by process id, then waits for the exit status.
-    fn stop(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().ok_or("the node is not running")?;
-        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
-        if !sent.success() {
-            return Err(format!("kill -TERM {} failed", child.id()).into());
-        }
-        Ok(child.wait()?)
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        // Only on an early error: the normal path stops the node itself.
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // /proc and the file system

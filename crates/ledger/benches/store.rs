@@ -39,7 +39,6 @@ use qtrace_ledger::event::{self, IndexKey};
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::note;
-use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, SecretKey};
 use qtrace_ledger::store::{NewEntry, SledStore};
 use sha2::{Digest, Sha256};
@@ -47,9 +46,14 @@ use sha2::{Digest, Sha256};
 // The node benchmarks' table, summary and allocator (mimalloc, so sled is
 // measured as the node runs it); this benchmark uses part of it.
 #[allow(dead_code)]
-#[path = "../../node/benches/common/mod.rs"]
-mod common;
+/// The node's allocator, so limits measured here (sled, ed25519) are
+/// measured as the node runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use common::workload::event_at;
 use common::{Ratio, Report, cores};
+use qtrace_ledger::benchkit as common;
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
@@ -416,138 +420,6 @@ fn measure_sha(scale: &Scale) -> (f64, f64) {
 
 /// 2026-11-01T00:00:00Z: the event times of the store benchmark.
 const BASE_MILLIS: i64 = 1_793_491_200_000;
-const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
-const MANUFACTURER: &str = "92320900MA1N3T5C5Q";
-const RETAILER: &str = "914403007152672A21";
-const GLN_FACTORY: &str = "6931234000013";
-const GLN_WAREHOUSE: &str = "0614141000012";
-
-fn product(gtin: &str, lot: &str) -> pb::ProductKey {
-    pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
-}
-
-fn lot_of(i: u64) -> String {
-    format!("L26{:08}", i)
-}
-
-fn attribute(name: &str, value: &str) -> pb::Attribute {
-    pb::Attribute { name: name.into(), value: value.into() }
-}
-
-/// Event `i` of the workload: five productions, three shipments and two
-/// inspections in every ten, each a few hundred bytes, as a factory and its
-/// lab would write them.
-fn event_at(i: u64, millis: i64) -> pb::Event {
-    let gtin = GTINS[(i % 2) as usize];
-    let lot = lot_of(i);
-    let event_time = Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 });
-    let document_hash = Sha256::digest(i.to_be_bytes()).to_vec();
-    match i % 10 {
-        0..=4 => pb::Event {
-            event_time,
-            subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
-            location: Some(pb::Location {
-                read_point_gln: GLN_FACTORY.into(),
-                business_location_gln: GLN_FACTORY.into(),
-                region: "320900".into(),
-            }),
-            biz_step: "commissioning".into(),
-            disposition: "active".into(),
-            documents: vec![pb::Document {
-                kind: "batch_record".into(),
-                id: format!("BR-{i:010}"),
-                sha256: document_hash,
-            }],
-            attributes: vec![
-                attribute("line", "3"),
-                attribute("shift", "B"),
-                attribute("operator", "张伟"),
-                attribute("net_content", "900 g"),
-                attribute("storage", "常温 below 25 °C, dry"),
-            ],
-            nonce: i,
-            body: Some(Body::Production(pb::Production {
-                output: Some(pb::LotQuantity {
-                    product: Some(product(gtin, &lot)),
-                    quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
-                }),
-                production_date: "2026-11-01".into(),
-                expiry_date: "2028-10-31".into(),
-                factory_gln: GLN_FACTORY.into(),
-            })),
-            ..Default::default()
-        },
-        5..=7 => {
-            let items = [lot_of(i.saturating_sub(5)), lot_of(i.saturating_sub(4))]
-                .iter()
-                .zip(GTINS)
-                .map(|(lot, gtin)| pb::LotQuantity {
-                    product: Some(product(gtin, lot)),
-                    quantity: Some(pb::Quantity { value: 240.0, unit: "EA".into() }),
-                })
-                .collect::<Vec<_>>();
-            pb::Event {
-                event_time,
-                subject: items[0].product.clone().map(|p| pb::Subject { kind: Some(Kind::Product(p)) }),
-                location: Some(pb::Location {
-                    read_point_gln: GLN_FACTORY.into(),
-                    business_location_gln: GLN_WAREHOUSE.into(),
-                    region: "320900".into(),
-                }),
-                biz_step: "shipping".into(),
-                disposition: "in_transit".into(),
-                documents: vec![
-                    pb::Document { kind: "desadv".into(), id: format!("DESADV-{i:010}"), sha256: document_hash },
-                    pb::Document { kind: "po".into(), id: format!("PO-2026-{:06}", i % 1_000_000), sha256: Vec::new() },
-                ],
-                attributes: vec![attribute("carrier", "顺丰冷链 SF cold chain"), attribute("vehicle", "苏J·12345")],
-                nonce: i,
-                body: Some(Body::Shipment(pb::Shipment {
-                    items,
-                    source: Some(pb::Party { uscc: MANUFACTURER.into(), location_gln: GLN_FACTORY.into() }),
-                    destination: Some(pb::Party { uscc: RETAILER.into(), location_gln: GLN_WAREHOUSE.into() }),
-                    shipment_number: format!("SH-{i:010}"),
-                })),
-                ..Default::default()
-            }
-        }
-        _ => {
-            let tested = lot_of(i.saturating_sub(8));
-            let item = |name: &str, value: &str, unit: &str, limit: &str| pb::TestItem {
-                name: name.into(),
-                value: value.into(),
-                unit: unit.into(),
-                limit: limit.into(),
-                result: pb::Conclusion::Conformant as i32,
-            };
-            pb::Event {
-                event_time,
-                subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &tested))) }),
-                biz_step: "inspecting".into(),
-                documents: vec![pb::Document {
-                    kind: "inspection_report".into(),
-                    id: format!("SH-2026-{i:08}"),
-                    sha256: document_hash,
-                }],
-                nonce: i,
-                body: Some(Body::Inspection(pb::Inspection {
-                    report_number: format!("SH-2026-{i:08}"),
-                    product: Some(product(gtin, &tested)),
-                    standards: vec!["GB 10765-2021".into(), "GB 19644-2010".into()],
-                    items: vec![
-                        item("melamine (三聚氰胺)", "not detected", "mg/kg", "<= 2.5"),
-                        item("protein (蛋白质)", "2.31", "g/100 kJ", "0.45 - 0.70"),
-                        item("aflatoxin M1 (黄曲霉毒素M1)", "< 0.02", "µg/kg", "<= 0.5"),
-                    ],
-                    conclusion: pb::Conclusion::Conformant as i32,
-                    destructive: true,
-                    client_uscc: MANUFACTURER.into(),
-                })),
-                ..Default::default()
-            }
-        }
-    }
-}
 
 /// The signing keys of the workload: the factory signs productions and
 /// shipments, the lab inspections.
@@ -1009,14 +881,9 @@ fn report_noise(report: &mut Report, key: &str, noise: &Noise) {
     );
 }
 
-/// utime + stime of this process, all threads, from /proc/self/stat.
+/// CPU time of this whole process (ended threads included), in seconds.
 fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised name; utime and stime are at 11 and 12.
-    let after = stat.rfind(')').map_or("", |at| &stat[at + 1..]);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    common::procfs::process_cpu(std::process::id()).as_secs_f64()
 }
 
 struct Percentiles {

@@ -20,8 +20,11 @@
 // The benchmarks' shared helpers, and with them the node's allocator, so
 // the store is read as the node reads it.
 #[allow(dead_code)]
-#[path = "../../node/benches/common/mod.rs"]
-mod common;
+/// The node's allocator, so the trace is measured as the node runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use qtrace_ledger::benchkit as common;
 
 use std::collections::HashSet;
 use std::sync::Mutex;

@@ -18,6 +18,8 @@
 //! - Checkpoints are C2SP tlog-checkpoint bodies inside C2SP signed notes,
 //!   signed by the log's Ed25519 key; witnesses add C2SP tlog-cosignatures.
 
+#[cfg(feature = "bench")]
+pub mod benchkit;
 pub mod bundle;
 pub mod entry;
 pub mod equivocation;

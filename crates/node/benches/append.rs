@@ -35,23 +35,31 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use prost::Message;
-use qtrace_client::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::merkle;
 use qtrace_ledger::note::{self, Verifier};
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, SecretKey};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 
-mod common;
+/// The node's allocator, so limits measured here (ed25519) are measured as
+/// the node runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use common::node::NodeProcess;
+use common::procfs::{ThreadTimes, io_field, own_cpu, process_cpu, threads};
+use common::workload::{FACTORY, LAB, event_at};
 use common::{Ratio, Report, cores, machine_busy, now_millis, sign};
+use qtrace_ledger::benchkit as common;
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -85,13 +93,6 @@ const TARGET_BATCH_VS_VERIFY: f64 = 0.6;
 const POOL_RATE_ONE_CLIENT: f64 = 5_000.0;
 const POOL_RATE_UNARY: f64 = 20_000.0;
 const POOL_RATE_BATCH: f64 = 30_000.0;
-
-const FACTORY: &str = "92320900MA1N3T5C5Q";
-const LAB: &str = "91310000MA1K2Q7A5L";
-const RETAILER: &str = "914403007152672A21";
-const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
-const GLN_FACTORY: &str = "6931234000013";
-const GLN_WAREHOUSE: &str = "0614141000012";
 
 fn main() -> Result<()> {
     let scale = scale_from_env_and_args()?;
@@ -132,7 +133,7 @@ fn main() -> Result<()> {
         vec![Ratio::reference(batch_verify_per_s, 60_000.0)],
     );
 
-    let mut node = NodeProcess::start()?;
+    let mut node = NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_qtrace-node")), &[], Stdio::inherit())?;
     println!("qtrace-node pid {} at {} (data {})", node.pid(), node.url, node.data.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build()?;
     let outcome = runtime.block_on(run(&node, &mut report, Settings { phase, noop, enabled: &enabled }));
@@ -717,80 +718,6 @@ async fn connect(url: &str) -> Result<LedgerClient<Channel>> {
 // ---------------------------------------------------------------------------
 // The node process
 
-struct NodeProcess {
-    child: Option<Child>,
-    data: PathBuf,
-    url: String,
-    /// host:port of the node's HTTP side, for /metrics.
-    http: Option<String>,
-    _temp: tempfile::TempDir,
-}
-
-impl NodeProcess {
-    /// Starts the release binary cargo built for this benchmark on port 0
-    /// with a fresh data directory, and waits until it serves.
-    fn start() -> Result<NodeProcess> {
-        let temp = tempfile::tempdir()?;
-        let data = temp.path().join("data");
-        let binary = Path::new(env!("CARGO_BIN_EXE_qtrace-node"));
-        let child = Command::new(binary)
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut node = NodeProcess { child: Some(child), data, url: String::new(), http: None, _temp: temp };
-        let addr_file = node.data.join("node.addr");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && text.ends_with('\n')
-            {
-                node.url = format!("http://{}", text.trim());
-                // The node binds its HTTP side (resolver and /metrics) first.
-                node.http = std::fs::read_to_string(node.data.join("http.addr")).ok().map(|t| t.trim().to_string());
-                return Ok(node);
-            }
-            if let Some(child) = node.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                return Err(format!("qtrace-node exited at start with {status}").into());
-            }
-            if Instant::now() > deadline {
-                return Err("qtrace-node did not write node.addr within 60 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGTERM by process id, then waits for the exit status.
-    fn stop(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().ok_or("the node is not running")?;
-        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
-        if !sent.success() {
-            return Err(format!("kill -TERM {} failed", child.id()).into());
-        }
-        Ok(child.wait()?)
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        // Only on an early error: the normal path stops the node itself.
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // CPU and I/O accounting from /proc
 
@@ -806,12 +733,6 @@ struct Usage {
     client: Duration,
     client_total: Duration,
     written: u64,
-}
-
-struct ThreadTimes {
-    name: String,
-    run: Duration,
-    wait: Duration,
 }
 
 /// Group commits during a phase, from the node's /metrics: how many
@@ -850,7 +771,7 @@ impl Usage {
             node: threads(pid),
             client: own_cpu(),
             client_total: process_cpu(std::process::id()),
-            written: written_bytes(pid),
+            written: io_field(pid, "write_bytes"),
         }
     }
 
@@ -880,7 +801,7 @@ impl Usage {
             writer_run: Duration::ZERO,
             writer_wait: Duration::ZERO,
             client_cpu: own_cpu().saturating_sub(self.client),
-            written_bytes: written_bytes(self.pid).saturating_sub(self.written),
+            written_bytes: io_field(self.pid, "write_bytes").saturating_sub(self.written),
         };
         for (tid, times) in now {
             let (run0, wait0) = self.node.get(&tid).map_or((Duration::ZERO, Duration::ZERO), |t| (t.run, t.wait));
@@ -950,51 +871,6 @@ fn group_of(name: &str) -> String {
     }
 }
 
-/// Per-thread (name, on-CPU time, runqueue wait) from
-/// /proc/PID/task/TID/{comm,schedstat}; threads that vanish are skipped.
-fn threads(pid: u32) -> BTreeMap<u32, ThreadTimes> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for task in dir.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
-        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        let mut fields = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0));
-        let run = Duration::from_nanos(fields.next().unwrap_or(0));
-        let wait = Duration::from_nanos(fields.next().unwrap_or(0));
-        out.insert(tid, ThreadTimes { name, run, wait });
-    }
-    out
-}
-
-/// utime + stime of a whole process, dead threads included, from
-/// /proc/PID/stat (in clock ticks, 100 per second on Linux).
-fn process_cpu(pid: u32) -> Duration {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return Duration::ZERO };
-    // The command name in parentheses may hold spaces: count from after it.
-    let Some(after) = stat.rfind(')').map(|at| &stat[at + 1..]) else { return Duration::ZERO };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime, fields 14 and 15 of the line, are at 11 and 12 here
-    // (field 3, the state, is at 0).
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-fn own_cpu() -> Duration {
-    threads(std::process::id()).values().map(|t| t.run).sum()
-}
-
-/// `write_bytes` of /proc/PID/io: bytes the process caused to be sent to
-/// the storage layer.
-fn written_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| l.strip_prefix("write_bytes:").and_then(|v| v.trim().parse::<u64>().ok()))
-        })
-        .unwrap_or(0)
-}
-
 // ---------------------------------------------------------------------------
 // Limits measured in this process
 
@@ -1038,132 +914,6 @@ fn measure_verify(n: usize) -> (f64, f64) {
 
 // ---------------------------------------------------------------------------
 // Workload: the same shapes as crates/ledger/benches/store.rs
-
-fn product(gtin: &str, lot: &str) -> pb::ProductKey {
-    pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
-}
-
-fn lot_of(i: u64) -> String {
-    format!("L26{:08}", i)
-}
-
-fn attribute(name: &str, value: &str) -> pb::Attribute {
-    pb::Attribute { name: name.into(), value: value.into() }
-}
-
-/// Event `i` of the workload: five productions and three shipments by the
-/// factory and two inspections by the lab in every ten, ~400 bytes each.
-fn event_at(i: u64, millis: i64) -> pb::Event {
-    let gtin = GTINS[(i % 2) as usize];
-    let lot = lot_of(i);
-    let event_time = Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 });
-    let document_hash = qtrace_ledger::hash::sha256(&i.to_be_bytes()).to_vec();
-    match i % 10 {
-        0..=4 => pb::Event {
-            event_time,
-            subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
-            location: Some(pb::Location {
-                read_point_gln: GLN_FACTORY.into(),
-                business_location_gln: GLN_FACTORY.into(),
-                region: "320900".into(),
-            }),
-            biz_step: "commissioning".into(),
-            disposition: "active".into(),
-            documents: vec![pb::Document {
-                kind: "batch_record".into(),
-                id: format!("BR-{i:010}"),
-                sha256: document_hash,
-            }],
-            attributes: vec![
-                attribute("line", "3"),
-                attribute("shift", "B"),
-                attribute("operator", "张伟"),
-                attribute("net_content", "900 g"),
-                attribute("storage", "常温 below 25 °C, dry"),
-            ],
-            nonce: i,
-            body: Some(Body::Production(pb::Production {
-                output: Some(pb::LotQuantity {
-                    product: Some(product(gtin, &lot)),
-                    quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
-                }),
-                production_date: "2026-11-01".into(),
-                expiry_date: "2028-10-31".into(),
-                factory_gln: GLN_FACTORY.into(),
-            })),
-            ..Default::default()
-        },
-        5..=7 => {
-            let items = [lot_of(i.saturating_sub(5)), lot_of(i.saturating_sub(4))]
-                .iter()
-                .zip(GTINS)
-                .map(|(lot, gtin)| pb::LotQuantity {
-                    product: Some(product(gtin, lot)),
-                    quantity: Some(pb::Quantity { value: 240.0, unit: "EA".into() }),
-                })
-                .collect::<Vec<_>>();
-            pb::Event {
-                event_time,
-                subject: items[0].product.clone().map(|p| pb::Subject { kind: Some(Kind::Product(p)) }),
-                location: Some(pb::Location {
-                    read_point_gln: GLN_FACTORY.into(),
-                    business_location_gln: GLN_WAREHOUSE.into(),
-                    region: "320900".into(),
-                }),
-                biz_step: "shipping".into(),
-                disposition: "in_transit".into(),
-                documents: vec![
-                    pb::Document { kind: "desadv".into(), id: format!("DESADV-{i:010}"), sha256: document_hash },
-                    pb::Document { kind: "po".into(), id: format!("PO-2026-{:06}", i % 1_000_000), sha256: Vec::new() },
-                ],
-                attributes: vec![attribute("carrier", "顺丰冷链 SF cold chain"), attribute("vehicle", "苏J·12345")],
-                nonce: i,
-                body: Some(Body::Shipment(pb::Shipment {
-                    items,
-                    source: Some(pb::Party { uscc: FACTORY.into(), location_gln: GLN_FACTORY.into() }),
-                    destination: Some(pb::Party { uscc: RETAILER.into(), location_gln: GLN_WAREHOUSE.into() }),
-                    shipment_number: format!("SH-{i:010}"),
-                })),
-                ..Default::default()
-            }
-        }
-        _ => {
-            let tested = lot_of(i.saturating_sub(8));
-            let item = |name: &str, value: &str, unit: &str, limit: &str| pb::TestItem {
-                name: name.into(),
-                value: value.into(),
-                unit: unit.into(),
-                limit: limit.into(),
-                result: pb::Conclusion::Conformant as i32,
-            };
-            pb::Event {
-                event_time,
-                subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &tested))) }),
-                biz_step: "inspecting".into(),
-                documents: vec![pb::Document {
-                    kind: "inspection_report".into(),
-                    id: format!("SH-2026-{i:08}"),
-                    sha256: document_hash,
-                }],
-                nonce: i,
-                body: Some(Body::Inspection(pb::Inspection {
-                    report_number: format!("SH-2026-{i:08}"),
-                    product: Some(product(gtin, &tested)),
-                    standards: vec!["GB 10765-2021".into(), "GB 19644-2010".into()],
-                    items: vec![
-                        item("melamine (三聚氰胺)", "not detected", "mg/kg", "<= 2.5"),
-                        item("protein (蛋白质)", "2.31", "g/100 kJ", "0.45 - 0.70"),
-                        item("aflatoxin M1 (黄曲霉毒素M1)", "< 0.02", "µg/kg", "<= 0.5"),
-                    ],
-                    conclusion: pb::Conclusion::Conformant as i32,
-                    destructive: true,
-                    client_uscc: FACTORY.into(),
-                })),
-                ..Default::default()
-            }
-        }
-    }
-}
 
 fn sign_event(signers: &Signers, i: u64, millis: i64) -> pb::SignedEvent {
     let key = if i % 10 >= 8 { &signers.lab } else { &signers.factory };

@@ -61,14 +61,13 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use prost::Message;
-use qtrace_client::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event;
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -77,12 +76,23 @@ use qtrace_ledger::note::Verifier;
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, BatchItem, SecretKey};
 use qtrace_ledger::store::{NewEntry, SledStore};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use serde_json::json;
 use tokio::runtime::Runtime;
 use tonic::transport::{Channel, Endpoint};
 
-mod common;
+/// The node's allocator, so limits measured here (sled, ed25519) are
+/// measured as the node runs them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use common::node::NodeProcess;
+use common::procfs::{
+    ThreadTimes, dir_bytes, io_field, memory_available, process_cpu, process_state, status_bytes, threads,
+};
+use common::workload::{FACTORY, production};
 use common::{Ratio, Report, cores, machine_busy, now_millis, number, sign};
+use qtrace_ledger::benchkit as common;
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -128,10 +138,6 @@ const TARGET_ENTRIES_PER_S: f64 = 50_000.0;
 const FIRST_CHUNK_WRITTEN: u64 = 1 << 20;
 /// The `--peer` NAME of the source.
 const PEER_NAME: &str = "source";
-
-const FACTORY: &str = "92320900MA1N3T5C5Q";
-const GTINS: [&str; 2] = ["09520123456788", "06931234567899"];
-const GLN_FACTORY: &str = "6931234000013";
 
 fn main() -> Result<()> {
     let scale = scale_from_env_and_args()?;
@@ -197,7 +203,7 @@ fn main() -> Result<()> {
         );
     }
 
-    let mut source = NodeProcess::start(&[], Stdio::inherit())?;
+    let mut source = NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_qtrace-node")), &[], Stdio::inherit())?;
     println!("source qtrace-node pid {} at {} (data {})", source.pid(), source.url, source.data.display());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build()?;
     let outcome = run(&runtime, &source, &mut report, scale, entries);
@@ -1142,7 +1148,7 @@ fn in_node_catch_up(
     if !chunk.is_empty() {
         args.extend(["--mirror-chunk", chunk.as_str()]);
     }
-    let mut node = NodeProcess::start(&args, Stdio::from(stderr))?;
+    let mut node = NodeProcess::start(Path::new(env!("CARGO_BIN_EXE_qtrace-node")), &args, Stdio::from(stderr))?;
     let serving = started.elapsed();
     let (url, pid) = (node.url.clone(), node.pid());
     let mut seen: BTreeMap<u32, ThreadTimes> = BTreeMap::new();
@@ -1201,55 +1207,6 @@ async fn held(client: &mut LedgerClient<Channel>, log: &LogId) -> u64 {
 
 // ---------------------------------------------------------------------------
 // Workload
-
-fn product(gtin: &str, lot: &str) -> pb::ProductKey {
-    pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: String::new() }
-}
-
-fn attribute(name: &str, value: &str) -> pb::Attribute {
-    pb::Attribute { name: name.into(), value: value.into() }
-}
-
-/// Production `i`: a new lot of one of two GTINs, ~430 bytes (the
-/// production events of the append and store benchmarks).
-fn production(i: u64, millis: i64) -> pb::Event {
-    let gtin = GTINS[(i % 2) as usize];
-    let lot = format!("L26{i:08}");
-    pb::Event {
-        event_time: Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 }),
-        subject: Some(pb::Subject { kind: Some(Kind::Product(product(gtin, &lot))) }),
-        location: Some(pb::Location {
-            read_point_gln: GLN_FACTORY.into(),
-            business_location_gln: GLN_FACTORY.into(),
-            region: "320900".into(),
-        }),
-        biz_step: "commissioning".into(),
-        disposition: "active".into(),
-        documents: vec![pb::Document {
-            kind: "batch_record".into(),
-            id: format!("BR-{i:010}"),
-            sha256: qtrace_ledger::hash::sha256(&i.to_be_bytes()).to_vec(),
-        }],
-        attributes: vec![
-            attribute("line", "3"),
-            attribute("shift", "B"),
-            attribute("operator", "张伟"),
-            attribute("net_content", "900 g"),
-            attribute("storage", "常温 below 25 °C, dry"),
-        ],
-        nonce: i,
-        body: Some(Body::Production(pb::Production {
-            output: Some(pb::LotQuantity {
-                product: Some(product(gtin, &lot)),
-                quantity: Some(pb::Quantity { value: 1_000.0 + (i % 500) as f64, unit: "EA".into() }),
-            }),
-            production_date: "2026-11-01".into(),
-            expiry_date: "2028-10-31".into(),
-            factory_gln: GLN_FACTORY.into(),
-        })),
-        ..Default::default()
-    }
-}
 
 /// Registers the manufacturer and its key, signed by the development
 /// authority.
@@ -1419,182 +1376,8 @@ fn measure_sled(length: Duration) -> Result<Vec<(usize, f64)>> {
 // ---------------------------------------------------------------------------
 // Node processes
 
-struct NodeProcess {
-    child: Option<Child>,
-    data: PathBuf,
-    url: String,
-    _temp: tempfile::TempDir,
-}
-
-impl NodeProcess {
-    /// Starts the release binary cargo built for this benchmark on port 0
-    /// with a fresh data directory and `extra` arguments, and waits until
-    /// it serves.
-    fn start(extra: &[&str], stderr: Stdio) -> Result<NodeProcess> {
-        let temp = tempfile::tempdir()?;
-        let data = temp.path().join("data");
-        let binary = Path::new(env!("CARGO_BIN_EXE_qtrace-node"));
-        let child = Command::new(binary)
-            .arg("--data")
-            .arg(&data)
-            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("starting {}: {e}", binary.display()))?;
-        let mut node = NodeProcess { child: Some(child), data, url: String::new(), _temp: temp };
-        let addr_file = node.data.join("node.addr");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&addr_file)
-                && text.ends_with('\n')
-            {
-                node.url = format!("http://{}", text.trim());
-                return Ok(node);
-            }
-            if let Some(child) = node.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                return Err(format!("qtrace-node exited at start with {status}").into());
-            }
-            if Instant::now() > deadline {
-                return Err("qtrace-node did not write node.addr within 60 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    /// SIGKILL to the child (by its process id) if it still runs, and its
-    /// exit status.
-    fn kill(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().ok_or("the node is not running")?;
-        if child.try_wait()?.is_none() {
-            child.kill()?;
-        }
-        Ok(child.wait()?)
-    }
-
-    /// SIGTERM by process id, then waits for the exit status.
-    fn stop(&mut self) -> Result<ExitStatus> {
-        let mut child = self.child.take().ok_or("the node is not running")?;
-        let sent = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
-        if !sent.success() {
-            return Err(format!("kill -TERM {} failed", child.id()).into());
-        }
-        Ok(child.wait()?)
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        // Only on an early error: the normal path stops the node itself.
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // /proc and the file system
-
-struct ThreadTimes {
-    name: String,
-    run: Duration,
-}
-
-/// Per-thread (name, on-CPU time) from /proc/PID/task/TID/{comm,schedstat};
-/// threads that vanish are skipped.
-fn threads(pid: u32) -> BTreeMap<u32, ThreadTimes> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
-    for task in dir.flatten() {
-        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
-        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default().trim().to_string();
-        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
-        let run = Duration::from_nanos(stat.split_whitespace().next().and_then(|f| f.parse().ok()).unwrap_or(0));
-        out.insert(tid, ThreadTimes { name, run });
-    }
-    out
-}
-
-/// The fields of /proc/PID/stat after the command name (which may hold
-/// spaces): the state is at 0, utime and stime at 11 and 12.
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = &stat[stat.rfind(')')? + 1..];
-    Some(after.split_whitespace().map(str::to_string).collect())
-}
-
-fn process_state(pid: u32) -> Option<char> {
-    stat_fields(pid)?.first()?.chars().next()
-}
-
-/// utime + stime of a whole process, ended threads included (in clock
-/// ticks, 100 per second on Linux).
-fn process_cpu(pid: u32) -> Duration {
-    let Some(fields) = stat_fields(pid) else { return Duration::ZERO };
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
-
-/// A `kB` field of /proc/PID/status in bytes (0 when unreadable).
-fn status_bytes(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let value = l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?;
-                value.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// MemAvailable of /proc/meminfo in bytes.
-fn memory_available() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let value = l.strip_prefix("MemAvailable:")?.trim().strip_suffix("kB")?;
-                value.trim().parse::<u64>().ok()
-            })
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// One counter of /proc/PID/io (0 when unreadable).
-fn io_field(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                l.strip_prefix(field).and_then(|v| v.strip_prefix(':')).and_then(|v| v.trim().parse::<u64>().ok())
-            })
-        })
-        .unwrap_or(0)
-}
-
-/// Bytes the files under `dir` occupy on disk (allocated blocks).
-fn dir_bytes(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(items) = std::fs::read_dir(dir) else { return 0 };
-    items
-        .flatten()
-        .map(|item| match item.metadata() {
-            Ok(meta) if meta.is_dir() => dir_bytes(&item.path()),
-            Ok(meta) => meta.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
 
 /// A log line without its terminal colour codes (ESC [ ... m).
 fn without_ansi(line: &str) -> String {

@@ -146,7 +146,7 @@ fn failure_response(failure: Failure, want_json: bool) -> Response {
     if want_json {
         return json_response(
             code,
-            &json!({ "error": grpc.message(), "code": qtrace_client::connect::code_name(grpc.code()) }),
+            &json!({ "error": grpc.message(), "code": qtrace_rpc::connect::code_name(grpc.code()) }),
         );
     }
     html(code, page::error_page(zh, en, grpc.message()))

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use qtrace_client::rpc::ledger_server::LedgerServer;
+use qtrace_rpc::rpc::ledger_server::LedgerServer;
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 
@@ -238,7 +238,7 @@ fn federation_for(
     peers: Vec<federation::Peer>,
     interval: std::time::Duration,
     chunk: usize,
-    tls: Option<qtrace_client::connect::Tls>,
+    tls: Option<qtrace_rpc::connect::Tls>,
 ) -> anyhow::Result<(Arc<federation::Federation>, setup::Trust)> {
     let logs = Arc::new(logs::Logs::new(opened.log.clone(), opened.store.clone()));
     let cosigner = qtrace_ledger::note::Cosigner::new(&opened.origin, opened.log_key.signing_key().clone())
@@ -291,10 +291,10 @@ fn peer_tls(
     ca: Option<&std::path::Path>,
     cert: Option<&std::path::Path>,
     key: Option<&std::path::Path>,
-) -> anyhow::Result<Option<qtrace_client::connect::Tls>> {
+) -> anyhow::Result<Option<qtrace_rpc::connect::Tls>> {
     let Some(ca) = ca else { return Ok(None) };
     let identity = cert.zip(key);
-    Ok(Some(qtrace_client::connect::Tls::from_files(ca, identity)?))
+    Ok(Some(qtrace_rpc::connect::Tls::from_files(ca, identity)?))
 }
 
 async fn run_mirror(

@@ -126,7 +126,7 @@ impl Metrics {
 
     /// Counts one refused submission.
     pub fn refused(&self, code: tonic::Code) {
-        self.refusals.get_or_create(&CodeLabel { code: qtrace_client::connect::code_name(code).to_string() }).inc();
+        self.refusals.get_or_create(&CodeLabel { code: qtrace_rpc::connect::code_name(code).to_string() }).inc();
     }
 
     /// Sets a peer's mirror lag from its checkpoint size and the mirror's.

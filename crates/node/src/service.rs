@@ -3,7 +3,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use qtrace_client::rpc::ledger_server::Ledger;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{IndexKey, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -15,6 +14,7 @@ use qtrace_ledger::store::LogStore;
 use qtrace_ledger::trace::{self, Direction, Limits};
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::{RecordId, Recorder, View};
+use qtrace_rpc::rpc::ledger_server::Ledger;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;

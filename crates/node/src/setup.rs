@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use prost::Message;
-use qtrace_client::keyfile;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{self, IndexKey, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -25,6 +24,7 @@ use qtrace_ledger::pb::{self, event::Body};
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::{PublicKey, SecretKey};
 use qtrace_ledger::store::{LogStore, NewEntry, SledStore};
+use qtrace_rpc::keyfile;
 use serde::Deserialize;
 
 /// USCC of the development operator (the published example code).

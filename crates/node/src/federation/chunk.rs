@@ -2,7 +2,7 @@
 //! (sequence, chain, record format, signatures, rebuilt root against the
 //! signed checkpoint) before a single entry is stored.
 
-use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event;
 use qtrace_ledger::hash::{EntryHash, LogId};

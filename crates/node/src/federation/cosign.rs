@@ -2,7 +2,7 @@
 //! entries and the peer proved it extends the last one cosigned, and takes
 //! witnesses' cosignatures of its own checkpoints.
 
-use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::note::{self, Note};

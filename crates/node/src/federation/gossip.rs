@@ -1,7 +1,7 @@
 //! Gossip: comparing the checkpoints a peer holds of other logs with this
 //! node's own view of them.
 
-use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle;
 use qtrace_ledger::note;

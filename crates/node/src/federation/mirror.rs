@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qtrace_client::rpc::ledger_client::LedgerClient;
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::event::{self, IndexKey};
 use qtrace_ledger::merkle::CompactRange;
 use qtrace_ledger::note;
@@ -75,7 +75,7 @@ impl Progress {
 }
 
 async fn connect(fed: &Federation, peer: &Peer) -> anyhow::Result<LedgerClient<Channel>> {
-    let mut client = qtrace_client::connect::connect_with(&peer.url, fed.tls.as_ref()).await?;
+    let mut client = qtrace_rpc::connect::connect_with(&peer.url, fed.tls.as_ref()).await?;
     let info = client.get_log_info(pb::GetLogInfoRequest {}).await?.into_inner();
     if info.log_id != peer.log_id.0 {
         anyhow::bail!(

@@ -61,7 +61,7 @@ pub struct Settings {
     pub chunk: usize,
     /// TLS for https:// peers (their CA, and this node's identity for
     /// mutual TLS).
-    pub tls: Option<qtrace_client::connect::Tls>,
+    pub tls: Option<qtrace_rpc::connect::Tls>,
 }
 
 /// Shared federation state.
@@ -81,7 +81,7 @@ pub struct Federation {
     pub interval: Duration,
     /// Entries verified and stored together while catching up.
     pub chunk: usize,
-    tls: Option<qtrace_client::connect::Tls>,
+    tls: Option<qtrace_rpc::connect::Tls>,
     /// Serialises read-modify-write of this node's checkpoint notes when
     /// witnesses hand in cosignatures at the same time.
     cosign_lock: std::sync::Mutex<()>,

@@ -11,7 +11,7 @@ use std::io::{self, Read as _, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::signing::{SecretKey, SignatureError};
+use qtrace_ledger::signing::{SecretKey, SignatureError};
 
 /// Mode of a new key file: read and write for the owner only.
 pub const KEY_FILE_MODE: u32 = 0o600;

@@ -1,6 +1,8 @@
 //! Generates the gRPC client and server stubs for the `qtrace.v1.Ledger`
 //! service with tonic. The message types are not generated again: they come
 //! from `qtrace_ledger::pb`, so node, client and ledger share one set.
+//! They live here, not in qtrace-client, so the node can use them without
+//! the CLI's dependencies.
 
 use std::path::PathBuf;
 

@@ -238,6 +238,35 @@ pub struct Authority {
     pub root: bool,
 }
 
+/// The signer of an event being authorised: its key, its organisation,
+/// and what it signs on which date.
+struct Signer<'a> {
+    org: &'a Organisation,
+    key: &'a KeyInfo,
+    kind: EventKind,
+    date: Option<Date>,
+}
+
+impl Signer<'_> {
+    fn has(&self, role: pb::Role) -> bool {
+        self.org.roles.contains(&role)
+    }
+
+    fn is_regulator(&self) -> bool {
+        self.has(pb::Role::Regulator)
+    }
+
+    /// The refusal of a signer whose roles do not allow the event.
+    fn deny(&self, allowed: &'static str) -> AuthError {
+        AuthError::RoleNotAllowed {
+            kind: self.kind,
+            allowed,
+            uscc: self.org.uscc.to_string(),
+            roles: roles_text(&self.org.roles),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     log_id: Option<LogId>,
@@ -337,31 +366,39 @@ impl Registry {
             title: key.title.clone(),
             root: key.root,
         };
-        let has = |role: pb::Role| org.roles.contains(&role);
-        let is_regulator = has(pb::Role::Regulator);
-        let kind = event.kind;
-        let event_date = event_date(&event.event);
-        let deny = |allowed: &'static str| AuthError::RoleNotAllowed {
-            kind,
-            allowed,
-            uscc: org.uscc.to_string(),
-            roles: roles_text(&org.roles),
-        };
-        let good_standing = |uscc: &Uscc| -> Result<(), AuthError> {
-            match self.blacklisting(uscc, event_date.as_ref()) {
-                Some(p) => Err(AuthError::Blacklisted {
-                    uscc: uscc.to_string(),
-                    since: p.listed_on.clone(),
-                    reason: p.reason.clone(),
-                }),
-                None => Ok(()),
-            }
-        };
+        let signer = Signer { org, key, kind: event.kind, date: event_date(&event.event) };
         match body {
             Body::Genesis(_) => return Err(AuthError::Genesis),
+            Body::OrgRegistered(_) | Body::OrgUpdated(_) | Body::KeyRegistered(_) | Body::KeyRevoked(_) => {
+                self.authorize_org_or_key(&signer, body)?
+            }
+            Body::Production(_) | Body::Transformation(_) | Body::Shipment(_) | Body::Receipt(_) | Body::Sale(_) => {
+                self.authorize_goods_movement(&signer, body)?
+            }
+            Body::Inspection(_) | Body::SpotCheck(_) => self.authorize_test(&signer, body)?,
+            Body::CertificateIssued(_)
+            | Body::CertificateSuspended(_)
+            | Body::CertificateRestored(_)
+            | Body::CertificateScopeReduced(_)
+            | Body::CertificateWithdrawn(_)
+            | Body::CertificateCancelled(_)
+            | Body::CertificateRenewed(_) => self.authorize_certificate(&signer, body)?,
+            Body::Recall(_) | Body::RecallProgress(_) | Body::RecallClosed(_) => {
+                self.authorize_recall(&signer, body, records)?
+            }
+            Body::Blacklisted(_) | Body::Delisted(_) => self.authorize_blacklist(&signer, body)?,
+            Body::Correction(c) => self.authorize_correction(&signer, c, records)?,
+        }
+        Ok(authority)
+    }
+
+    /// Organisations and keys: registered and updated by a regulator; keys
+    /// also by an admin key of their own organisation.
+    fn authorize_org_or_key(&self, signer: &Signer<'_>, body: &Body) -> Result<(), AuthError> {
+        match body {
             Body::OrgRegistered(o) => {
-                if !is_regulator {
-                    return Err(deny("a regulator"));
+                if !signer.is_regulator() {
+                    return Err(signer.deny("a regulator"));
                 }
                 let uscc = parse_uscc(&o.uscc)?;
                 if self.orgs.contains_key(&uscc) {
@@ -371,8 +408,8 @@ impl Registry {
                 }
             }
             Body::OrgUpdated(o) => {
-                if !is_regulator {
-                    return Err(deny("a regulator"));
+                if !signer.is_regulator() {
+                    return Err(signer.deny("a regulator"));
                 }
                 let uscc = parse_uscc(&o.uscc)?;
                 if !self.orgs.contains_key(&uscc) {
@@ -384,8 +421,8 @@ impl Registry {
                 if !self.orgs.contains_key(&target) {
                     return Err(AuthError::UnknownOrganisation { uscc: target.to_string() });
                 }
-                if !(is_regulator || (key.admin && key.uscc == target)) {
-                    return Err(deny("a regulator or an admin key of the same organisation"));
+                if !(signer.is_regulator() || (signer.key.admin && signer.key.uscc == target)) {
+                    return Err(signer.deny("a regulator or an admin key of the same organisation"));
                 }
                 if let Ok(bytes) = <[u8; 32]>::try_from(k.public_key.as_slice())
                     && self.keys.contains_key(&bytes)
@@ -397,59 +434,85 @@ impl Registry {
                 let bytes = <[u8; 32]>::try_from(k.public_key.as_slice())
                     .map_err(|_| AuthError::Other("key_revoked.public_key must be 32 bytes".into()))?;
                 let target = self.keys.get(&bytes).ok_or_else(|| AuthError::UnknownKey { key: hex::encode(bytes) })?;
-                if !(is_regulator || (key.admin && key.uscc == target.uscc)) {
-                    return Err(deny("a regulator or an admin key of the key's organisation"));
+                if !(signer.is_regulator() || (signer.key.admin && signer.key.uscc == target.uscc)) {
+                    return Err(signer.deny("a regulator or an admin key of the key's organisation"));
                 }
                 if let Some(revoked_at) = target.revoked_at {
                     return Err(AuthError::RevokedKey { key: hex::encode(bytes), revoked_at });
                 }
             }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Production, transformation, shipment, receipt and sale: by the roles
+    /// that move goods, in good standing.
+    fn authorize_goods_movement(&self, signer: &Signer<'_>, body: &Body) -> Result<(), AuthError> {
+        match body {
             Body::Production(_) | Body::Transformation(_) => {
-                if !has(pb::Role::Manufacturer) {
-                    return Err(deny("a manufacturer"));
+                if !signer.has(pb::Role::Manufacturer) {
+                    return Err(signer.deny("a manufacturer"));
                 }
-                good_standing(&org.uscc)?;
+                self.good_standing(signer, &signer.org.uscc)?;
             }
             Body::Shipment(_) | Body::Receipt(_) => {
-                if !(has(pb::Role::Manufacturer) || has(pb::Role::Distributor) || has(pb::Role::Retailer)) {
-                    return Err(deny("a manufacturer, distributor or retailer"));
+                if !(signer.has(pb::Role::Manufacturer)
+                    || signer.has(pb::Role::Distributor)
+                    || signer.has(pb::Role::Retailer))
+                {
+                    return Err(signer.deny("a manufacturer, distributor or retailer"));
                 }
-                good_standing(&org.uscc)?;
+                self.good_standing(signer, &signer.org.uscc)?;
             }
             Body::Sale(_) => {
-                if !has(pb::Role::Retailer) {
-                    return Err(deny("a retailer"));
+                if !signer.has(pb::Role::Retailer) {
+                    return Err(signer.deny("a retailer"));
                 }
-                good_standing(&org.uscc)?;
+                self.good_standing(signer, &signer.org.uscc)?;
             }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Inspections (an accredited lab in good standing) and spot checks (a
+    /// regulator).
+    fn authorize_test(&self, signer: &Signer<'_>, body: &Body) -> Result<(), AuthError> {
+        match body {
             Body::Inspection(i) => {
-                if !has(pb::Role::TestingLab) {
-                    return Err(deny("a testing lab"));
+                if !signer.has(pb::Role::TestingLab) {
+                    return Err(signer.deny("a testing lab"));
                 }
-                good_standing(&org.uscc)?;
+                self.good_standing(signer, &signer.org.uscc)?;
                 let gtin = i.product.as_ref().map(|p| p.gtin.as_str());
-                check_accreditation(org, event_date.as_ref(), gtin.into_iter(), &i.standards)?;
+                check_accreditation(signer.org, signer.date.as_ref(), gtin.into_iter(), &i.standards)?;
             }
-            Body::SpotCheck(_) => {
-                if !is_regulator {
-                    return Err(deny("a regulator"));
-                }
-            }
+            Body::SpotCheck(_) if !signer.is_regulator() => return Err(signer.deny("a regulator")),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Certificates: issued and changed by their issuing body, along the
+    /// allowed transitions.
+    fn authorize_certificate(&self, signer: &Signer<'_>, body: &Body) -> Result<(), AuthError> {
+        match body {
             Body::CertificateIssued(c) => {
-                if !has(pb::Role::CertificationBody) {
-                    return Err(deny("a certification body"));
+                if !signer.has(pb::Role::CertificationBody) {
+                    return Err(signer.deny("a certification body"));
                 }
-                good_standing(&org.uscc)?;
+                self.good_standing(signer, &signer.org.uscc)?;
                 let cert = c.certificate.as_ref().ok_or(AuthError::Other("certificate missing".into()))?;
-                issuer_is_signer(cert, org)?;
+                issuer_is_signer(cert, signer.org)?;
                 let holder = parse_uscc(&c.holder_uscc)?;
                 if !self.orgs.contains_key(&holder) {
                     return Err(AuthError::UnknownOrganisation { uscc: holder.to_string() });
                 }
-                good_standing(&holder)?;
+                self.good_standing(signer, &holder)?;
                 check_accreditation(
-                    org,
-                    event_date.as_ref(),
+                    signer.org,
+                    signer.date.as_ref(),
                     c.products.iter().map(|p| p.gtin.as_str()),
                     &c.standards,
                 )?;
@@ -467,17 +530,17 @@ impl Registry {
             | Body::CertificateWithdrawn(_)
             | Body::CertificateCancelled(_)
             | Body::CertificateRenewed(_) => {
-                if !has(pb::Role::CertificationBody) {
-                    return Err(deny("a certification body"));
+                if !signer.has(pb::Role::CertificationBody) {
+                    return Err(signer.deny("a certification body"));
                 }
                 let cert = certificate_key(body).ok_or(AuthError::Other("certificate missing".into()))?;
-                issuer_is_signer(cert, org)?;
+                issuer_is_signer(cert, signer.org)?;
                 let issuer = parse_uscc(&cert.issuer_uscc)?;
                 let info = self.certificates.get(&(issuer.clone(), cert.number.clone())).ok_or_else(|| {
                     AuthError::UnknownCertificate { issuer: issuer.to_string(), number: cert.number.clone() }
                 })?;
-                let expired = event_date.as_ref().is_some_and(|d| *d > info.valid_until);
-                let allowed = match (info.state, kind) {
+                let expired = signer.date.as_ref().is_some_and(|d| *d > info.valid_until);
+                let allowed = match (info.state, signer.kind) {
                     (CertState::Active, EventKind::CertificateSuspended) => !expired,
                     (CertState::Suspended, EventKind::CertificateRestored) => !expired,
                     (CertState::Active, EventKind::CertificateScopeReduced) => !expired,
@@ -495,19 +558,24 @@ impl Registry {
                         } else {
                             info.state.name()
                         },
-                        kind,
+                        kind: signer.kind,
                     });
                 }
                 // Acts that keep or widen a certificate's force need a body in
                 // good standing with an accreditation in force, and a holder
                 // in good standing; acts that restrict it (suspend, reduce,
                 // withdraw, cancel) never do, so a body can always act.
-                if matches!(kind, EventKind::CertificateRestored | EventKind::CertificateRenewed) {
-                    good_standing(&org.uscc)?;
+                if matches!(signer.kind, EventKind::CertificateRestored | EventKind::CertificateRenewed) {
+                    self.good_standing(signer, &signer.org.uscc)?;
                     if let Ok(holder) = Uscc::parse(&info.holder) {
-                        good_standing(&holder)?;
+                        self.good_standing(signer, &holder)?;
                     }
-                    check_accreditation(org, event_date.as_ref(), info.products.iter().map(String::as_str), &[])?;
+                    check_accreditation(
+                        signer.org,
+                        signer.date.as_ref(),
+                        info.products.iter().map(String::as_str),
+                        &[],
+                    )?;
                 }
                 if let Body::CertificateRenewed(r) = body
                     && let Ok(until) = Date::parse_iso(&r.valid_until)
@@ -522,33 +590,42 @@ impl Registry {
                     });
                 }
             }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Recalls: voluntary by the manufacturer itself, ordered by a regulator;
+    /// their progress by the initiator or a regulator.
+    fn authorize_recall(&self, signer: &Signer<'_>, body: &Body, records: &dyn Records) -> Result<(), AuthError> {
+        match body {
             Body::Recall(r) => {
                 let initiator = pb::RecallInitiator::try_from(r.initiator).unwrap_or(pb::RecallInitiator::Unspecified);
                 match initiator {
                     pb::RecallInitiator::Voluntary => {
-                        if !has(pb::Role::Manufacturer) {
-                            return Err(deny("a manufacturer (voluntary recall, 主动召回)"));
+                        if !signer.has(pb::Role::Manufacturer) {
+                            return Err(signer.deny("a manufacturer (voluntary recall, 主动召回)"));
                         }
-                        if !r.manufacturer_uscc.is_empty() && parse_uscc(&r.manufacturer_uscc)? != org.uscc {
+                        if !r.manufacturer_uscc.is_empty() && parse_uscc(&r.manufacturer_uscc)? != signer.org.uscc {
                             return Err(AuthError::Mismatch {
                                 field: "recall.manufacturer_uscc",
                                 detail: format!(
                                     "a voluntary recall is signed by the manufacturer itself; the signer is {}",
-                                    org.uscc
+                                    signer.org.uscc
                                 ),
                             });
                         }
                     }
                     _ => {
-                        if !is_regulator {
-                            return Err(deny("a regulator (ordered recall, 责令召回)"));
+                        if !signer.is_regulator() {
+                            return Err(signer.deny("a regulator (ordered recall, 责令召回)"));
                         }
                     }
                 }
             }
             Body::RecallProgress(_) | Body::RecallClosed(_) => {
-                if !(is_regulator || has(pb::Role::Manufacturer)) {
-                    return Err(deny("the recall's initiator or a regulator"));
+                if !(signer.is_regulator() || signer.has(pb::Role::Manufacturer)) {
+                    return Err(signer.deny("the recall's initiator or a regulator"));
                 }
                 let recall = match body {
                     Body::RecallProgress(p) => p.recall.as_ref(),
@@ -564,42 +641,66 @@ impl Registry {
                         detail: format!("record {} of log {} is not a recall", recall.seq, log),
                     });
                 }
-                if !is_regulator {
+                if !signer.is_regulator() {
                     let log = LogId::from_slice(&recall.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
                     let info = named_record(records, "recall", &log, recall.seq)?;
                     let recall_org = self.keys.get(&info.signer).map(|k| &k.uscc);
-                    if recall_org != Some(&org.uscc) {
-                        return Err(deny("the recall's initiator or a regulator"));
+                    if recall_org != Some(&signer.org.uscc) {
+                        return Err(signer.deny("the recall's initiator or a regulator"));
                     }
                 }
             }
-            Body::Blacklisted(_) | Body::Delisted(_) => {
-                if !is_regulator {
-                    return Err(deny("a regulator"));
-                }
-                if let Body::Delisted(d) = body {
-                    let uscc = parse_uscc(&d.uscc)?;
-                    if self.blacklisting(&uscc, None).is_none() {
-                        return Err(AuthError::Other(format!("organisation {uscc} is not on the blacklist")));
-                    }
-                }
-            }
-            Body::Correction(c) => {
-                let target = c.target.as_ref().ok_or(AuthError::Other("correction.target missing".into()))?;
-                let log = LogId::from_slice(&target.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
-                let info = named_record(records, "correction.target", &log, target.seq)?;
-                let target_org = self.keys.get(&info.signer).map(|k| &k.uscc);
-                if target_org != Some(&org.uscc) {
-                    return Err(AuthError::RoleNotAllowed {
-                        kind,
-                        allowed: "the organisation that signed the corrected record",
-                        uscc: org.uscc.to_string(),
-                        roles: roles_text(&org.roles),
-                    });
-                }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The quality blacklist: a regulator lists and delists.
+    fn authorize_blacklist(&self, signer: &Signer<'_>, body: &Body) -> Result<(), AuthError> {
+        if !signer.is_regulator() {
+            return Err(signer.deny("a regulator"));
+        }
+        if let Body::Delisted(d) = body {
+            let uscc = parse_uscc(&d.uscc)?;
+            if self.blacklisting(&uscc, None).is_none() {
+                return Err(AuthError::Other(format!("organisation {uscc} is not on the blacklist")));
             }
         }
-        Ok(authority)
+        Ok(())
+    }
+
+    /// Corrections: by the organisation that signed the corrected record.
+    fn authorize_correction(
+        &self,
+        signer: &Signer<'_>,
+        c: &pb::Correction,
+        records: &dyn Records,
+    ) -> Result<(), AuthError> {
+        let target = c.target.as_ref().ok_or(AuthError::Other("correction.target missing".into()))?;
+        let log = LogId::from_slice(&target.log_id).map_err(|e| AuthError::Other(e.to_string()))?;
+        let info = named_record(records, "correction.target", &log, target.seq)?;
+        let target_org = self.keys.get(&info.signer).map(|k| &k.uscc);
+        if target_org != Some(&signer.org.uscc) {
+            return Err(AuthError::RoleNotAllowed {
+                kind: signer.kind,
+                allowed: "the organisation that signed the corrected record",
+                uscc: signer.org.uscc.to_string(),
+                roles: roles_text(&signer.org.roles),
+            });
+        }
+        Ok(())
+    }
+
+    /// A blacklisted organisation may not act on the event's date.
+    fn good_standing(&self, signer: &Signer<'_>, uscc: &Uscc) -> Result<(), AuthError> {
+        match self.blacklisting(uscc, signer.date.as_ref()) {
+            Some(p) => Err(AuthError::Blacklisted {
+                uscc: uscc.to_string(),
+                since: p.listed_on.clone(),
+                reason: p.reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Every record an event names must exist with the hash it gives.
@@ -644,6 +745,27 @@ impl Registry {
             return;
         }
         let Some(body) = event.body() else { return };
+        match body {
+            Body::Genesis(_)
+            | Body::OrgRegistered(_)
+            | Body::OrgUpdated(_)
+            | Body::KeyRegistered(_)
+            | Body::KeyRevoked(_) => self.apply_org_or_key(log, seq, signer, body),
+            Body::CertificateIssued(_)
+            | Body::CertificateSuspended(_)
+            | Body::CertificateRestored(_)
+            | Body::CertificateScopeReduced(_)
+            | Body::CertificateWithdrawn(_)
+            | Body::CertificateCancelled(_)
+            | Body::CertificateRenewed(_) => self.apply_certificate(seq, body),
+            Body::Blacklisted(_) | Body::Delisted(_) => self.apply_blacklist(seq, body),
+            _ => {}
+        }
+    }
+
+    /// Genesis (the operator and its root authority keys), organisations
+    /// and keys.
+    fn apply_org_or_key(&mut self, log: LogId, seq: u64, signer: &[u8; 32], body: &Body) {
         match body {
             Body::Genesis(g) => {
                 let is_log_key = match self.trusted.get(&log) {
@@ -716,6 +838,13 @@ impl Registry {
                     info.revoked_in = Some(log);
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// Certificates: issued, then their state and scope.
+    fn apply_certificate(&mut self, seq: u64, body: &Body) {
+        match body {
             Body::CertificateIssued(c) => {
                 if let Some(cert) = &c.certificate
                     && let Ok(issuer) = Uscc::parse(&cert.issuer_uscc)
@@ -758,6 +887,13 @@ impl Registry {
                     _ => {}
                 }
             }
+            _ => {}
+        }
+    }
+
+    /// The quality blacklist: listings and delistings.
+    fn apply_blacklist(&mut self, seq: u64, body: &Body) {
+        match body {
             Body::Blacklisted(b) => {
                 if let Ok(uscc) = Uscc::parse(&b.uscc) {
                     self.blacklist.entry(uscc).or_default().push(BlacklistPeriod {

@@ -274,6 +274,15 @@ fn gs1_check_digit(data: &[u8]) -> u8 {
     ((10 - sum % 10) % 10) as u8
 }
 
+/// The GS1 mod-10 check digit of the data digits `data` (ASCII `0`-`9`), for
+/// a caller that assembles a GS1 key from parts, such as an EPC URI's
+/// company prefix and reference. `None` if `data` holds anything but digits.
+pub fn gs1_check_char(data: &str) -> Option<char> {
+    let digits: Option<Vec<u8>> = data.chars().map(|c| c.to_digit(10).map(|d| d as u8)).collect();
+    // A check digit is below 10, so `b'0' + it` is an ASCII digit.
+    digits.map(|digits| char::from(b'0' + gs1_check_digit(&digits)))
+}
+
 /// Reads `input` as decimal digits (values 0 to 9) after its length was
 /// checked, naming the first character that is not a digit.
 fn decimal_digits(kind: &'static str, input: &str) -> Result<Digits, IdError> {
@@ -1059,8 +1068,18 @@ fn hex_value(b: u8) -> Option<u8> {
     char::from(b).to_digit(16).map(|d| d as u8)
 }
 
-/// Decodes `%XX` escapes of a URI component; the result must be UTF-8.
-fn percent_decode(component: &str) -> Result<String, IdError> {
+/// Why a URI component does not percent-decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PercentError {
+    /// A `%` not followed by two hexadecimal digits.
+    BadEscape,
+    /// The decoded bytes are not UTF-8.
+    NotUtf8,
+}
+
+/// Decodes the `%XX` escapes of a URI component (a Digital Link path
+/// segment, an EPC URI's lot or serial); the result must be UTF-8.
+pub fn percent_decode_component(component: &str) -> Result<String, PercentError> {
     let bytes = component.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut idx = 0;
@@ -1069,10 +1088,7 @@ fn percent_decode(component: &str) -> Result<String, IdError> {
             let high = bytes.get(idx + 1).copied().and_then(hex_value);
             let low = bytes.get(idx + 2).copied().and_then(hex_value);
             let (Some(high), Some(low)) = (high, low) else {
-                return Err(syntax(
-                    DIGITAL_LINK,
-                    format!("in {component:?}, a '%' must be followed by two hexadecimal digits"),
-                ));
+                return Err(PercentError::BadEscape);
             };
             out.push(high << 4 | low);
             idx += 3;
@@ -1081,11 +1097,22 @@ fn percent_decode(component: &str) -> Result<String, IdError> {
             idx += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| syntax(DIGITAL_LINK, format!("{component:?} does not decode to UTF-8 text")))
+    String::from_utf8(out).map_err(|_| PercentError::NotUtf8)
 }
 
-/// Percent-encodes every byte that is not an RFC 3986 unreserved character.
-fn percent_encode_into(out: &mut String, value: &str) {
+/// [`percent_decode_component`] for a Digital Link, refusals naming it.
+fn percent_decode(component: &str) -> Result<String, IdError> {
+    percent_decode_component(component).map_err(|e| match e {
+        PercentError::BadEscape => {
+            syntax(DIGITAL_LINK, format!("in {component:?}, a '%' must be followed by two hexadecimal digits"))
+        }
+        PercentError::NotUtf8 => syntax(DIGITAL_LINK, format!("{component:?} does not decode to UTF-8 text")),
+    })
+}
+
+/// Percent-encodes every byte that is not an RFC 3986 unreserved character
+/// (letters, digits, `-`, `.`, `_`, `~`), which is safe in any URI component.
+pub fn percent_encode_into(out: &mut String, value: &str) {
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
@@ -1093,6 +1120,13 @@ fn percent_encode_into(out: &mut String, value: &str) {
             out.push_str(&format!("%{b:02X}"));
         }
     }
+}
+
+/// [`percent_encode_into`] a new string.
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    percent_encode_into(&mut out, value);
+    out
 }
 
 /// Splits a bracketed element string into (AI, value) pairs, undoing `\(`
@@ -1143,8 +1177,55 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn gs1_check_chars() {
+        let cases: &[(&str, Option<char>)] = &[
+            ("0952012345678", Some('8')),
+            ("0061414177777", Some('8')),
+            ("061414100001", Some('2')),
+            ("693123400001", Some('3')),
+            ("9638507", Some('4')),
+            // The GS1 General Specifications' examples (an EPC URI's parts).
+            ("950600013430", Some('7')),
+            ("1061414107346", Some('4')),
+            ("", Some('0')),
+            ("09520a", None),
+            ("０９", None),
+        ];
+        for (data, want) in cases {
+            assert_eq!(gs1_check_char(data), *want, "{data:?}");
+        }
+    }
+
+    #[test]
+    fn percent_components() {
+        let decodes: &[(&str, Result<&str, PercentError>)] = &[
+            ("ABC1", Ok("ABC1")),
+            ("SEED%2FLOT", Ok("SEED/LOT")),
+            ("%e6%89%b9", Ok("批")),
+            ("100%", Err(PercentError::BadEscape)),
+            ("%G0", Err(PercentError::BadEscape)),
+            ("%2", Err(PercentError::BadEscape)),
+            ("%FF", Err(PercentError::NotUtf8)),
+        ];
+        for (component, want) in decodes {
+            assert_eq!(percent_decode_component(component).as_deref().map_err(Clone::clone), *want, "{component:?}");
+        }
+        let encodes: &[(&str, &str)] =
+            &[("ABC-1.x_y~z", "ABC-1.x_y~z"), ("SEED/LOT", "SEED%2FLOT"), ("a b%", "a%20b%25"), ("批", "%E6%89%B9")];
+        for (value, want) in encodes {
+            assert_eq!(percent_encode(value), *want, "{value:?}");
+            assert_eq!(percent_decode_component(want).as_deref(), Ok(*value), "{want:?} decodes back");
+        }
+        // The Digital Link's own refusals keep naming it.
+        assert_eq!(
+            percent_decode("%G0"),
+            Err(syntax(DIGITAL_LINK, "in \"%G0\", a '%' must be followed by two hexadecimal digits"))
+        );
+    }
+
     // -----------------------------------------------------------------------
-    // Shared test vectors
+    // Test vectors (testdata/)
     // -----------------------------------------------------------------------
 
     /// Describes a product code in the words the vector file uses.

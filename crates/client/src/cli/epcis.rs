@@ -25,12 +25,9 @@ use qtrace_client::verify;
 use qtrace_client::view::View as _;
 use serde_json::{Value, json};
 
+use super::import::{MAX_CHUNK_BYTES, chunk_size};
 use super::{Ctx, Failure, ImportArgs};
 
-/// Most records in one AppendBatch.
-const MAX_CHUNK_EVENTS: usize = 500;
-/// Most event bytes in one AppendBatch (under gRPC's default 4 MiB).
-const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
 /// Refusals listed in the text summary (the JSON lists every event).
 const LISTED_REFUSALS: usize = 50;
 /// Largest page the node serves.
@@ -142,19 +139,6 @@ async fn signer_is_lab(ctx: &mut Ctx, own: &PublicKey) -> Result<bool, Failure> 
         .filter(|k| k.revoked_at.is_none())
         .and_then(|k| registry.organisation(&k.uscc))
         .is_some_and(|org| org.roles.contains(&pb::Role::TestingLab)))
-}
-
-/// The batch size the node accepts, at most [`MAX_CHUNK_EVENTS`].
-async fn chunk_size(ctx: &mut Ctx) -> Result<usize, Failure> {
-    let info = ctx.client().await?.get_log_info(pb::GetLogInfoRequest {}).await;
-    Ok(match info {
-        Ok(info) => match info.into_inner().max_batch {
-            0 => MAX_CHUNK_EVENTS,
-            n => (n as usize).min(MAX_CHUNK_EVENTS),
-        },
-        Err(status) if status.code() == tonic::Code::Unavailable => return Err(status.into()),
-        Err(_) => MAX_CHUNK_EVENTS,
-    })
 }
 
 fn progress_bar(ctx: &Ctx, total: usize) -> ProgressBar {

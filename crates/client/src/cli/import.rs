@@ -17,11 +17,11 @@ use serde_json::json;
 
 use super::{Ctx, Failure, ImportArgs};
 
-/// Most records in one AppendBatch.
+/// Most records in one AppendBatch (here and in `qtrace epcis import`).
 const MAX_CHUNK_EVENTS: usize = 500;
 /// Most event bytes in one AppendBatch, so a chunk of large events stays
 /// under the 4 MiB that gRPC servers accept by default.
-const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
+pub(super) const MAX_CHUNK_BYTES: usize = 3 * 1024 * 1024;
 /// Refusals listed in the summary.
 const LISTED_REFUSALS: usize = 20;
 
@@ -201,8 +201,8 @@ async fn send(ctx: &mut Ctx, chunk: Chunk, tally: &mut Tally) -> Result<(), Fail
 }
 
 /// The batch size the node accepts, at most [`MAX_CHUNK_EVENTS`]; older
-/// nodes that cannot say get the default.
-async fn chunk_size(ctx: &mut Ctx) -> Result<usize, Failure> {
+/// nodes that cannot say get the default. `qtrace epcis import` uses it too.
+pub(super) async fn chunk_size(ctx: &mut Ctx) -> Result<usize, Failure> {
     let info = ctx.client().await?.get_log_info(pb::GetLogInfoRequest {}).await;
     Ok(match info {
         Ok(info) => match info.into_inner().max_batch {

@@ -7,42 +7,12 @@
 //! and QR codes.
 
 use std::path::Path;
-use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use qtrace_ledger::merkle;
 use qtrace_tests::*;
 use serde_json::Value;
-
-/// What one run of `qtrace` produced.
-struct Run {
-    code: i32,
-    json: Value,
-    stderr: String,
-}
-
-/// Runs `qtrace --node <url> --json ARGS`, isolated from the caller's
-/// QTRACE_* variables. Stdout must be one JSON object.
-fn qtrace(node: &Node, args: &[&str]) -> Run {
-    let out = Command::new(binary("qtrace"))
-        .args(["--node", &node.url, "--json"])
-        .args(args)
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_KEY")
-        .env_remove("QTRACE_ORG")
-        .env_remove("QTRACE_VKEY")
-        .env_remove("QTRACE_TRUST")
-        .env_remove("QTRACE_RESOLVER")
-        .output()
-        .expect("running qtrace");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("qtrace {args:?}: stdout is not one JSON object ({e}):\n{stdout}\nstderr: {stderr}")
-    });
-    Run { code: out.status.code().unwrap_or(-1), json, stderr }
-}
 
 /// Runs a command that must succeed and returns its JSON.
 fn ok(node: &Node, args: &[&str]) -> Value {

@@ -47,6 +47,76 @@ async fn offline(
     (report, bytes.len())
 }
 
+/// What a subject is, for the node's Verify RPC and for the `qtrace`
+/// command line (`check CODE`, `verify --cert USCC/NUMBER`, `verify
+/// LOGID/SEQ`; `bundle` takes the same words).
+struct Asked {
+    subject: pb::verdict_subject::Kind,
+    command: &'static str,
+    words: Vec<String>,
+}
+
+fn asked_product(text: &str) -> Asked {
+    Asked { subject: code(text), command: "check", words: vec![text.to_string()] }
+}
+
+fn asked_certificate(issuer: &str, number: &str) -> Asked {
+    Asked {
+        subject: pb::verdict_subject::Kind::Certificate(cert_key(issuer, number)),
+        command: "verify",
+        words: vec!["--cert".into(), format!("{issuer}/{number}")],
+    }
+}
+
+fn asked_record(node: &Node, receipt: &pb::AppendReceipt) -> Asked {
+    Asked {
+        subject: pb::verdict_subject::Kind::Record(record_ref(receipt)),
+        command: "verify",
+        words: vec![format!("{}/{}", node.log_id(), receipt.seq)],
+    }
+}
+
+/// Online equals offline, in full: the node's Verify JSON, `qtrace` (which
+/// fetches the bundle and computes the verdict itself) and `qtrace verify
+/// --offline` of the saved bundle give the same object — verdict, subject,
+/// every check's severity, detail and evidence, the responsible parties,
+/// the path and the certificates. The command line adds only how it got
+/// there (`trust`, `bundle_bytes`). Returns the node's report.
+async fn same_online_and_offline(
+    client: &mut qtrace_client::rpc::ledger_client::LedgerClient<tonic::transport::Channel>,
+    node: &Node,
+    dir: &std::path::Path,
+    asked: &Asked,
+) -> serde_json::Value {
+    let vkey = std::fs::read_to_string(node.data.join("log.vkey")).expect("log.vkey").trim().to_owned();
+    let from_node: serde_json::Value =
+        serde_json::from_str(&verify(client, asked.subject.clone()).await.json).expect("the node's JSON");
+    let words: Vec<&str> = asked.words.iter().map(String::as_str).collect();
+    let without_how = |run: Run, what: &str| {
+        let mut json = run.json;
+        let map = json.as_object_mut().unwrap_or_else(|| panic!("{what}: {}", run.stderr));
+        assert!(map.remove("trust").is_some(), "{what}: no trust field in {map:?}\n{}", run.stderr);
+        assert!(map.remove("bundle_bytes").is_some(), "{what}: no bundle_bytes field in {map:?}");
+        json
+    };
+    let mut args = vec![asked.command];
+    args.extend(&words);
+    args.extend(["--trust", &vkey]);
+    let from_cli = without_how(qtrace(node, &args), &format!("qtrace {args:?}"));
+    let file = dir.join(format!("{}.bundle", words.join("_").replace(['/', '(', ')', ':'], "-")));
+    let file = file.to_str().expect("UTF-8 path");
+    let mut args = vec!["bundle"];
+    args.extend(&words);
+    args.extend(["--out", file]);
+    let written = qtrace(node, &args);
+    assert_eq!(written.code, 0, "qtrace {args:?}: {}", written.stderr);
+    let args = ["verify", "--offline", file, "--trust", &vkey];
+    let from_bundle = without_how(qtrace(node, &args), &format!("qtrace {args:?}"));
+    assert_eq!(from_cli, from_node, "qtrace {} {words:?} differs from the node's Verify", asked.command);
+    assert_eq!(from_bundle, from_node, "verify --offline of the bundle of {words:?} differs from the node's Verify");
+    from_node
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milk_powder_recall_story() {
     let node = Node::start();
@@ -103,7 +173,8 @@ async fn milk_powder_recall_story() {
     let mut type_test = inspection(POWDER, "P-1", "SH-P-0001", true);
     type_test.parents = vec![record_ref(&p1)];
     let type_test = cast.lab.append(&mut client, type_test).await.unwrap();
-    cast.body
+    let issued = cast
+        .body
         .append(&mut client, certificate(CERT_BODY, "CQC-MP-1", FACTORY, POWDER, vec![record_ref(&type_test)]))
         .await
         .unwrap();
@@ -139,6 +210,30 @@ async fn milk_powder_recall_story() {
     let by_serial = verify(&mut client, code(&format!("(01){POWDER}(21)P-2-0001"))).await;
     assert_eq!(by_serial.verdict, "VALID", "{by_serial:#?}");
     assert!(by_serial.subject.contains("lot P-2"), "{}", by_serial.subject);
+
+    // Another registered manufacturer, the farm, records a lot of the
+    // certified powder: the factory's certificate covers the GTIN but is
+    // not the farm's, so the farm's lot is not certified.
+    farm.append(&mut client, production(POWDER, "FARM-P-1")).await.unwrap();
+    let rival = verify(&mut client, code(&format!("{POWDER}/FARM-P-1"))).await;
+    assert_eq!(rival.verdict, "VALID", "{rival:#?}");
+    let rival_certificate = check(&rival, "certificate");
+    assert!(
+        rival_certificate.detail.contains("not certified") && !rival_certificate.detail.contains("已认证"),
+        "{}",
+        rival_certificate.detail
+    );
+    // A farm lot that claims the factory's certificate is misuse (冒用),
+    // and the report names both organisations.
+    farm.append(&mut client, claiming(production(POWDER, "FARM-P-2"), CERT_BODY, "CQC-MP-1")).await.unwrap();
+    let misused = verify(&mut client, code(&format!("{POWDER}/FARM-P-2"))).await;
+    assert_eq!(misused.verdict, "INVALID", "{misused:#?}");
+    let misuse = check(&misused, "certificate");
+    assert!(
+        misuse.detail.contains("冒用") && misuse.detail.contains(FARM) && misuse.detail.contains(FACTORY),
+        "{}",
+        misuse.detail
+    );
 
     // The lab finds melamine in raw-milk lot RM-1 and the regulator orders
     // a recall of it.
@@ -181,7 +276,8 @@ async fn milk_powder_recall_story() {
     assert!(size < 256 * 1024, "bundle of a typical product is small: {size} bytes");
 
     // The certification body suspends the certificate: WARNING with history.
-    cast.body
+    let suspended = cast
+        .body
         .append(&mut client, suspend(CERT_BODY, "CQC-MP-1", "raw-milk supplier under investigation"))
         .await
         .unwrap();
@@ -225,6 +321,30 @@ async fn milk_powder_recall_story() {
         .unwrap()
         .into_inner();
     assert_eq!(shown_for.verdict, "INVALID");
+
+    // Every subject of the story, online and offline: VALID, WARNING and
+    // INVALID lots, the product line, the certificate, and records.
+    let temp = tempfile::tempdir().expect("temp dir");
+    let subjects = [
+        (asked_product(&format!("{POWDER}/P-1")), "INVALID"),
+        (asked_product(&format!("https://id.gs1.org/01/{POWDER}/10/P-2")), "WARNING"),
+        (asked_product(&format!("(01){POWDER}(21)P-2-0001")), "WARNING"),
+        (asked_product(&format!("{POWDER}/FARM-P-1")), "VALID"),
+        (asked_product(&format!("{POWDER}/FARM-P-2")), "INVALID"),
+        (asked_product(&format!("{POWDER}/P-FAKE")), "INVALID"),
+        (asked_product("04006381333931/OTHER-1"), "INVALID"),
+        (asked_product(&format!("(01){POWDER}")), "WARNING"),
+        (asked_certificate(CERT_BODY, "CQC-MP-1"), "WARNING"),
+        (asked_record(&node, &rm1), "INVALID"),
+        (asked_record(&node, &rm2), "VALID"),
+        (asked_record(&node, &type_test), "INVALID"),
+        (asked_record(&node, &issued), "INVALID"),
+        (asked_record(&node, &suspended), "WARNING"),
+    ];
+    for (asked, verdict) in &subjects {
+        let report = same_online_and_offline(&mut client, &node, temp.path(), asked).await;
+        assert_eq!(report["verdict"], *verdict, "{:?}: {report:#}", asked.words);
+    }
 
     // Altered bytes in a bundle are caught offline.
     let mut bundle = client

@@ -745,3 +745,32 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         data = &data[end + 2 + size + 2..];
     }
 }
+
+/// What one run of `qtrace` produced.
+pub struct Run {
+    pub code: i32,
+    pub json: serde_json::Value,
+    pub stderr: String,
+}
+
+/// Runs `qtrace --node <url> --json ARGS`, isolated from the caller's
+/// QTRACE_* variables. Stdout must be one JSON object.
+pub fn qtrace(node: &Node, args: &[&str]) -> Run {
+    let out = Command::new(binary("qtrace"))
+        .args(["--node", &node.url, "--json"])
+        .args(args)
+        .env_remove("QTRACE_NODE")
+        .env_remove("QTRACE_KEY")
+        .env_remove("QTRACE_ORG")
+        .env_remove("QTRACE_VKEY")
+        .env_remove("QTRACE_TRUST")
+        .env_remove("QTRACE_RESOLVER")
+        .output()
+        .expect("running qtrace");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("qtrace {args:?}: stdout is not one JSON object ({e}):\n{stdout}\nstderr: {stderr}")
+    });
+    Run { code: out.status.code().unwrap_or(-1), json, stderr }
+}

@@ -1,7 +1,7 @@
 //! Certificates: their history and status on a date, the checks of one
 //! certificate, and which certificates a product claims or is covered by.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::IndexKey;
 use crate::hash::LogId;
@@ -234,24 +234,70 @@ pub(super) fn certificate_checks(
     Ok(status)
 }
 
+/// Who made a lot, by one of its origin records: the signer's organisation
+/// and the factory GLN the record names (empty when it names none).
+struct Maker {
+    uscc: Uscc,
+    factory_gln: String,
+}
+
+impl Maker {
+    fn of(ctx: &Ctx<'_>, origin: &Record) -> Option<Maker> {
+        let uscc = ctx.view.registry().key(&origin.entry.signer)?.uscc.clone();
+        let factory_gln = match origin.body() {
+            Some(Body::Production(p)) => p.factory_gln.clone(),
+            Some(Body::Transformation(t)) => t.factory_gln.clone(),
+            _ => String::new(),
+        };
+        Some(Maker { uscc, factory_gln })
+    }
+
+    /// A certificate applies to lots its holder made, or its named
+    /// manufacturer made in its named factory (when both name one).
+    fn covered_by(&self, issued: &pb::CertificateIssued) -> bool {
+        let organisation = self.uscc.as_str() == issued.holder_uscc || self.uscc.as_str() == issued.manufacturer_uscc;
+        let factory =
+            issued.factory_gln.is_empty() || self.factory_gln.is_empty() || self.factory_gln == issued.factory_gln;
+        organisation && factory
+    }
+}
+
+/// "Name (USCC)" of a registered organisation, or the bare code.
+fn organisation_text(ctx: &Ctx<'_>, uscc: &str) -> String {
+    let name = Uscc::parse(uscc).ok().and_then(|u| ctx.view.registry().organisation(&u).map(|o| o.name.clone()));
+    match name {
+        Some(name) => format!("{name} ({uscc})"),
+        None => uscc.to_string(),
+    }
+}
+
+/// The certificate check of a product: the certificates its lot's origin
+/// records claim, and those issued for its GTIN. `origins` is `None` for a
+/// whole product line (no lot), where a certificate for the GTIN counts;
+/// for a lot, a certificate counts only if the lot's maker is its holder
+/// (or its manufacturer and factory), and a lot claiming someone else's
+/// certificate is INVALID (冒用).
 pub(super) fn certificates_for_product(
     ctx: &Ctx<'_>,
     gtin: &Gtin,
-    origins: &[Record],
+    origins: Option<&[Record]>,
     checks: &mut Vec<Check>,
     used: &mut Vec<Record>,
     views: &mut Vec<CertificateView>,
 ) -> Result<(), VerdictError> {
     let today = ctx.view.today();
-    // Claimed: documents of kind "certificate" with id "ISSUER/NUMBER".
-    let mut claimed: BTreeSet<(String, String)> = BTreeSet::new();
-    for origin in origins {
+    let makers: Option<Vec<Maker>> = origins.map(|o| o.iter().filter_map(|r| Maker::of(ctx, r)).collect());
+    // Claimed: documents of kind "certificate" with id "ISSUER/NUMBER", and
+    // who claims each (the makers of the origin records naming it).
+    let mut claimed: BTreeMap<(String, String), Vec<Maker>> = BTreeMap::new();
+    for origin in origins.unwrap_or_default() {
         if let Some(event) = &origin.event {
             for doc in &event.event.documents {
                 if doc.kind == "certificate"
                     && let Some((issuer, number)) = doc.id.split_once('/')
                 {
-                    claimed.insert((issuer.to_string(), number.to_string()));
+                    let claimants = claimed.entry((issuer.to_string(), number.to_string())).or_default();
+                    claimants.extend(Maker::of(ctx, origin));
                 }
             }
         }
@@ -273,7 +319,9 @@ pub(super) fn certificates_for_product(
     let mut warnings = Vec::new();
     let mut good = Vec::new();
     let mut evidence = Vec::new();
-    for key in claimed.union(&covering) {
+    let mut others = Vec::new();
+    let keys: BTreeSet<&(String, String)> = claimed.keys().chain(covering.iter()).collect();
+    for key in keys {
         let Ok(issuer) = Uscc::parse(&key.0) else {
             problems.push(format!("claims certificate {}/{} with an invalid issuer code", key.0, key.1));
             continue;
@@ -304,6 +352,34 @@ pub(super) fn certificates_for_product(
             ));
             continue;
         }
+        if let Some(Body::CertificateIssued(issued)) = history.issued.body() {
+            let holder = organisation_text(ctx, &issued.holder_uscc);
+            let misused: Vec<String> = claimed
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter(|m| !m.covered_by(issued))
+                .map(|m| organisation_text(ctx, m.uscc.as_str()))
+                .collect();
+            if !misused.is_empty() {
+                problems.push(format!(
+                    "{} claims certificate {}/{}, which is held by {holder} — a certificate used by another \
+                     organisation (冒用)",
+                    misused.join(", "),
+                    key.0,
+                    key.1
+                ));
+                continue;
+            }
+            if !claimed.contains_key(key)
+                && let Some(makers) = &makers
+                && !makers.iter().any(|m| m.covered_by(issued))
+            {
+                // Issued for this GTIN to someone else: not about this lot.
+                others.push(format!("{}/{} is held by {holder}", key.0, key.1));
+                continue;
+            }
+        }
         let status = history.status_on(today);
         let view = history.view(today);
         match status {
@@ -324,11 +400,22 @@ pub(super) fn certificates_for_product(
         checks.push(Check::new("certificate", Severity::Invalid, problems.join("; "), evidence));
     } else if !warnings.is_empty() {
         checks.push(Check::new("certificate", Severity::Warning, warnings.join("; "), evidence));
-    } else if good.is_empty() {
+    } else if good.is_empty() && others.is_empty() {
         checks.push(Check::new(
             "certificate",
             Severity::Ok,
             "no certificate is recorded for this product (未见认证记录; not every product needs one)",
+            evidence,
+        ));
+    } else if good.is_empty() {
+        checks.push(Check::new(
+            "certificate",
+            Severity::Ok,
+            format!(
+                "not certified (未认证): no certificate covers this lot's maker; certificates for this GTIN belong \
+                 to other organisations: {} (not every product needs one)",
+                others.join("; ")
+            ),
             evidence,
         ));
     } else {

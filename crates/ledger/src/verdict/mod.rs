@@ -19,6 +19,8 @@ mod checks;
 mod product;
 mod record;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use crate::hash::LogId;
 use crate::ids::{Date, Gtin, Lot, ProductCode, Uscc};

@@ -125,7 +125,7 @@ pub fn verify_product(
     // Certificates: those the producer claims for the lot, and those that
     // cover the GTIN.
     let mut certificate_views = Vec::new();
-    certificates_for_product(&ctx, &code.gtin, &origins, &mut checks, &mut used, &mut certificate_views)?;
+    certificates_for_product(&ctx, &code.gtin, Some(&origins), &mut checks, &mut used, &mut certificate_views)?;
 
     // Blacklist: the producers of this lot.
     let producers: BTreeSet<Uscc> =
@@ -182,7 +182,7 @@ fn product_line(ctx: Ctx<'_>, code: &ProductCode, subject: String) -> Result<Rep
         Vec::new(),
     )];
     let mut views = Vec::new();
-    certificates_for_product(&ctx, &code.gtin, &[], &mut checks, &mut used, &mut views)?;
+    certificates_for_product(&ctx, &code.gtin, None, &mut checks, &mut used, &mut views)?;
     // Recalls of the whole GTIN (no lot restriction).
     let mut recalls = Vec::new();
     for id in ctx.view.lookup(&IndexKey::RecallOf(code.gtin.clone()), trace::MAX_PER_KEY)? {

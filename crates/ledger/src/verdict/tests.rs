@@ -52,6 +52,8 @@ struct World {
     unproven: Vec<&'static str>,
     /// The log showed a second, different tree of the same size.
     forked: bool,
+    /// Different-size evidence about an honest log, with no proof.
+    reported: bool,
     /// Trusted witness cosigns the checkpoint.
     cosigned: bool,
     quorum: usize,
@@ -75,6 +77,7 @@ impl World {
             tampered: Vec::new(),
             unproven: Vec::new(),
             forked: false,
+            reported: false,
             cosigned: false,
             quorum: 0,
             at: None,
@@ -157,6 +160,23 @@ impl World {
                 detail: "two roots for one size".into(),
                 detected_at_micros: 0,
                 source: "a peer".into(),
+                proof: Vec::new(),
+            });
+        }
+        if self.reported {
+            // A peer claims the honest log's smaller checkpoint conflicts
+            // with its larger one, with no proof: an alarm, not proof.
+            let smaller = size - 1;
+            let root = tree.root_at(smaller).unwrap_or_else(|e| panic!("{e}"));
+            let earlier = Checkpoint { size: smaller, root, ..checkpoint.clone() };
+            view.add_equivocation(pb::Equivocation {
+                log_id: self.log.log_id.0.to_vec(),
+                note_a: note::sign_checkpoint(&earlier, &signer).unwrap_or_else(|e| panic!("{e}")),
+                note_b: note::sign_checkpoint(&checkpoint, &signer).unwrap_or_else(|e| panic!("{e}")),
+                detail: "a peer's consistency proof did not verify".into(),
+                detected_at_micros: 0,
+                source: "a peer".into(),
+                proof: Vec::new(),
             });
         }
         let trust = Trust { logs: vec![signer.verifier()], witnesses: vec![witness().verifier()] };
@@ -329,6 +349,7 @@ fn rows() -> Vec<Row> {
         }, Subject::Code("09520123456788/L-RIVAL"), VALID, "blacklist", Some(Ok), "未列入黑名单"),
         // Equivocation (same-size fork only) and witnesses.
         row("a log that signed two trees of one size", |w| w.forked = true, Subject::Code(LOT_CODE), INVALID, "equivocation", Some(Invalid), "分叉"),
+        row("a peer's unproven claim about an honest log", |w| w.reported = true, Subject::Code(LOT_CODE), WARNING, "equivocation", Some(Warning), "reported"),
         row("an honest log", nothing, Subject::Code(LOT_CODE), VALID, "equivocation", None, ""),
         row("a checkpoint short of the witness quorum", |w| w.quorum = 1, Subject::Code(LOT_CODE), WARNING, "witnesses", Some(Warning), "cosigned by 0 of the 1"),
         row("a checkpoint the witness cosigned", |w| { w.quorum = 1; w.cosigned = true; }, Subject::Code(LOT_CODE), VALID, "witnesses", None, ""),

@@ -2,7 +2,6 @@
 //! (sequence, chain, record format, signatures, rebuilt root against the
 //! signed checkpoint) before a single entry is stored.
 
-use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event;
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -11,6 +10,7 @@ use qtrace_ledger::note;
 use qtrace_ledger::pb;
 use qtrace_ledger::signing::{self, BatchItem};
 use qtrace_ledger::store::{LogStore, NewEntry};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
 use super::{Peer, hashes};

@@ -2,12 +2,12 @@
 //! entries and the peer proved it extends the last one cosigned, and takes
 //! witnesses' cosignatures of its own checkpoints.
 
-use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::note::{self, Note};
 use qtrace_ledger::pb;
 use qtrace_ledger::store::{LogStore, StoreError};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
 use super::evidence::evidence;

@@ -1,11 +1,11 @@
 //! Gossip: comparing the checkpoints a peer holds of other logs with this
 //! node's own view of them.
 
-use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
 use super::evidence::{evidence, mirror_evidence};

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_ledger::event::{self, IndexKey};
 use qtrace_ledger::merkle::CompactRange;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
 use qtrace_ledger::store::LogStore;
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
 use super::chunk::{StoreNodes, check_against_target, store_verified, verify_chunk};

@@ -9,38 +9,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use qtrace_client::keyfile;
 use qtrace_ledger::pb::{self, event::Body};
 use qtrace_tests::*;
 use serde_json::{Value, json};
-
-/// What one run of `qtrace` produced.
-struct Run {
-    code: i32,
-    json: Value,
-    stderr: String,
-}
-
-/// Runs `qtrace --node <url> --json ARGS`, isolated from the caller's
-/// QTRACE_* variables. Stdout must be one JSON object.
-fn qtrace(node: &Node, args: &[&str]) -> Run {
-    let out = Command::new(binary("qtrace"))
-        .args(["--node", &node.url, "--json"])
-        .args(args)
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_KEY")
-        .env_remove("QTRACE_ORG")
-        .output()
-        .expect("running qtrace");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!("qtrace {args:?}: stdout is not one JSON object ({e}):\n{stdout}\nstderr: {stderr}")
-    });
-    Run { code: out.status.code().unwrap_or(-1), json, stderr }
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")

@@ -22,7 +22,7 @@ use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, MemTree};
 use qtrace_ledger::note::{self, Verifier};
 use qtrace_ledger::pb;
-use qtrace_ledger::store::dedup_key;
+use qtrace_store::dedup_key;
 use qtrace_tests::*;
 use tokio_stream::StreamExt;
 use tonic::Code;

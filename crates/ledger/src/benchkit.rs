@@ -1,7 +1,7 @@
 //! What the benchmarks share (feature `bench`, for benchmarks only): the
 //! printed table with its ratios and the `BENCH-SUMMARY` JSON, a few
 //! helpers, and in [`workload`] the realistic events the store and append
-//! benchmarks write. Used by qtrace-ledger's `benches/store.rs` and
+//! benchmarks write. Used by qtrace-store's `benches/store.rs` and
 //! `benches/verdict.rs` and by qtrace-node's `benches/append.rs` and
 //! `benches/mirror.rs`, so there is one copy. Each benchmark sets the node's
 //! allocator (mimalloc) itself: a library must not choose the allocator of

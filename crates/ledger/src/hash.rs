@@ -90,6 +90,15 @@ impl LogId {
     }
 }
 
+/// Identity of a submission for idempotency: the same signer submitting the
+/// same event bytes is the same record, whatever the signature bytes.
+pub fn dedup_key(signer: &[u8; 32], event: &[u8]) -> [u8; 32] {
+    let mut data = Vec::with_capacity(32 + event.len());
+    data.extend_from_slice(signer);
+    data.extend_from_slice(event);
+    sha256(&data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,8 +126,7 @@ fn exact_bytes_match_the_independent_vectors() {
         ("cosignature_line", format!("{cosignature}\n").into_bytes()),
         ("witness_vkey", witness.verifier().to_string().into_bytes()),
     ];
-    #[cfg(feature = "store")]
-    computed.push(("dedup_key", crate::store::dedup_key(&signer.public_key().to_bytes(), &event_bytes).to_vec()));
+    computed.push(("dedup_key", crate::hash::dedup_key(&signer.public_key().to_bytes(), &event_bytes).to_vec()));
     let mut wrong = Vec::new();
     for (name, got) in &computed {
         if got.as_slice() != v.bytes(name) {

@@ -32,10 +32,10 @@ pub mod merkle;
 pub mod note;
 pub mod registry;
 pub mod signing;
-#[cfg(feature = "store")]
-pub mod store;
-#[cfg(test)]
-pub(crate) mod testkit;
+/// Builders for tests (this crate's and the store's): example events, the
+/// cast of organisations, an in-memory signed log.
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod trace;
 pub mod verdict;
 pub mod view;

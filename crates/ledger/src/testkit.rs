@@ -19,47 +19,47 @@ use crate::registry::{AuthError, Authority, Records, Registry};
 use crate::signing::SecretKey;
 
 /// The market regulator that operates the log (上海市市场监督管理局).
-pub(crate) const REGULATOR: &str = "91310000MA1K2Q7A5L";
+pub const REGULATOR: &str = "91310000MA1K2Q7A5L";
 /// A certification body (认证机构).
-pub(crate) const CERT_BODY: &str = "913301007042187B2H";
+pub const CERT_BODY: &str = "913301007042187B2H";
 /// A testing lab (检验检测机构).
-pub(crate) const LAB: &str = "914403007152672A21";
+pub const LAB: &str = "914403007152672A21";
 /// A manufacturer of infant formula (生产企业).
-pub(crate) const MANUFACTURER: &str = "9144030071526726XG";
+pub const MANUFACTURER: &str = "9144030071526726XG";
 /// A retailer; `92…` is an individual business (个体工商户), a corner shop.
-pub(crate) const RETAILER: &str = "92320900MA1N3T5C5Q";
+pub const RETAILER: &str = "92320900MA1N3T5C5Q";
 /// A distributor (经销商).
-pub(crate) const DISTRIBUTOR: &str = "91320500MA1PQ8TN85";
+pub const DISTRIBUTOR: &str = "91320500MA1PQ8TN85";
 /// A second manufacturer, a competitor of the first.
-pub(crate) const MANUFACTURER_2: &str = "91110108MA01C4RB6J";
+pub const MANUFACTURER_2: &str = "91110108MA01C4RB6J";
 /// A second certification body.
-pub(crate) const CERT_BODY_2: &str = "91330100MA2H3K6D1P";
+pub const CERT_BODY_2: &str = "91330100MA2H3K6D1P";
 /// A valid code that no record registers.
-pub(crate) const UNREGISTERED: &str = "91510100MA6CB7NE9L";
+pub const UNREGISTERED: &str = "91510100MA6CB7NE9L";
 
 /// Infant formula, in the scope of the lab and both certification bodies.
-pub(crate) const GTIN_FORMULA: &str = "09520123456788";
+pub const GTIN_FORMULA: &str = "09520123456788";
 /// Milk powder, the formula's raw material; also in scope.
-pub(crate) const GTIN_POWDER: &str = "06931234567899";
+pub const GTIN_POWDER: &str = "06931234567899";
 /// A GTIN-13 (stored as 14 digits) outside every accreditation's scope.
-pub(crate) const GTIN_OUT_OF_SCOPE: &str = "04006381333931";
+pub const GTIN_OUT_OF_SCOPE: &str = "04006381333931";
 /// The manufacturer's factory.
-pub(crate) const GLN_FACTORY: &str = "6931234000013";
+pub const GLN_FACTORY: &str = "6931234000013";
 /// The distributor's warehouse.
-pub(crate) const GLN_WAREHOUSE: &str = "0614141000012";
+pub const GLN_WAREHOUSE: &str = "0614141000012";
 /// The lot produced on the example date.
-pub(crate) const LOT: &str = "L20250615A";
+pub const LOT: &str = "L20250615A";
 /// The certificate of the examples.
-pub(crate) const CERT_NUMBER: &str = "CQC2025010801234567";
+pub const CERT_NUMBER: &str = "CQC2025010801234567";
 /// The day every example event happens, at 10:00 China Standard Time.
-pub(crate) const EVENT_DATE: &str = "2025-06-15";
+pub const EVENT_DATE: &str = "2025-06-15";
 /// GTIN prefixes (of the 14-digit form) the accreditations cover.
-pub(crate) const SCOPE_PREFIXES: [&str; 2] = ["0952012", "0693123"];
+pub const SCOPE_PREFIXES: [&str; 2] = ["0952012", "0693123"];
 
 /// The keys of the tests, each from a fixed seed, and the organisation each
 /// acts for once [`TestLog::standard`] has registered it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Who {
+pub enum Who {
     /// The log's own key: signs genesis and checkpoints.
     Log,
     /// The root authority named in genesis, acting for the regulator.
@@ -80,7 +80,7 @@ pub(crate) enum Who {
 impl Who {
     /// Every key that [`TestLog::standard`] registers as an admin key of its
     /// organisation, with that organisation.
-    pub(crate) const ADMINS: [(Who, &'static str); 7] = [
+    pub const ADMINS: [(Who, &'static str); 7] = [
         (Who::CertBody, CERT_BODY),
         (Who::Lab, LAB),
         (Who::Manufacturer, MANUFACTURER),
@@ -106,56 +106,56 @@ impl Who {
         }
     }
 
-    pub(crate) fn secret(self) -> SecretKey {
+    pub fn secret(self) -> SecretKey {
         SecretKey::from_seed(&[self.seed(); 32])
     }
 
-    pub(crate) fn public(self) -> [u8; 32] {
+    pub fn public(self) -> [u8; 32] {
         self.secret().public_key().to_bytes()
     }
 }
 
 /// The log id of the log signed by [`Who::Log`].
-pub(crate) fn log_id() -> LogId {
+pub fn log_id() -> LogId {
     LogId::of_key(&Who::Log.public())
 }
 
 /// The canonical encoding: what a client signs and the node stores.
-pub(crate) fn encode(event: &pb::Event) -> Vec<u8> {
+pub fn encode(event: &pb::Event) -> Vec<u8> {
     event.encode_to_vec()
 }
 
 /// Decodes an event the test built, failing the test with the field path if
 /// it is not valid.
-pub(crate) fn valid(event: &pb::Event) -> ValidEvent {
+pub fn valid(event: &pb::Event) -> ValidEvent {
     event::decode_event(&encode(event)).unwrap_or_else(|e| panic!("test event is invalid: {e}"))
 }
 
 /// 10:00 China Standard Time (+08:00) on `date` ("YYYY-MM-DD").
-pub(crate) fn time_on(date: &str) -> pb::EventTime {
+pub fn time_on(date: &str) -> pb::EventTime {
     let day = Date::parse_iso(date).unwrap_or_else(|e| panic!("test date {date:?}: {e}"));
     pb::EventTime { unix_millis: day.days_since_epoch() * 86_400_000 + 2 * 3_600_000, offset_minutes: 480 }
 }
 
 /// `event` moved to 10:00 CST on `date`.
-pub(crate) fn on(mut event: pb::Event, date: &str) -> pb::Event {
+pub fn on(mut event: pb::Event, date: &str) -> pb::Event {
     event.event_time = Some(time_on(date));
     event
 }
 
-pub(crate) fn record_ref(log: LogId, seq: u64, hash: EntryHash) -> pb::RecordRef {
+pub fn record_ref(log: LogId, seq: u64, hash: EntryHash) -> pb::RecordRef {
     pb::RecordRef { log_id: log.0.to_vec(), seq, entry_hash: hash.0.to_vec() }
 }
 
 /// A well-formed reference to a record of some other log; the examples use
 /// it wherever a body names an earlier record.
-pub(crate) fn placeholder_ref() -> pb::RecordRef {
+pub fn placeholder_ref() -> pb::RecordRef {
     record_ref(LogId([0x5a; 32]), 41, EntryHash([0xa5; 32]))
 }
 
 /// `event` with every record reference it holds (parents and the references
 /// inside recall progress, recall closed and correction bodies) set to `to`.
-pub(crate) fn with_refs(mut event: pb::Event, to: &pb::RecordRef) -> pb::Event {
+pub fn with_refs(mut event: pb::Event, to: &pb::RecordRef) -> pb::Event {
     for parent in &mut event.parents {
         *parent = to.clone();
     }
@@ -173,15 +173,15 @@ pub(crate) fn with_refs(mut event: pb::Event, to: &pb::RecordRef) -> pb::Event {
     event
 }
 
-pub(crate) fn product(gtin: &str, lot: &str, serial: &str) -> pb::ProductKey {
+pub fn product(gtin: &str, lot: &str, serial: &str) -> pb::ProductKey {
     pb::ProductKey { gtin: gtin.into(), lot: lot.into(), serial: serial.into() }
 }
 
-pub(crate) fn lot_quantity(gtin: &str, lot: &str, value: f64, unit: &str) -> pb::LotQuantity {
+pub fn lot_quantity(gtin: &str, lot: &str, value: f64, unit: &str) -> pb::LotQuantity {
     pb::LotQuantity { product: Some(product(gtin, lot, "")), quantity: Some(pb::Quantity { value, unit: unit.into() }) }
 }
 
-pub(crate) fn cert_key(issuer: &str, number: &str) -> pb::CertificateKey {
+pub fn cert_key(issuer: &str, number: &str) -> pb::CertificateKey {
     pb::CertificateKey { issuer_uscc: issuer.into(), number: number.into() }
 }
 
@@ -226,7 +226,7 @@ fn test_items() -> Vec<pb::TestItem> {
 
 /// The accreditation of a certification body (认证机构批准): any standard,
 /// the scope prefixes, March 2023 to February 2028.
-pub(crate) fn cert_body_accreditation(number: &str) -> pb::Accreditation {
+pub fn cert_body_accreditation(number: &str) -> pb::Accreditation {
     pb::Accreditation {
         number: number.into(),
         gtin_prefixes: SCOPE_PREFIXES.map(String::from).to_vec(),
@@ -238,7 +238,7 @@ pub(crate) fn cert_body_accreditation(number: &str) -> pb::Accreditation {
 
 /// The lab's accreditation (资质认定, CMA): three standards, the scope
 /// prefixes, 2024 to 2027.
-pub(crate) fn lab_accreditation() -> pb::Accreditation {
+pub fn lab_accreditation() -> pb::Accreditation {
     pb::Accreditation {
         number: "CMA 201919000123".into(),
         gtin_prefixes: SCOPE_PREFIXES.map(String::from).to_vec(),
@@ -249,7 +249,7 @@ pub(crate) fn lab_accreditation() -> pb::Accreditation {
 }
 
 /// A regulator's registration of an organisation.
-pub(crate) fn org_registered(
+pub fn org_registered(
     uscc: &str,
     name: &str,
     roles: &[pb::Role],
@@ -270,7 +270,7 @@ pub(crate) fn org_registered(
 }
 
 /// A key registration for `uscc`.
-pub(crate) fn key_registered(uscc: &str, key: Who, person: &str, title: &str, admin: bool) -> pb::Event {
+pub fn key_registered(uscc: &str, key: Who, person: &str, title: &str, admin: bool) -> pb::Event {
     event(
         org_subject(uscc),
         Body::KeyRegistered(pb::KeyRegistered {
@@ -286,7 +286,7 @@ pub(crate) fn key_registered(uscc: &str, key: Who, person: &str, title: &str, ad
 /// The registrations [`TestLog::standard`] replays after genesis: the
 /// organisations with their roles, then their admin keys and the
 /// manufacturer's clerk.
-pub(crate) fn standard_registrations() -> Vec<pb::Event> {
+pub fn standard_registrations() -> Vec<pb::Event> {
     use pb::Role;
     let mut events = vec![
         org_registered(
@@ -318,7 +318,7 @@ pub(crate) fn standard_registrations() -> Vec<pb::Event> {
 
 /// A valid example event of `kind`, dated [`EVENT_DATE`]. Bodies that name
 /// earlier records name [`placeholder_ref`]; see [`with_refs`].
-pub(crate) fn example(kind: EventKind) -> pb::Event {
+pub fn example(kind: EventKind) -> pb::Event {
     use pb::Role;
     let cert = || Some(cert_key(CERT_BODY, CERT_NUMBER));
     match kind {
@@ -607,21 +607,21 @@ pub(crate) fn example(kind: EventKind) -> pb::Event {
 /// An in-memory log: entries signed by the test keys and chained from the
 /// log id, and the registry the node would derive from them.
 #[derive(Debug)]
-pub(crate) struct TestLog {
-    pub(crate) log_id: LogId,
-    pub(crate) entries: Vec<Entry>,
-    pub(crate) registry: Registry,
+pub struct TestLog {
+    pub log_id: LogId,
+    pub entries: Vec<Entry>,
+    pub registry: Registry,
 }
 
 impl TestLog {
     /// A log with no entries.
-    pub(crate) fn empty() -> Self {
+    pub fn empty() -> Self {
         TestLog { log_id: log_id(), entries: Vec::new(), registry: Registry::new(Who::Log.public()) }
     }
 
     /// Genesis (root authority [`Who::Regulator`]), then
     /// [`standard_registrations`], each authorised and applied.
-    pub(crate) fn standard() -> Self {
+    pub fn standard() -> Self {
         let mut log = Self::empty();
         log.append(Who::Log, &example(EventKind::Genesis)).unwrap_or_else(|e| panic!("genesis: {e}"));
         for event in standard_registrations() {
@@ -630,12 +630,12 @@ impl TestLog {
         log
     }
 
-    pub(crate) fn next_seq(&self) -> u64 {
+    pub fn next_seq(&self) -> u64 {
         self.entries.len() as u64
     }
 
     /// The entry `who` would append next for `event`, signed and chained.
-    pub(crate) fn sign(&self, who: Who, event: &pb::Event) -> Entry {
+    pub fn sign(&self, who: Who, event: &pb::Event) -> Entry {
         let bytes = encode(event);
         let millis = event.event_time.as_ref().map_or(0, |t| t.unix_millis);
         Entry {
@@ -649,13 +649,13 @@ impl TestLog {
     }
 
     /// Whether `who` may append `event` now.
-    pub(crate) fn authorize(&self, who: Who, event: &pb::Event) -> Result<Authority, AuthError> {
+    pub fn authorize(&self, who: Who, event: &pb::Event) -> Result<Authority, AuthError> {
         self.registry.authorize(self.next_seq(), &who.public(), &valid(event), self)
     }
 
     /// Authorises `event`, then appends it and applies it to the registry,
     /// as the node does; returns the reference to the new record.
-    pub(crate) fn append(&mut self, who: Who, event: &pb::Event) -> Result<pb::RecordRef, AuthError> {
+    pub fn append(&mut self, who: Who, event: &pb::Event) -> Result<pb::RecordRef, AuthError> {
         self.authorize(who, event)?;
         let entry = self.sign(who, event);
         self.registry.apply(entry.seq, &entry.signer, &valid(event));
@@ -664,12 +664,12 @@ impl TestLog {
     }
 
     /// [`TestLog::append`] for an event the test expects to be accepted.
-    pub(crate) fn accept(&mut self, who: Who, event: &pb::Event) -> pb::RecordRef {
+    pub fn accept(&mut self, who: Who, event: &pb::Event) -> pb::RecordRef {
         self.append(who, event).unwrap_or_else(|e| panic!("{who:?} was refused: {e}"))
     }
 
     /// The reference to entry `seq`.
-    pub(crate) fn record_ref(&self, seq: u64) -> pb::RecordRef {
+    pub fn record_ref(&self, seq: u64) -> pb::RecordRef {
         let entry = usize::try_from(seq).ok().and_then(|i| self.entries.get(i));
         let entry = entry.unwrap_or_else(|| panic!("entry {seq} is not in the test log"));
         record_ref(self.log_id, seq, entry.hash())

@@ -913,7 +913,7 @@ fn measure_verify(n: usize) -> (f64, f64) {
 }
 
 // ---------------------------------------------------------------------------
-// Workload: the same shapes as crates/ledger/benches/store.rs
+// Workload: the same shapes as crates/store/benches/store.rs
 
 fn sign_event(signers: &Signers, i: u64, millis: i64) -> pb::SignedEvent {
     let key = if i % 10 >= 8 { &signers.lab } else { &signers.factory };

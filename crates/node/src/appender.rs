@@ -22,7 +22,7 @@ use qtrace_ledger::merkle::Hash;
 use qtrace_ledger::note::Signer;
 use qtrace_ledger::pb;
 use qtrace_ledger::registry::{AuthError, RecordInfo, Records, RecordsError, Registry};
-use qtrace_ledger::store::{LogStore, NewEntry, StoreError};
+use qtrace_store::{LogStore, NewEntry, StoreError};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::logs::Logs;
@@ -449,7 +449,7 @@ impl Writer {
         pending: &mut PendingRecords<'_>,
         in_batch: &mut HashMap<[u8; 32], (u64, EntryHash, i64)>,
     ) -> Slot {
-        let dedup = qtrace_ledger::store::dedup_key(&verified.signer, &verified.event_bytes);
+        let dedup = qtrace_store::dedup_key(&verified.signer, &verified.event_bytes);
         if let Some((seq, hash, logged_at)) = in_batch.get(&dedup) {
             return Slot::Duplicate { seq: *seq, entry_hash: *hash, logged_at_micros: *logged_at };
         }
@@ -568,7 +568,7 @@ mod tests {
     use qtrace_ledger::ids::Uscc;
     use qtrace_ledger::pb::event::Body;
     use qtrace_ledger::signing::SecretKey;
-    use qtrace_ledger::store::SledStore;
+    use qtrace_store::SledStore;
 
     use super::*;
 

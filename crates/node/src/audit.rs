@@ -14,7 +14,7 @@ use qtrace_ledger::event;
 use qtrace_ledger::hash::EntryHash;
 use qtrace_ledger::merkle::{CompactRange, Hash};
 use qtrace_ledger::note::{self, Verifier};
-use qtrace_ledger::store::LogStore;
+use qtrace_store::LogStore;
 
 /// The first inconsistency found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use qtrace_ledger::hash::LogId;
-use qtrace_ledger::store::{LogStore, SledStore};
+use qtrace_store::{LogStore, SledStore};
 
 /// Every log this node keeps: its own and its mirrors.
 pub struct Logs {

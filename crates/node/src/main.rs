@@ -76,7 +76,7 @@ struct Args {
     /// sled page cache in MiB, for reads and unflushed writes. sled treats it
     /// as a target, not a cap, and also keeps 1-2.5 KiB per stored entry
     /// of bookkeeping in memory (README, "Memory"). Used by `mirror` too.
-    #[arg(long, default_value_t = qtrace_ledger::store::DEFAULT_CACHE_BYTES >> 20)]
+    #[arg(long, default_value_t = qtrace_store::DEFAULT_CACHE_BYTES >> 20)]
     cache_mb: u64,
     /// Deepest trace (steps from the start) a trace or verdict may walk.
     #[arg(long, default_value_t = 64)]

@@ -23,8 +23,8 @@ use qtrace_ledger::note::{self, Signer, Verifier};
 use qtrace_ledger::pb::{self, event::Body};
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::{PublicKey, SecretKey};
-use qtrace_ledger::store::{LogStore, NewEntry, SledStore};
 use qtrace_rpc::keyfile;
+use qtrace_store::{LogStore, NewEntry, SledStore};
 use serde::Deserialize;
 
 /// USCC of the development operator (the published example code).

@@ -7,9 +7,9 @@
 use qtrace_ledger::event::EventError;
 use qtrace_ledger::registry::RefusalClass;
 use qtrace_ledger::signing::SignatureError;
-use qtrace_ledger::store::StoreError;
 use qtrace_ledger::trace::TraceError;
 use qtrace_ledger::verdict::VerdictError;
+use qtrace_store::StoreError;
 use tonic::Status;
 
 use crate::appender::AppendError;

@@ -15,9 +15,9 @@ use qtrace_ledger::ids::Date;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
 use qtrace_ledger::registry::Registry;
-use qtrace_ledger::store::LogStore;
 use qtrace_ledger::verdict::Trust;
 use qtrace_ledger::view::{Proven, Record, RecordId, View, ViewError};
+use qtrace_store::LogStore;
 
 use crate::federation::Federation;
 

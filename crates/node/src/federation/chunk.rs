@@ -9,8 +9,8 @@ use qtrace_ledger::merkle::{self, CompactRange, Hash};
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
 use qtrace_ledger::signing::{self, BatchItem};
-use qtrace_ledger::store::{LogStore, NewEntry};
 use qtrace_rpc::rpc::ledger_client::LedgerClient;
+use qtrace_store::{LogStore, NewEntry};
 use tonic::transport::Channel;
 
 use super::{Peer, hashes};
@@ -27,7 +27,7 @@ pub(super) fn store_verified(
     store: &LogStore,
     entries: &[NewEntry],
     mut note: Option<String>,
-) -> Result<qtrace_ledger::store::Head, qtrace_ledger::store::StoreError> {
+) -> Result<qtrace_store::Head, qtrace_store::StoreError> {
     let parts = entries.len().div_ceil(STORE_PART);
     let mut head = store.head();
     for (i, part) in entries.chunks(STORE_PART).enumerate() {
@@ -116,7 +116,7 @@ pub(super) fn verify_chunk(
 pub(super) struct StoreNodes<'a>(pub(super) &'a LogStore);
 
 impl merkle::NodeSource for StoreNodes<'_> {
-    type Error = qtrace_ledger::store::StoreError;
+    type Error = qtrace_store::StoreError;
 
     fn node(&self, id: merkle::NodeId) -> Result<Hash, Self::Error> {
         self.0.node(id)

@@ -6,8 +6,8 @@ use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::note::{self, Note};
 use qtrace_ledger::pb;
-use qtrace_ledger::store::{LogStore, StoreError};
 use qtrace_rpc::rpc::ledger_client::LedgerClient;
+use qtrace_store::{LogStore, StoreError};
 use tonic::transport::Channel;
 
 use super::evidence::evidence;

@@ -5,7 +5,7 @@ use prost::Message;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::pb;
-use qtrace_ledger::store::{LogStore, Meta};
+use qtrace_store::{LogStore, Meta};
 
 use super::Federation;
 
@@ -169,7 +169,7 @@ mod tests {
 
     use qtrace_ledger::note::{self, Cosigner};
     use qtrace_ledger::registry::Registry;
-    use qtrace_ledger::store::SledStore;
+    use qtrace_store::SledStore;
 
     use super::super::Settings;
     use super::*;

@@ -8,8 +8,8 @@ use qtrace_ledger::event::{self, IndexKey};
 use qtrace_ledger::merkle::CompactRange;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
-use qtrace_ledger::store::LogStore;
 use qtrace_rpc::rpc::ledger_client::LedgerClient;
+use qtrace_store::LogStore;
 use tonic::transport::Channel;
 
 use super::chunk::{StoreNodes, check_against_target, store_verified, verify_chunk};
@@ -143,7 +143,7 @@ pub async fn round(
 /// A verified chunk being stored on a blocking thread, with what must
 /// follow once it is stored.
 struct Storing {
-    task: tokio::task::JoinHandle<Result<qtrace_ledger::store::Head, qtrace_ledger::store::StoreError>>,
+    task: tokio::task::JoinHandle<Result<qtrace_store::Head, qtrace_store::StoreError>>,
     /// Registry records in the chunk, applied only after they are stored.
     registry_entries: Vec<(u64, [u8; 32], Vec<u8>)>,
     end: u64,

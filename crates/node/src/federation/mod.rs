@@ -43,7 +43,7 @@ use qtrace_ledger::merkle::Hash;
 use qtrace_ledger::note::{CosignatureVerifier, Cosigner, Verifier};
 use qtrace_ledger::pb;
 use qtrace_ledger::registry::Registry;
-use qtrace_ledger::store::Meta;
+use qtrace_store::Meta;
 
 pub use cosign::CosignatureError;
 use evidence::load_evidence;

@@ -1,7 +1,7 @@
 //! What the sled store and the Merkle code cost, next to machine limits
 //! measured in the same run.
 //!
-//! `cargo bench -p qtrace-ledger --bench store` runs the full version, the
+//! `cargo bench -p qtrace-store --bench store` runs the full version, the
 //! one whose figures we quote; `QTRACE_BENCH_SCALE=small` (or the argument
 //! `small`) runs a smoke version in a few seconds. The program prints one
 //! table and ends with a single line `BENCH-SUMMARY {json}`. It never asserts
@@ -40,7 +40,7 @@ use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::note;
 use qtrace_ledger::signing::{self, SecretKey};
-use qtrace_ledger::store::{NewEntry, SledStore};
+use qtrace_store::{NewEntry, SledStore};
 use sha2::{Digest, Sha256};
 
 // The node benchmarks' table, summary and allocator (mimalloc, so sled is

@@ -22,10 +22,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::entry::{Entry, EntryError};
-use crate::event::{self, IndexKey};
-use crate::hash::{EntryHash, LogId, sha256};
-use crate::merkle::{self, CompactRange, Hash, NodeId, NodeSource};
+use qtrace_ledger::entry::{Entry, EntryError};
+use qtrace_ledger::event::{self, IndexKey};
+pub use qtrace_ledger::hash::dedup_key;
+use qtrace_ledger::hash::{EntryHash, LogId};
+use qtrace_ledger::merkle::{self, CompactRange, Hash, NodeId, NodeSource};
 
 const ENTRY: u8 = b'E';
 const CHECKPOINT: u8 = b'C';
@@ -422,7 +423,7 @@ impl LogStore {
     /// (target log, target seq): every `Corrects` index key of the log, at
     /// most `limit`. `None` when there are more: the caller then looks
     /// corrections up record by record. A target is listed once per
-    /// correction naming it, valid or not; [`crate::trace::corrections_of`]
+    /// correction naming it, valid or not; [`qtrace_ledger::trace::corrections_of`]
     /// decides which count.
     pub fn correction_targets(&self, size: u64, limit: usize) -> Result<Option<Vec<(LogId, u64)>>> {
         let prefix = index_prefix(&IndexKey::Corrects(LogId([0; 32]), 0));
@@ -570,15 +571,6 @@ fn write_derived(sink: &mut impl Sink, entry: &Entry, hash: &EntryHash, index_ke
         k.extend_from_slice(&seq);
         sink.insert(k, Vec::new());
     }
-}
-
-/// Identity of a submission for idempotency: the same signer submitting the
-/// same event bytes is the same record, whatever the signature bytes.
-pub fn dedup_key(signer: &[u8; 32], event: &[u8]) -> [u8; 32] {
-    let mut data = Vec::with_capacity(32 + event.len());
-    data.extend_from_slice(signer);
-    data.extend_from_slice(event);
-    sha256(&data)
 }
 
 fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
@@ -741,12 +733,12 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use crate::event::EventKind as K;
-    use crate::ids::{Gtin, Lot, Serial, Uscc};
-    use crate::merkle::MemTree;
-    use crate::note::{self, Checkpoint, Signer};
-    use crate::pb::{self, event::Body};
-    use crate::testkit::{self, GTIN_FORMULA, TestLog, Who, example, with_refs};
+    use qtrace_ledger::event::EventKind as K;
+    use qtrace_ledger::ids::{Gtin, Lot, Serial, Uscc};
+    use qtrace_ledger::merkle::MemTree;
+    use qtrace_ledger::note::{self, Checkpoint, Signer};
+    use qtrace_ledger::pb::{self, event::Body};
+    use qtrace_ledger::testkit::{self, GTIN_FORMULA, TestLog, Who, example, with_refs};
 
     const ORIGIN: &str = "qtrace.example/sh-amr";
 

@@ -14,7 +14,7 @@
 //!   through the view (each record read, decoded and hashed) in parallel,
 //!   with none of the trace's ordering or bookkeeping.
 //!
-//! Run: `cargo bench -p qtrace-ledger --bench verdict`
+//! Run: `cargo bench -p qtrace-store --bench verdict`
 //! (`QTRACE_TRACE_RUNS`: how many times the trace is timed, default 9).
 
 // The benchmarks' shared helpers, and with them the node's allocator, so
@@ -39,10 +39,10 @@ use qtrace_ledger::note::{self, Signer};
 use qtrace_ledger::pb::{self, event::Body};
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::SecretKey;
-use qtrace_ledger::store::{LogStore, NewEntry, SledStore, StoreError};
 use qtrace_ledger::trace::{self, Direction, Limits};
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::{Proven, Record, RecordId, View, ViewError};
+use qtrace_store::{LogStore, NewEntry, SledStore, StoreError};
 
 const REGULATOR: &str = "9144030071526726XG";
 const FARM: &str = "91330100MA27XY3Q11";

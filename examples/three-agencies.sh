@@ -26,6 +26,7 @@ cleanup() {
   echo "stopped the demo nodes; their data is in $WORK"
 }
 trap cleanup EXIT
+[ -n "${QTRACE_DEMO_KEEP:-}" ] && echo "$WORK" > "$QTRACE_DEMO_KEEP"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^\",}]*\).*/\1/p" | head -n 1; }

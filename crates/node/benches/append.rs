@@ -18,7 +18,11 @@
 //!   (the honest cost of a tonic round trip through this server);
 //! - unary `Append` with 1, 16 and 64 concurrent clients, 64 both on separate
 //!   channels (one HTTP/2 connection each) and on one shared channel;
-//! - `AppendBatch` of 1,000 events from 1 and 4 concurrent clients.
+//! - `AppendBatch` of 1,000 events from 1 and 4 concurrent clients;
+//! - `import` (in `append/import.rs`): on a second node started with
+//!   `--cache-mb 64`, bulk-importing production records to 3,000,000
+//!   entries (small: 20,000), with the rate, resident memory and bytes on
+//!   disk at 100,000, 1,000,000 and 3,000,000 entries.
 //!
 //! Client and node share this machine's cores, as they do for the no-op
 //! baseline. For each phase it also reads, from `/proc`, the CPU time of the
@@ -60,6 +64,9 @@ use common::procfs::{ThreadTimes, io_field, own_cpu, process_cpu, threads};
 use common::workload::{FACTORY, LAB, event_at};
 use common::{Ratio, Report, cores, machine_busy, now_millis, sign};
 use qtrace_ledger::benchkit as common;
+
+#[path = "append/import.rs"]
+mod import;
 
 type Result<T, E = Box<dyn Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -139,6 +146,14 @@ fn main() -> Result<()> {
     let outcome = runtime.block_on(run(&node, &mut report, Settings { phase, noop, enabled: &enabled }));
     drop(runtime);
     let status = node.stop()?;
+    let outcome = match outcome {
+        Ok(()) if enabled("import") => {
+            let import_scale = if scale.name == "small" { &import::SMALL } else { &import::FULL };
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(cores()).enable_all().build()?;
+            runtime.block_on(import::run(&mut report, import_scale))
+        }
+        other => other,
+    };
     if let Err(e) = &outcome {
         report.note(&format!("the benchmark stopped early: {e}"));
     }

@@ -7,8 +7,8 @@
 //! |--------|-----------------------------|------------------------|---------|
 //! | `E`    | seq (u64 BE)                | entry bytes            | primary |
 //! | `C`    | tree size (u64 BE)          | signed checkpoint note | primary |
+//! | `T`    | tile level (u8) ‖ index (u64 BE) | up to 256 hashes (C2SP tile) | derived |
 //! | `H`    | entry hash                  | seq                    | derived |
-//! | `N`    | level (u8) ‖ index (u64 BE) | perfect subtree hash   | derived |
 //! | `D`    | SHA-256(signer ‖ event)     | seq                    | derived |
 //! | `I`    | index key ‖ seq             | (empty)                | derived |
 //!
@@ -16,7 +16,9 @@
 //! every derived key and the new signed checkpoint in one sled batch (sled
 //! applies a batch atomically: after a crash the tree holds all of it or
 //! none of it) and then flushes. Derived keys can be dropped and rebuilt
-//! from the `E` entries alone ([`LogStore::rebuild_derived`]).
+//! from the `E` entries alone ([`LogStore::rebuild_derived`]). The Merkle
+//! hashes are C2SP tlog-tiles ([`tiles`](crate::tiles)); the `meta` tree's
+//! `layout` key says which layout the store has ([`migrate`](crate::migrate)).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,15 +28,17 @@ use qtrace_ledger::entry::{Entry, EntryError};
 use qtrace_ledger::event::{self, IndexKey};
 pub use qtrace_ledger::hash::dedup_key;
 use qtrace_ledger::hash::{EntryHash, LogId};
-use qtrace_ledger::merkle::{self, CompactRange, Hash, NodeId, NodeSource};
+use qtrace_ledger::merkle::{self, Hash, NodeId, NodeSource};
+
+mod tiles;
+use tiles::{Frontier, TILE};
 
 const ENTRY: u8 = b'E';
 const CHECKPOINT: u8 = b'C';
 const HASH: u8 = b'H';
-const NODE: u8 = b'N';
 const DEDUP: u8 = b'D';
 const INDEX: u8 = b'I';
-const DERIVED: [u8; 4] = [HASH, NODE, DEDUP, INDEX];
+const DERIVED: [u8; 4] = [HASH, TILE, DEDUP, INDEX];
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -120,7 +124,7 @@ impl SledStore {
     pub fn rebuild_derived(&self, log_id: LogId) -> Result<()> {
         let tree = self.db.open_tree(format!("log/{}", log_id.to_hex()))?;
         let head = Head { size: 0, last_hash: EntryHash(log_id.0), root: merkle::empty_root() };
-        let log = LogStore { db: self.db.clone(), tree, log_id, head: Mutex::new((head, CompactRange::new())) };
+        let log = LogStore { db: self.db.clone(), tree, log_id, head: Mutex::new((head, Frontier::default())) };
         log.rebuild_derived()
     }
 
@@ -204,7 +208,7 @@ pub struct LogStore {
     db: sled::Db,
     tree: sled::Tree,
     log_id: LogId,
-    head: Mutex<(Head, CompactRange)>,
+    head: Mutex<(Head, Frontier)>,
 }
 
 impl LogStore {
@@ -216,15 +220,8 @@ impl LogStore {
                 seq_from_key(&key)? + 1
             }
         };
-        let source = TreeNodes(&tree);
-        let range = CompactRange::from_nodes(size, &source).map_err(|e| StoreError::Corrupt(format!("{e:?}")))?;
-        let last_hash = if size == 0 {
-            EntryHash(log_id.0)
-        } else {
-            EntryHash(
-                source.node(NodeId { level: 0, index: size - 1 }).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )
-        };
+        let range = Frontier::load(&tree, size)?;
+        let last_hash = EntryHash(tiles::last_leaf(&tree, log_id, size)?);
         let head = Head { size, last_hash, root: range.root() };
         Ok(LogStore { db, tree, log_id, head: Mutex::new((head, range)) })
     }
@@ -237,7 +234,7 @@ impl LogStore {
         self.lock().0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Head, CompactRange)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Head, Frontier)> {
         // A panic while holding the lock cannot leave the head half-updated:
         // it is replaced only after the batch is applied.
         self.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -291,15 +288,15 @@ impl LogStore {
             let seq_key = entry.seq.to_be_bytes();
             batch.insert(key(ENTRY, &seq_key), entry.encode());
             write_derived(&mut batch, entry, &new.hash, &new.index_keys);
-            new_range
-                .append(new.hash.0, |id: NodeId, hash: Hash| {
-                    batch.insert(node_key(id), hash.to_vec());
-                })
-                .map_err(|_| StoreError::Merkle("the log is full (2^64 - 1 entries)".into()))?;
+            new_range.append(new.hash.0)?;
             prev = new.hash;
             expected_seq += 1;
         }
         let new_head = Head { size: expected_seq, last_hash: prev, root: new_range.root() };
+        // Each tile the batch touched, once.
+        for (k, v) in new_range.drain() {
+            batch.insert(k, v);
+        }
         if let Some(note) = sign(new_head.size, &new_head.root)? {
             batch.insert(key(CHECKPOINT, &new_head.size.to_be_bytes()), note.into_bytes());
         }
@@ -451,26 +448,25 @@ impl LogStore {
         Ok(Some(out))
     }
 
-    /// A stored perfect-subtree hash.
+    /// A perfect-subtree hash, from the tile that holds it.
     pub fn node(&self, id: NodeId) -> Result<Hash> {
-        TreeNodes(&self.tree).node(id)
+        tiles::nodes(&self.tree).node(id).map_err(tiles::tile_error)
     }
 
     /// RFC 6962 root of the first `size` entries.
     pub fn root(&self, size: u64) -> Result<Hash> {
         self.within(size)?;
-        merkle::root(&TreeNodes(&self.tree), size).map_err(|e| StoreError::Merkle(format!("{e}")))
+        merkle::root(&tiles::nodes(&self.tree), size).map_err(tiles::tree_error)
     }
 
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.within(size)?;
-        merkle::inclusion_proof(&TreeNodes(&self.tree), seq, size).map_err(|e| StoreError::Merkle(format!("{e}")))
+        merkle::inclusion_proof(&tiles::nodes(&self.tree), seq, size).map_err(tiles::tree_error)
     }
 
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
         self.within(new_size)?;
-        merkle::consistency_proof(&TreeNodes(&self.tree), old_size, new_size)
-            .map_err(|e| StoreError::Merkle(format!("{e}")))
+        merkle::consistency_proof(&tiles::nodes(&self.tree), old_size, new_size).map_err(tiles::tree_error)
     }
 
     fn within(&self, size: u64) -> Result<()> {
@@ -497,7 +493,7 @@ impl LogStore {
     /// Every derived key recomputed from the stored entries alone.
     pub fn derived_from_entries(&self) -> Result<BTreeSet<(Vec<u8>, Vec<u8>)>> {
         let mut batch = Derived::default();
-        let mut range = CompactRange::new();
+        let mut range = Frontier::default();
         for (expected, entry) in (0u64..).zip(self.range(0, u64::MAX)) {
             let entry = entry?;
             // Derived state is only ever rebuilt from a whole log: a gap is
@@ -508,11 +504,12 @@ impl LogStore {
             let hash = entry.hash();
             let keys = event::decode_event(&entry.event).map(|e| event::index_keys(&e.event)).unwrap_or_default();
             write_derived(&mut batch, &entry, &hash, &keys);
-            range
-                .append(hash.0, |id: NodeId, h: Hash| {
-                    batch.insert(node_key(id), h.to_vec());
-                })
-                .map_err(|_| StoreError::Merkle("the log is full (2^64 - 1 entries)".into()))?;
+            range.append(hash.0)?;
+        }
+        // Drained once at the end, so each partial tile appears at its
+        // final width only.
+        for (k, v) in range.drain() {
+            batch.insert(k, v);
         }
         Ok(batch.0)
     }
@@ -521,7 +518,7 @@ impl LogStore {
     /// and checkpoints are not touched.
     pub fn rebuild_derived(&self) -> Result<()> {
         // Hold the append lock so no append interleaves with the rebuild.
-        let _guard = self.lock();
+        let mut guard = self.lock();
         let fresh = self.derived_from_entries()?;
         let mut batch = sled::Batch::default();
         for (k, _) in self.live_derived()? {
@@ -535,6 +532,8 @@ impl LogStore {
         reclaim(keys);
         applied?;
         self.db.flush()?;
+        // The writer's partial tiles may have been loaded from damaged ones.
+        guard.1 = Frontier::load(&self.tree, guard.0.size)?;
         Ok(())
     }
 }
@@ -577,14 +576,6 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(prefix);
     k.extend_from_slice(rest);
-    k
-}
-
-fn node_key(id: NodeId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10);
-    k.push(NODE);
-    k.push(id.level);
-    k.extend_from_slice(&id.index.to_be_bytes());
     k
 }
 
@@ -673,22 +664,6 @@ fn seq_from_value(v: &[u8]) -> Result<u64> {
         .map_err(|_| StoreError::Corrupt("sequence value is not 8 bytes".into()))
 }
 
-/// The stored perfect-subtree hashes of one log, as a Merkle node source.
-struct TreeNodes<'a>(&'a sled::Tree);
-
-impl NodeSource for TreeNodes<'_> {
-    type Error = StoreError;
-
-    fn node(&self, id: NodeId) -> Result<Hash> {
-        let value = self.0.get(node_key(id))?.ok_or_else(|| {
-            StoreError::Corrupt(format!("merkle node level {} index {} is missing", id.level, id.index))
-        })?;
-        <[u8; 32]>::try_from(&value[..]).map_err(|_| {
-            StoreError::Corrupt(format!("merkle node level {} index {} is not 32 bytes", id.level, id.index))
-        })
-    }
-}
-
 /// Sled keys an append of `entries` writes, about: entry, hash, dedup and
 /// Merkle nodes, the signer key and the event's index keys.
 fn batch_len(entries: &[NewEntry]) -> usize {
@@ -739,6 +714,7 @@ mod tests {
     use qtrace_ledger::note::{self, Checkpoint, Signer};
     use qtrace_ledger::pb::{self, event::Body};
     use qtrace_ledger::testkit::{self, GTIN_FORMULA, TestLog, Who, example, with_refs};
+    use qtrace_ledger::tiles::TileId;
 
     const ORIGIN: &str = "qtrace.example/sh-amr";
 
@@ -754,7 +730,7 @@ mod tests {
     /// Signs the checkpoint as the node does: a C2SP checkpoint in a note
     /// signed by the log key. Ed25519 is deterministic, so the same head
     /// always gives the same note.
-    fn sign(size: u64, root: &Hash) -> Result<String, note::NoteError> {
+    pub(crate) fn sign(size: u64, root: &Hash) -> Result<String, note::NoteError> {
         let checkpoint = Checkpoint { origin: ORIGIN.into(), size, root: *root, extensions: Vec::new() };
         note::sign_checkpoint(&checkpoint, &note_signer())
     }
@@ -797,7 +773,7 @@ mod tests {
     /// certificate and correction. Lots ("L1", "L10", "L100"), serials ("S1",
     /// "S10") and certificate numbers ("CQC4", "CQC40") share prefixes, so
     /// the index must keep them apart.
-    fn sample_log(n: usize) -> TestLog {
+    pub(crate) fn sample_log(n: usize) -> TestLog {
         let mut log = TestLog::standard();
         let (mut production, mut shipment, mut report) = (None, None, None);
         for i in 0u64.. {
@@ -851,7 +827,7 @@ mod tests {
         log
     }
 
-    fn new_entries(entries: &[Entry]) -> Vec<NewEntry> {
+    pub(crate) fn new_entries(entries: &[Entry]) -> Vec<NewEntry> {
         entries
             .iter()
             .map(|entry| NewEntry {
@@ -864,7 +840,7 @@ mod tests {
             .collect()
     }
 
-    fn tree_of(entries: &[NewEntry]) -> MemTree {
+    pub(crate) fn tree_of(entries: &[NewEntry]) -> MemTree {
         MemTree::from_leaf_hashes(entries.iter().map(|e| e.hash.0)).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -1264,11 +1240,19 @@ mod tests {
                 k.extend_from_slice(&7u64.to_be_bytes());
                 ok(logs.tree.insert(k, Vec::<u8>::new()).map_err(StoreError::from));
             }),
-            ("a node hash changed", |logs, _, _| {
-                ok(logs.tree.insert(node_key(NodeId { level: 3, index: 1 }), vec![0xee; 32]).map_err(StoreError::from));
+            ("a hash in a tile changed", |logs, _, _| {
+                let k = tiles::tile_key(TileId::new(0, 0));
+                let mut tile = ok(logs.tree.get(&k).map_err(StoreError::from)).map(|v| v.to_vec()).unwrap_or_default();
+                tile[5 * 32] ^= 1;
+                ok(logs.tree.insert(k, tile).map_err(StoreError::from));
             }),
-            ("a leaf node removed", |logs, _, _| {
-                ok(logs.tree.remove(node_key(NodeId { level: 0, index: 5 })).map_err(StoreError::from));
+            ("a tile cut short", |logs, _, _| {
+                let k = tiles::tile_key(TileId::new(0, 0));
+                let tile = ok(logs.tree.get(&k).map_err(StoreError::from)).map(|v| v.to_vec()).unwrap_or_default();
+                ok(logs.tree.insert(k, &tile[..59 * 32]).map_err(StoreError::from));
+            }),
+            ("a stray tile added", |logs, _, _| {
+                ok(logs.tree.insert(tiles::tile_key(TileId::new(1, 0)), vec![7; 32]).map_err(StoreError::from));
             }),
             ("a hash index entry pointing elsewhere", |logs, new, _| {
                 ok(logs.tree.insert(key(HASH, &new[7].hash.0), 8u64.to_be_bytes().to_vec()).map_err(StoreError::from));
@@ -1296,7 +1280,7 @@ mod tests {
         }
 
         // What tampering looks like from outside, before a rebuild.
-        ok(logs.tree.insert(node_key(NodeId { level: 3, index: 1 }), vec![0xee; 32]).map_err(StoreError::from));
+        ok(logs.tree.insert(tiles::tile_key(TileId::new(0, 0)), vec![0xee; 60 * 32]).map_err(StoreError::from));
         let proof_of_first = |logs: &LogStore| {
             merkle::verify_inclusion(0, 60, &new[0].hash.0, &ok(logs.inclusion_proof(0, 60)), &tree.root())
         };

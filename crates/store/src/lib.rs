@@ -30,7 +30,11 @@ pub use qtrace_ledger::hash::dedup_key;
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, Hash, NodeId, NodeSource};
 
+#[cfg(any(test, feature = "legacy-fixture"))]
+pub mod legacy;
+pub mod migrate;
 mod tiles;
+pub use migrate::{LAYOUT, MigrateProgress, MigrateStep, MigrateSummary};
 use tiles::{Frontier, TILE};
 
 const ENTRY: u8 = b'E';
@@ -59,6 +63,17 @@ pub enum StoreError {
     Merkle(String),
     #[error("signing the checkpoint for {size} entries: {reason}")]
     Checkpoint { size: u64, reason: String },
+    /// The store was written by an earlier layout (per-node Merkle keys and
+    /// synchronous indexes) and has no `layout` marker.
+    #[error(
+        "the store in {store} has the old layout (layout 1, this build reads layout {LAYOUT}); \
+         upgrade it in place with `qtrace-node migrate --data {data}`",
+        store = .store.display(), data = .data_dir.display()
+    )]
+    OldLayout { store: std::path::PathBuf, data_dir: std::path::PathBuf },
+    /// The `layout` marker names a layout this build does not read.
+    #[error("the store's layout marker is {found:?}; this build reads layout {LAYOUT} only")]
+    UnknownLayout { found: Vec<u8> },
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -90,27 +105,21 @@ impl SledStore {
     /// reads and not yet flushed writes. sled treats it as a target, not a
     /// cap, and keeps bookkeeping for every page of the store besides
     /// (1-2.5 KiB per entry, README "Memory").
+    ///
+    /// A store with logs but no layout marker has the old layout and is
+    /// refused ([`StoreError::OldLayout`], naming `qtrace-node migrate`); a
+    /// store without logs gets the marker of the current layout.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let config =
-            sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(cache_bytes.max(1 << 20));
-        let started = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
-            match config.open() {
-                Ok(db) => return Ok(SledStore { db }),
-                Err(e) if is_lock_conflict(&e) && started.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let db = open_db(dir, cache_bytes)?;
+        migrate::check_or_mark(&db, dir)?;
+        Ok(SledStore { db })
     }
 
     /// A temporary store, removed when dropped (tests and benchmarks).
     pub fn temporary() -> Result<Self> {
-        Ok(SledStore { db: sled::Config::new().temporary(true).open()? })
+        let db = sled::Config::new().temporary(true).open()?;
+        migrate::check_or_mark(&db, Path::new("(temporary)"))?;
+        Ok(SledStore { db })
     }
 
     /// Opens (or creates) the tree of one log and loads its head.
@@ -685,6 +694,26 @@ fn batch_len(entries: &[NewEntry]) -> usize {
 fn reclaim(keys: usize) {
     for _ in 0..keys.max(64) {
         crossbeam_epoch::pin().flush();
+    }
+}
+
+/// Opens the sled database in `dir` without looking at its layout,
+/// retrying a lock conflict for up to two seconds (see [`SledStore::open`]).
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    let config =
+        sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(cache_bytes.max(1 << 20));
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_conflict(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

@@ -66,8 +66,9 @@ fn checkpoint_key(size: u64) -> Vec<u8> {
     key
 }
 
-fn node_key(level: u8, index: u64) -> Vec<u8> {
-    let mut key = vec![b'N', level];
+/// The key of a Merkle tile (C2SP tlog-tiles: tile level, tile index).
+fn tile_key(level: u8, index: u64) -> Vec<u8> {
+    let mut key = vec![b'T', level];
     key.extend_from_slice(&index.to_be_bytes());
     key
 }
@@ -111,10 +112,13 @@ fn swap_entries(tree: &sled::Tree, a: u64, b: u64) {
     put(tree, &entry_key(b), &first);
 }
 
-fn change_node(tree: &sled::Tree, level: u8, index: u64) {
-    let mut hash = get(tree, &node_key(level, index));
-    hash[0] ^= 0x80;
-    put(tree, &node_key(level, index), &hash);
+/// Changes the stored hash of leaf `leaf`, which lives in the level-0 tile
+/// `leaf / 256` at position `leaf % 256`.
+fn change_leaf(tree: &sled::Tree, leaf: u64) {
+    let key = tile_key(0, leaf / 256);
+    let mut tile = get(tree, &key);
+    tile[(leaf % 256) as usize * 32] ^= 0x80;
+    put(tree, &key, &tile);
 }
 
 /// Replaces the root line of a stored checkpoint note with another root.
@@ -192,26 +196,31 @@ fn cases() -> Vec<Case> {
             start: Start::Serves,
             rebuild: Rebuild::Repairs,
         },
+        // The Merkle hashes are C2SP tiles: the nodes of levels 1 to 7 are
+        // hashed up from the level-0 tile when needed, so a leaf hash inside
+        // the tree also feeds the frontier node (level 5, index 0) the node
+        // loads at start, and the node refuses to start (with the old
+        // per-node layout it served, the damage being off the frontier).
         Case {
-            name: "(e) a Merkle leaf node inside the tree changed",
-            damage: |t| change_node(t, 0, MIDDLE),
+            name: "(e) a Merkle leaf hash inside the tree changed",
+            damage: |t| change_leaf(t, MIDDLE),
             audit_says: &["entry 15: Merkle node level 0 index 15"],
-            start: Start::Serves,
-            rebuild: Rebuild::Repairs,
-        },
-        Case {
-            name: "(e) a Merkle node on the tree's frontier changed",
-            damage: |t| change_node(t, 5, 0),
-            audit_says: &["entry 31: Merkle node level 5 index 0"],
             start: Start::Refuses,
             rebuild: Rebuild::Repairs,
         },
         Case {
-            name: "(e) a Merkle node on the tree's frontier removed",
+            name: "(e) the Merkle leaf hash on the tree's frontier changed",
+            damage: |t| change_leaf(t, SIZE - 1),
+            audit_says: &["entry 40: Merkle node level 0 index 40"],
+            start: Start::Refuses,
+            rebuild: Rebuild::Repairs,
+        },
+        Case {
+            name: "(e) the Merkle tile holding the frontier removed",
             damage: |t| {
-                assert!(t.remove(node_key(5, 0)).expect("sled remove").is_some(), "the node exists");
+                assert!(t.remove(tile_key(0, 0)).expect("sled remove").is_some(), "the tile exists");
             },
-            audit_says: &["level 5 index 0"],
+            audit_says: &["entry 0: ", "tile (level 0, index 0)", "not stored"],
             start: Start::Refuses,
             rebuild: Rebuild::Repairs,
         },

@@ -3,9 +3,9 @@
 //! Everything a verifier needs lives here and does no I/O: identifiers
 //! ([`ids`]), the record format ([`pb`], [`event`]), signing ([`signing`]),
 //! the entry layout and hash chain ([`entry`]), RFC 6962 Merkle proofs
-//! ([`merkle`]) and C2SP signed checkpoints ([`note`]). The sled-backed store
-//! ([`store`]) is behind the default `store` feature; build with
-//! `--no-default-features` for the pure verification core.
+//! ([`merkle`]), the C2SP tlog-tiles arithmetic the store keeps its Merkle
+//! hashes in ([`tiles`]) and C2SP signed checkpoints ([`note`]). The sled
+//! store is the `qtrace-store` crate; this one does no I/O.
 //!
 //! # Exact bytes
 //!
@@ -36,6 +36,7 @@ pub mod signing;
 /// cast of organisations, an in-memory signed log.
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod tiles;
 pub mod trace;
 pub mod verdict;
 pub mod view;

@@ -153,7 +153,7 @@ pub fn audit(log: &LogStore, verifier: &Verifier, progress: bool) -> Result<Audi
 fn describe_key(key: &[u8]) -> String {
     let kind = match key.first() {
         Some(b'H') => "hash index",
-        Some(b'N') => "Merkle node",
+        Some(b'T') => "Merkle tile",
         Some(b'D') => "duplicate index",
         Some(b'I') => "lookup index",
         _ => "unknown",

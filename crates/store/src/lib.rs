@@ -7,8 +7,8 @@
 //! |--------|-----------------------------|------------------------|---------|
 //! | `E`    | seq (u64 BE)                | entry bytes            | primary |
 //! | `C`    | tree size (u64 BE)          | signed checkpoint note | primary |
+//! | `T`    | tile level (u8) ‖ index (u64 BE) | up to 256 hashes (C2SP tile) | derived |
 //! | `H`    | entry hash                  | seq                    | derived |
-//! | `N`    | level (u8) ‖ index (u64 BE) | perfect subtree hash   | derived |
 //! | `D`    | SHA-256(signer ‖ event)     | seq                    | derived |
 //! | `I`    | index key ‖ seq             | (empty)                | derived |
 //!
@@ -16,7 +16,9 @@
 //! every derived key and the new signed checkpoint in one sled batch (sled
 //! applies a batch atomically: after a crash the tree holds all of it or
 //! none of it) and then flushes. Derived keys can be dropped and rebuilt
-//! from the `E` entries alone ([`LogStore::rebuild_derived`]).
+//! from the `E` entries alone ([`LogStore::rebuild_derived`]). The Merkle
+//! hashes are C2SP tlog-tiles ([`tiles`](crate::tiles)); the `meta` tree's
+//! `layout` key says which layout the store has ([`migrate`](crate::migrate)).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -26,15 +28,21 @@ use qtrace_ledger::entry::{Entry, EntryError};
 use qtrace_ledger::event::{self, IndexKey};
 pub use qtrace_ledger::hash::dedup_key;
 use qtrace_ledger::hash::{EntryHash, LogId};
-use qtrace_ledger::merkle::{self, CompactRange, Hash, NodeId, NodeSource};
+use qtrace_ledger::merkle::{self, Hash, NodeId, NodeSource};
+
+#[cfg(any(test, feature = "legacy-fixture"))]
+pub mod legacy;
+pub mod migrate;
+mod tiles;
+pub use migrate::{LAYOUT, MigrateProgress, MigrateStep, MigrateSummary};
+use tiles::{Frontier, TILE};
 
 const ENTRY: u8 = b'E';
 const CHECKPOINT: u8 = b'C';
 const HASH: u8 = b'H';
-const NODE: u8 = b'N';
 const DEDUP: u8 = b'D';
 const INDEX: u8 = b'I';
-const DERIVED: [u8; 4] = [HASH, NODE, DEDUP, INDEX];
+const DERIVED: [u8; 4] = [HASH, TILE, DEDUP, INDEX];
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -55,6 +63,17 @@ pub enum StoreError {
     Merkle(String),
     #[error("signing the checkpoint for {size} entries: {reason}")]
     Checkpoint { size: u64, reason: String },
+    /// The store was written by an earlier layout (per-node Merkle keys and
+    /// synchronous indexes) and has no `layout` marker.
+    #[error(
+        "the store in {store} has the old layout (layout 1, this build reads layout {LAYOUT}); \
+         upgrade it in place with `qtrace-node migrate --data {data}`",
+        store = .store.display(), data = .data_dir.display()
+    )]
+    OldLayout { store: std::path::PathBuf, data_dir: std::path::PathBuf },
+    /// The `layout` marker names a layout this build does not read.
+    #[error("the store's layout marker is {found:?}; this build reads layout {LAYOUT} only")]
+    UnknownLayout { found: Vec<u8> },
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -86,27 +105,21 @@ impl SledStore {
     /// reads and not yet flushed writes. sled treats it as a target, not a
     /// cap, and keeps bookkeeping for every page of the store besides
     /// (1-2.5 KiB per entry, README "Memory").
+    ///
+    /// A store with logs but no layout marker has the old layout and is
+    /// refused ([`StoreError::OldLayout`], naming `qtrace-node migrate`); a
+    /// store without logs gets the marker of the current layout.
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-        let config =
-            sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(cache_bytes.max(1 << 20));
-        let started = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
-            match config.open() {
-                Ok(db) => return Ok(SledStore { db }),
-                Err(e) if is_lock_conflict(&e) && started.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let db = open_db(dir, cache_bytes)?;
+        migrate::check_or_mark(&db, dir)?;
+        Ok(SledStore { db })
     }
 
     /// A temporary store, removed when dropped (tests and benchmarks).
     pub fn temporary() -> Result<Self> {
-        Ok(SledStore { db: sled::Config::new().temporary(true).open()? })
+        let db = sled::Config::new().temporary(true).open()?;
+        migrate::check_or_mark(&db, Path::new("(temporary)"))?;
+        Ok(SledStore { db })
     }
 
     /// Opens (or creates) the tree of one log and loads its head.
@@ -120,7 +133,7 @@ impl SledStore {
     pub fn rebuild_derived(&self, log_id: LogId) -> Result<()> {
         let tree = self.db.open_tree(format!("log/{}", log_id.to_hex()))?;
         let head = Head { size: 0, last_hash: EntryHash(log_id.0), root: merkle::empty_root() };
-        let log = LogStore { db: self.db.clone(), tree, log_id, head: Mutex::new((head, CompactRange::new())) };
+        let log = LogStore { db: self.db.clone(), tree, log_id, head: Mutex::new((head, Frontier::default())) };
         log.rebuild_derived()
     }
 
@@ -204,7 +217,7 @@ pub struct LogStore {
     db: sled::Db,
     tree: sled::Tree,
     log_id: LogId,
-    head: Mutex<(Head, CompactRange)>,
+    head: Mutex<(Head, Frontier)>,
 }
 
 impl LogStore {
@@ -216,15 +229,8 @@ impl LogStore {
                 seq_from_key(&key)? + 1
             }
         };
-        let source = TreeNodes(&tree);
-        let range = CompactRange::from_nodes(size, &source).map_err(|e| StoreError::Corrupt(format!("{e:?}")))?;
-        let last_hash = if size == 0 {
-            EntryHash(log_id.0)
-        } else {
-            EntryHash(
-                source.node(NodeId { level: 0, index: size - 1 }).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            )
-        };
+        let range = Frontier::load(&tree, size)?;
+        let last_hash = EntryHash(tiles::last_leaf(&tree, log_id, size)?);
         let head = Head { size, last_hash, root: range.root() };
         Ok(LogStore { db, tree, log_id, head: Mutex::new((head, range)) })
     }
@@ -237,7 +243,7 @@ impl LogStore {
         self.lock().0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (Head, CompactRange)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Head, Frontier)> {
         // A panic while holding the lock cannot leave the head half-updated:
         // it is replaced only after the batch is applied.
         self.head.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -291,15 +297,15 @@ impl LogStore {
             let seq_key = entry.seq.to_be_bytes();
             batch.insert(key(ENTRY, &seq_key), entry.encode());
             write_derived(&mut batch, entry, &new.hash, &new.index_keys);
-            new_range
-                .append(new.hash.0, |id: NodeId, hash: Hash| {
-                    batch.insert(node_key(id), hash.to_vec());
-                })
-                .map_err(|_| StoreError::Merkle("the log is full (2^64 - 1 entries)".into()))?;
+            new_range.append(new.hash.0)?;
             prev = new.hash;
             expected_seq += 1;
         }
         let new_head = Head { size: expected_seq, last_hash: prev, root: new_range.root() };
+        // Each tile the batch touched, once.
+        for (k, v) in new_range.drain() {
+            batch.insert(k, v);
+        }
         if let Some(note) = sign(new_head.size, &new_head.root)? {
             batch.insert(key(CHECKPOINT, &new_head.size.to_be_bytes()), note.into_bytes());
         }
@@ -451,26 +457,25 @@ impl LogStore {
         Ok(Some(out))
     }
 
-    /// A stored perfect-subtree hash.
+    /// A perfect-subtree hash, from the tile that holds it.
     pub fn node(&self, id: NodeId) -> Result<Hash> {
-        TreeNodes(&self.tree).node(id)
+        tiles::nodes(&self.tree).node(id).map_err(tiles::tile_error)
     }
 
     /// RFC 6962 root of the first `size` entries.
     pub fn root(&self, size: u64) -> Result<Hash> {
         self.within(size)?;
-        merkle::root(&TreeNodes(&self.tree), size).map_err(|e| StoreError::Merkle(format!("{e}")))
+        merkle::root(&tiles::nodes(&self.tree), size).map_err(tiles::tree_error)
     }
 
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.within(size)?;
-        merkle::inclusion_proof(&TreeNodes(&self.tree), seq, size).map_err(|e| StoreError::Merkle(format!("{e}")))
+        merkle::inclusion_proof(&tiles::nodes(&self.tree), seq, size).map_err(tiles::tree_error)
     }
 
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
         self.within(new_size)?;
-        merkle::consistency_proof(&TreeNodes(&self.tree), old_size, new_size)
-            .map_err(|e| StoreError::Merkle(format!("{e}")))
+        merkle::consistency_proof(&tiles::nodes(&self.tree), old_size, new_size).map_err(tiles::tree_error)
     }
 
     fn within(&self, size: u64) -> Result<()> {
@@ -497,7 +502,7 @@ impl LogStore {
     /// Every derived key recomputed from the stored entries alone.
     pub fn derived_from_entries(&self) -> Result<BTreeSet<(Vec<u8>, Vec<u8>)>> {
         let mut batch = Derived::default();
-        let mut range = CompactRange::new();
+        let mut range = Frontier::default();
         for (expected, entry) in (0u64..).zip(self.range(0, u64::MAX)) {
             let entry = entry?;
             // Derived state is only ever rebuilt from a whole log: a gap is
@@ -508,11 +513,12 @@ impl LogStore {
             let hash = entry.hash();
             let keys = event::decode_event(&entry.event).map(|e| event::index_keys(&e.event)).unwrap_or_default();
             write_derived(&mut batch, &entry, &hash, &keys);
-            range
-                .append(hash.0, |id: NodeId, h: Hash| {
-                    batch.insert(node_key(id), h.to_vec());
-                })
-                .map_err(|_| StoreError::Merkle("the log is full (2^64 - 1 entries)".into()))?;
+            range.append(hash.0)?;
+        }
+        // Drained once at the end, so each partial tile appears at its
+        // final width only.
+        for (k, v) in range.drain() {
+            batch.insert(k, v);
         }
         Ok(batch.0)
     }
@@ -521,7 +527,7 @@ impl LogStore {
     /// and checkpoints are not touched.
     pub fn rebuild_derived(&self) -> Result<()> {
         // Hold the append lock so no append interleaves with the rebuild.
-        let _guard = self.lock();
+        let mut guard = self.lock();
         let fresh = self.derived_from_entries()?;
         let mut batch = sled::Batch::default();
         for (k, _) in self.live_derived()? {
@@ -535,6 +541,8 @@ impl LogStore {
         reclaim(keys);
         applied?;
         self.db.flush()?;
+        // The writer's partial tiles may have been loaded from damaged ones.
+        guard.1 = Frontier::load(&self.tree, guard.0.size)?;
         Ok(())
     }
 }
@@ -577,14 +585,6 @@ fn key(prefix: u8, rest: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + rest.len());
     k.push(prefix);
     k.extend_from_slice(rest);
-    k
-}
-
-fn node_key(id: NodeId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(10);
-    k.push(NODE);
-    k.push(id.level);
-    k.extend_from_slice(&id.index.to_be_bytes());
     k
 }
 
@@ -673,22 +673,6 @@ fn seq_from_value(v: &[u8]) -> Result<u64> {
         .map_err(|_| StoreError::Corrupt("sequence value is not 8 bytes".into()))
 }
 
-/// The stored perfect-subtree hashes of one log, as a Merkle node source.
-struct TreeNodes<'a>(&'a sled::Tree);
-
-impl NodeSource for TreeNodes<'_> {
-    type Error = StoreError;
-
-    fn node(&self, id: NodeId) -> Result<Hash> {
-        let value = self.0.get(node_key(id))?.ok_or_else(|| {
-            StoreError::Corrupt(format!("merkle node level {} index {} is missing", id.level, id.index))
-        })?;
-        <[u8; 32]>::try_from(&value[..]).map_err(|_| {
-            StoreError::Corrupt(format!("merkle node level {} index {} is not 32 bytes", id.level, id.index))
-        })
-    }
-}
-
 /// Sled keys an append of `entries` writes, about: entry, hash, dedup and
 /// Merkle nodes, the signer key and the event's index keys.
 fn batch_len(entries: &[NewEntry]) -> usize {
@@ -710,6 +694,26 @@ fn batch_len(entries: &[NewEntry]) -> usize {
 fn reclaim(keys: usize) {
     for _ in 0..keys.max(64) {
         crossbeam_epoch::pin().flush();
+    }
+}
+
+/// Opens the sled database in `dir` without looking at its layout,
+/// retrying a lock conflict for up to two seconds (see [`SledStore::open`]).
+fn open_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db> {
+    const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+    let config =
+        sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(cache_bytes.max(1 << 20));
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_conflict(&e) && started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -739,6 +743,7 @@ mod tests {
     use qtrace_ledger::note::{self, Checkpoint, Signer};
     use qtrace_ledger::pb::{self, event::Body};
     use qtrace_ledger::testkit::{self, GTIN_FORMULA, TestLog, Who, example, with_refs};
+    use qtrace_ledger::tiles::TileId;
 
     const ORIGIN: &str = "qtrace.example/sh-amr";
 
@@ -754,7 +759,7 @@ mod tests {
     /// Signs the checkpoint as the node does: a C2SP checkpoint in a note
     /// signed by the log key. Ed25519 is deterministic, so the same head
     /// always gives the same note.
-    fn sign(size: u64, root: &Hash) -> Result<String, note::NoteError> {
+    pub(crate) fn sign(size: u64, root: &Hash) -> Result<String, note::NoteError> {
         let checkpoint = Checkpoint { origin: ORIGIN.into(), size, root: *root, extensions: Vec::new() };
         note::sign_checkpoint(&checkpoint, &note_signer())
     }
@@ -797,7 +802,7 @@ mod tests {
     /// certificate and correction. Lots ("L1", "L10", "L100"), serials ("S1",
     /// "S10") and certificate numbers ("CQC4", "CQC40") share prefixes, so
     /// the index must keep them apart.
-    fn sample_log(n: usize) -> TestLog {
+    pub(crate) fn sample_log(n: usize) -> TestLog {
         let mut log = TestLog::standard();
         let (mut production, mut shipment, mut report) = (None, None, None);
         for i in 0u64.. {
@@ -851,7 +856,7 @@ mod tests {
         log
     }
 
-    fn new_entries(entries: &[Entry]) -> Vec<NewEntry> {
+    pub(crate) fn new_entries(entries: &[Entry]) -> Vec<NewEntry> {
         entries
             .iter()
             .map(|entry| NewEntry {
@@ -864,7 +869,7 @@ mod tests {
             .collect()
     }
 
-    fn tree_of(entries: &[NewEntry]) -> MemTree {
+    pub(crate) fn tree_of(entries: &[NewEntry]) -> MemTree {
         MemTree::from_leaf_hashes(entries.iter().map(|e| e.hash.0)).unwrap_or_else(|e| panic!("{e}"))
     }
 
@@ -1264,11 +1269,19 @@ mod tests {
                 k.extend_from_slice(&7u64.to_be_bytes());
                 ok(logs.tree.insert(k, Vec::<u8>::new()).map_err(StoreError::from));
             }),
-            ("a node hash changed", |logs, _, _| {
-                ok(logs.tree.insert(node_key(NodeId { level: 3, index: 1 }), vec![0xee; 32]).map_err(StoreError::from));
+            ("a hash in a tile changed", |logs, _, _| {
+                let k = tiles::tile_key(TileId::new(0, 0));
+                let mut tile = ok(logs.tree.get(&k).map_err(StoreError::from)).map(|v| v.to_vec()).unwrap_or_default();
+                tile[5 * 32] ^= 1;
+                ok(logs.tree.insert(k, tile).map_err(StoreError::from));
             }),
-            ("a leaf node removed", |logs, _, _| {
-                ok(logs.tree.remove(node_key(NodeId { level: 0, index: 5 })).map_err(StoreError::from));
+            ("a tile cut short", |logs, _, _| {
+                let k = tiles::tile_key(TileId::new(0, 0));
+                let tile = ok(logs.tree.get(&k).map_err(StoreError::from)).map(|v| v.to_vec()).unwrap_or_default();
+                ok(logs.tree.insert(k, &tile[..59 * 32]).map_err(StoreError::from));
+            }),
+            ("a stray tile added", |logs, _, _| {
+                ok(logs.tree.insert(tiles::tile_key(TileId::new(1, 0)), vec![7; 32]).map_err(StoreError::from));
             }),
             ("a hash index entry pointing elsewhere", |logs, new, _| {
                 ok(logs.tree.insert(key(HASH, &new[7].hash.0), 8u64.to_be_bytes().to_vec()).map_err(StoreError::from));
@@ -1296,7 +1309,7 @@ mod tests {
         }
 
         // What tampering looks like from outside, before a rebuild.
-        ok(logs.tree.insert(node_key(NodeId { level: 3, index: 1 }), vec![0xee; 32]).map_err(StoreError::from));
+        ok(logs.tree.insert(tiles::tile_key(TileId::new(0, 0)), vec![0xee; 60 * 32]).map_err(StoreError::from));
         let proof_of_first = |logs: &LogStore| {
             merkle::verify_inclusion(0, 60, &new[0].hash.0, &ok(logs.inclusion_proof(0, 60)), &tree.root())
         };

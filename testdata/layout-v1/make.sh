@@ -35,5 +35,5 @@ done
 "$BIN/qtrace" --node "http://$(cat "$WORK/sh/node.addr")" --json checkpoint >"$OUT/checkpoint.json"
 kill -TERM "$PID"; wait "$PID" || true
 rm -f "$WORK/sh/node.addr" "$WORK/sh/http.addr"
-tar -C "$WORK" --sort=name --owner=0 --group=0 --numeric-owner --mtime=2026-12-03 -czf "$OUT/layout-v1.tar.gz" sh factory.key lab.key body.key
+tar -C "$WORK" --sort=name --owner=0 --group=0 --numeric-owner --mtime=2026-12-03 -czf "$OUT/layout-v1.tar.gz" sh hz/log.vkey gd/log.vkey factory.key lab.key body.key
 echo "$OUT/layout-v1.tar.gz"

@@ -74,6 +74,9 @@ pub enum AppendError {
     Time(String),
     #[error("the append queue is full ({0} events waiting); retry later")]
     QueueFull(usize),
+    /// The index follower lags beyond the bound ([`qtrace_store::Limits`]).
+    #[error("indexing lags {0} entries behind the log (索引滞后); retry later")]
+    IndexBehind(u64),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("storage failure: {0}")]
@@ -268,6 +271,18 @@ impl Writer {
     fn process(&mut self, jobs: Vec<Job>) {
         let span = tracing::debug_span!("append_batch", events = jobs.iter().map(|j| j.events.len()).sum::<usize>());
         let _guard = span.enter();
+        // Pushed back before anything is placed (the registry untouched)
+        // while the index follower lags beyond its bound; duplicates too,
+        // which keeps the rule simple: nothing is answered until it catches
+        // up a little.
+        let lag = self.log.index_lag();
+        if lag > self.log.limits().max_lag {
+            let error = AppendError::IndexBehind(lag);
+            for job in jobs {
+                let _ = job.reply.send(vec![Err(error.clone()); job.events.len()]);
+            }
+            return;
+        }
         let log_id = self.log.log_id();
         let head = self.log.head();
         let now = now_micros();
@@ -348,7 +363,7 @@ impl Writer {
                 // the whole group is refused, duplicates of older entries
                 // too (they would get no checkpoint, and entries left
                 // unflushed by an earlier failure are still owed a flush).
-                Err(e @ StoreError::Checkpoint { .. }) => {
+                Err(e @ (StoreError::Checkpoint { .. } | StoreError::IndexBehind { .. })) => {
                     let error = self.storage_failure(&mut registry, e);
                     owed = Some(error.clone());
                     failure = Some(error);

@@ -33,7 +33,7 @@ impl Logs {
         if let Some(log) = self.get(&id) {
             return Ok(log);
         }
-        let log = Arc::new(self.store.log(id)?);
+        let log = Arc::new(self.store.mirror(id)?);
         self.mirrors.write().unwrap_or_else(|p| p.into_inner()).insert(id, log.clone());
         Ok(log)
     }

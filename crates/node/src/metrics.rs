@@ -64,6 +64,9 @@ pub struct Metrics {
     pub equivocations: Counter,
     /// Entries per log, own and mirrored (read at scrape time).
     pub log_entries: Family<LogLabel, Gauge>,
+    /// Entries per log appended and not yet indexed by its follower (read
+    /// at scrape time).
+    pub index_lag: Family<LogLabel, Gauge>,
     registry: Registry,
 }
 
@@ -86,6 +89,7 @@ impl Metrics {
         let mirror_lag = Family::<PeerLabel, Gauge>::default();
         let equivocations = Counter::default();
         let log_entries = Family::<LogLabel, Gauge>::default();
+        let index_lag = Family::<LogLabel, Gauge>::default();
         let mut registry = Registry::default();
         registry.register("qtrace_appends", "Entries appended to this node's log", appends.clone());
         registry.register("qtrace_append_refusals", "Submitted events refused, by gRPC status code", refusals.clone());
@@ -111,6 +115,11 @@ impl Metrics {
             equivocations.clone(),
         );
         registry.register("qtrace_log_entries", "Entries held per log, own and mirrored", log_entries.clone());
+        registry.register(
+            "qtrace_index_lag_entries",
+            "Entries per log appended and not yet indexed (appends are refused past 262,144 by default)",
+            index_lag.clone(),
+        );
         Metrics {
             appends,
             refusals,
@@ -120,6 +129,7 @@ impl Metrics {
             mirror_lag,
             equivocations,
             log_entries,
+            index_lag,
             registry,
         }
     }
@@ -146,6 +156,7 @@ pub fn render(logs: &Logs) -> String {
         let own = log.log_id() == logs.own.log_id();
         let label = LogLabel { log: log.log_id().to_string(), own: own.to_string() };
         metrics.log_entries.get_or_create(&label).set(i64::try_from(log.head().size).unwrap_or(i64::MAX));
+        metrics.index_lag.get_or_create(&label).set(i64::try_from(log.index_lag()).unwrap_or(i64::MAX));
     }
     let mut text = String::new();
     // Writing to a String cannot fail; an error here would be a bug in the
@@ -168,6 +179,8 @@ mod tests {
         metrics.batch_size.observe(3.0);
         metrics.flush_seconds.observe(0.002);
         metrics.set_mirror_lag("north", 10, 4);
+        let label = LogLabel { log: "ab".into(), own: "true".into() };
+        metrics.index_lag.get_or_create(&label).set(17);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &metrics.registry).unwrap();
         for expected in [
@@ -177,6 +190,7 @@ mod tests {
             "qtrace_append_flush_seconds_count ",
             "qtrace_append_queue_depth ",
             "qtrace_mirror_lag_entries{peer=\"north\"} 6",
+            "qtrace_index_lag_entries{log=\"ab\",own=\"true\"} 17",
             // Other tests of this process record evidence: any count.
             "qtrace_equivocations_total ",
             "# EOF",

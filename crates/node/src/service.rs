@@ -120,6 +120,24 @@ impl LedgerService {
         self.logs.get(&id).ok_or_else(|| Failure::NotFound(format!("this node neither writes nor mirrors log {id}")))
     }
 
+    /// The log and sequence number a request's key names. An entry hash
+    /// with no log named finds the record in any log this node holds, its
+    /// own first, then the mirrors by log id.
+    fn locate(&self, log_id: &[u8], seq: Option<u64>, hash: Option<&[u8]>) -> Result<(Arc<LogStore>, u64), Failure> {
+        if let (true, None, Some(bytes)) = (log_id.is_empty(), seq, hash) {
+            let hash = EntryHash::from_slice(bytes).map_err(|e| Failure::Invalid(e.to_string()))?;
+            for log in self.logs.all() {
+                if let Some(seq) = log.seq_of(&hash)? {
+                    return Ok((log, seq));
+                }
+            }
+            return Err(Failure::NotFound(format!("no entry has hash {hash} in any log this node holds")));
+        }
+        let log = self.log_for(log_id)?;
+        let seq = Self::find_seq(&log, seq, hash)?;
+        Ok((log, seq))
+    }
+
     fn find_seq(log: &LogStore, seq: Option<u64>, hash: Option<&[u8]>) -> Result<u64, Failure> {
         match (seq, hash) {
             (Some(seq), _) => {
@@ -168,7 +186,7 @@ impl Verdicts {
         let limits = self.trace_limits;
         let quorum = self.witness_quorum;
         tokio::task::spawn_blocking(move || {
-            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
+            let view = indexed_view(&federation, &trust, quorum)?;
             let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
             let options = verdict::Options { limits, raw: request.raw, witness_quorum: quorum };
             if !bundle {
@@ -196,7 +214,7 @@ impl Verdicts {
         let trust = self.trust();
         let quorum = self.witness_quorum;
         tokio::task::spawn_blocking(move || {
-            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
+            let view = indexed_view(&federation, &trust, quorum)?;
             read(&view, &trust)
         })
         .await
@@ -322,11 +340,10 @@ impl Ledger for LedgerService {
     async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
         use pb::get_entry_request::Key;
         let request = request.into_inner();
-        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
-        let seq = match request.key {
-            Some(Key::Seq(seq)) => Self::find_seq(&log, Some(seq), None),
-            Some(Key::EntryHash(hash)) => Self::find_seq(&log, None, Some(&hash)),
-            None => Self::find_seq(&log, None, None),
+        let (log, seq) = match request.key {
+            Some(Key::Seq(seq)) => self.locate(&request.log_id, Some(seq), None),
+            Some(Key::EntryHash(hash)) => self.locate(&request.log_id, None, Some(&hash)),
+            None => self.locate(&request.log_id, None, None),
         }
         .map_err(status::to_status)?;
         let entry = log
@@ -342,11 +359,10 @@ impl Ledger for LedgerService {
     ) -> Result<Response<pb::InclusionProofResponse>, Status> {
         use pb::get_inclusion_proof_request::Key;
         let request = request.into_inner();
-        let log = self.log_for(&request.log_id).map_err(status::to_status)?;
-        let seq = match request.key {
-            Some(Key::Seq(seq)) => Self::find_seq(&log, Some(seq), None),
-            Some(Key::EntryHash(hash)) => Self::find_seq(&log, None, Some(&hash)),
-            None => Self::find_seq(&log, None, None),
+        let (log, seq) = match request.key {
+            Some(Key::Seq(seq)) => self.locate(&request.log_id, Some(seq), None),
+            Some(Key::EntryHash(hash)) => self.locate(&request.log_id, None, Some(&hash)),
+            None => self.locate(&request.log_id, None, None),
         }
         .map_err(status::to_status)?;
         let (size, note) = if request.tree_size == 0 {
@@ -573,7 +589,7 @@ impl Ledger for LedgerService {
         let trust = Trust { logs: federation.trusted_logs(), witnesses: federation.witnesses() };
         let quorum = self.witness_quorum;
         let trace = tokio::task::spawn_blocking(move || -> Result<pb::TraceResponse, Failure> {
-            let view = StoreView::new(&federation, &trust, quorum).map_err(|e| Failure::Internal(e.to_string()))?;
+            let view = indexed_view(&federation, &trust, quorum)?;
             let starts = trace_starts(&view, &start)?;
             let trace = trace::trace(&view, &starts, direction, limits, false).map_err(Failure::Trace)?;
             Ok(pb::TraceResponse {
@@ -692,6 +708,16 @@ impl Ledger for LedgerService {
 
 /// The verdict a request asks for: the request's certificate questions
 /// parsed here, the subject dispatched by `verdict::verify_subject`.
+/// A snapshot view, once the follower of every log has indexed what the
+/// view can see (each waits up to its read bound; past it UNAVAILABLE,
+/// saying how far indexing lags).
+fn indexed_view<'a>(federation: &'a Federation, trust: &Trust, quorum: usize) -> Result<StoreView<'a>, Failure> {
+    for log in federation.logs.all() {
+        log.wait_indexed(log.head().size, log.limits().read_wait)?;
+    }
+    StoreView::new(federation, trust, quorum).map_err(|e| Failure::Internal(e.to_string()))
+}
+
 fn run_verdict(
     view: &dyn View,
     trust: &Trust,

@@ -314,6 +314,9 @@ pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]
         if log == own.log_id() || !trust.trusts(&log) {
             continue;
         }
+        // The registry needs every registry record of the mirror, indexed
+        // or not: index the rest here rather than wait a bounded time.
+        mirror.catch_up().with_context(|| format!("indexing mirrored log {log}"))?;
         let seqs = mirror
             .lookup(&IndexKey::Registry, None, usize::MAX)
             .with_context(|| format!("listing the registry records of mirrored log {log}"))?;

@@ -72,11 +72,15 @@ pub fn to_status(failure: Failure) -> Status {
                 }
             }
             AppendError::Time(message) => Status::invalid_argument(message),
-            AppendError::QueueFull(_) => Status::resource_exhausted(e.to_string()),
+            AppendError::QueueFull(_) | AppendError::IndexBehind(_) => Status::resource_exhausted(e.to_string()),
             AppendError::ShuttingDown => Status::unavailable(e.to_string()),
             AppendError::Storage(message) => internal(message),
         },
         Failure::Store(e @ StoreError::BeyondLog { .. }) => Status::invalid_argument(format!("tree_size: {e}")),
+        // The follower has not indexed what the read must cover within the
+        // wait bound: the same read succeeds once it has.
+        Failure::Store(e @ StoreError::IndexLag { .. }) => Status::unavailable(e.to_string()),
+        Failure::Store(e @ StoreError::IndexBehind { .. }) => Status::resource_exhausted(e.to_string()),
         Failure::Store(e) => internal(e.to_string()),
         Failure::Verdict(VerdictError::Trace(e)) | Failure::Trace(e) => match e {
             TraceError::TooDeep { .. } | TraceError::TooLarge { .. } => Status::resource_exhausted(e.to_string()),

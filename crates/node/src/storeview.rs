@@ -93,8 +93,12 @@ impl View for StoreView<'_> {
             if out.len() >= limit {
                 break;
             }
-            let seqs = snapshot.log.lookup(key, None, limit - out.len()).map_err(|e| ViewError(e.to_string()))?;
-            out.extend(seqs.into_iter().filter(|seq| *seq < snapshot.size).map(|seq| RecordId { log: *log, seq }));
+            // Waits (bounded) until the follower has indexed the snapshot.
+            let seqs = snapshot
+                .log
+                .lookup_at(snapshot.size, key, None, limit - out.len())
+                .map_err(|e| ViewError(e.to_string()))?;
+            out.extend(seqs.into_iter().map(|seq| RecordId { log: *log, seq }));
         }
         Ok(out)
     }

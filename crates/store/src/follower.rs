@@ -1,0 +1,782 @@
+//! The index follower: the derived keys of a log written behind the log.
+//!
+//! An append writes only the log part (entries, Merkle hashes, checkpoint).
+//! Everything a lookup needs — `H` entry hash → seq, `D` dedup key → seq
+//! (own logs only) and the packed postings `P` ([`crate::postings`]) — is
+//! derived from the entries by one background thread per log, woken by
+//! appends, which reads the entries from its watermark in batches of up to
+//! [`BATCH`], decodes their events on rayon's pool and writes the index keys
+//! and the new watermark `W` (the next sequence number to index) in ONE sled
+//! batch.
+//!
+//! Durability: the follower never flushes. sled applies a batch atomically
+//! (every key of it or none is visible, also after a crash), and its log
+//! recovers writes in the order they were made: after a crash the tree
+//! holds the state of some prefix of the applied batches. The index keys of
+//! a batch and its watermark therefore survive or vanish together, and the
+//! follower resumes from the durable watermark, re-deriving what was lost.
+//! Entries reach the tree before the follower reads them, so a surviving
+//! watermark never covers a lost entry. (sled 0.34 documents atomic
+//! batches and flush-for-durability; the in-order recovery is how its
+//! log-structured pagecache recovers, and the crash integration test kills a
+//! node during indexing to check the result against a rebuild.)
+//!
+//! Exact deduplication without a synchronous `D` key: entries at or above
+//! the watermark (the not-yet-indexed tail) have their dedup key in the
+//! in-memory [`Shared::tail`] map, and entries below it have their `D` key
+//! in sled. The append inserts the tail items after its batch is applied and
+//! before the follower may see the new head; the follower removes tail items
+//! only after the sled batch holding their `D` keys is applied.
+//! [`Shared::duplicate_of`] looks in the tail FIRST and in sled second: if
+//! the lookup in the tail misses an entry, the entry was removed from the
+//! tail before that lookup, so its `D` key was applied before it too, and
+//! the sled lookup that follows finds it. (Looking in sled first would race:
+//! sled could miss it just before the follower's batch, and the tail miss it
+//! just after.) At load the tail is rebuilt from the entries
+//! `[watermark, head)`. Mirrored logs have no dedup: no `D`, no tail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use qtrace_ledger::entry::Entry;
+use qtrace_ledger::event::{self, IndexKey};
+use qtrace_ledger::hash::{EntryHash, LogId, dedup_key};
+use rayon::prelude::*;
+
+use crate::postings::{self, Blocks, OpenBlock};
+use crate::{ENTRY, Result, Sink, StoreError, key, reclaim, seq_from_value};
+
+pub(crate) const HASH: u8 = b'H';
+pub(crate) const DEDUP: u8 = b'D';
+/// The watermark: the next sequence number the follower indexes.
+pub(crate) const WATERMARK: u8 = b'W';
+
+/// Most entries the follower indexes in one sled batch.
+pub const BATCH: u64 = 8_192;
+/// Default for [`Limits::max_lag`]: entries appended and not yet indexed
+/// beyond which appends are refused ([`StoreError::IndexBehind`]). At the
+/// follower's rate (README "Performance") this is a few seconds of work, and
+/// it bounds the memory of the dedup tail (about 100 bytes an entry).
+pub const MAX_INDEX_LAG: u64 = 262_144;
+/// Default for [`Limits::read_wait`]: how long an index read waits for the
+/// follower before it answers [`StoreError::IndexLag`].
+pub const INDEX_WAIT: Duration = Duration::from_secs(10);
+
+/// The follower's bounds, settable per log ([`crate::LogStore::set_limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_lag: u64,
+    pub read_wait: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_lag: MAX_INDEX_LAG, read_wait: INDEX_WAIT }
+    }
+}
+
+/// What the follower thread is asked to do.
+#[derive(Default)]
+struct Wake {
+    pending: bool,
+    paused: bool,
+    stop: bool,
+}
+
+/// The state a log and its follower thread share.
+pub(crate) struct Shared {
+    pub tree: sled::Tree,
+    pub log_id: LogId,
+    /// Own log: dedup keys are kept (tail and `D`).
+    pub own: bool,
+    /// Entries in the tree the follower may index (the head's size, set
+    /// after the append's batch is applied and its tail items inserted).
+    published: AtomicU64,
+    indexed: Mutex<u64>,
+    indexed_changed: Condvar,
+    wake: Mutex<Wake>,
+    woken: Condvar,
+    /// Dedup key → seq of the entries at or above the watermark.
+    tail: Mutex<HashMap<[u8; 32], u64>>,
+    /// Held while index keys are written (a follower step, a rebuild), so
+    /// only one writer of derived keys runs at a time.
+    work: Mutex<()>,
+    limits: Mutex<Limits>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every value behind these locks is replaced whole, never left half
+    // updated by a panic.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The stored watermark of a tree (0 when none was written).
+pub(crate) fn stored_watermark(tree: &sled::Tree) -> Result<u64> {
+    tree.get([WATERMARK])?.map(|v| seq_from_value(&v)).transpose().map(|w| w.unwrap_or(0))
+}
+
+impl Shared {
+    /// The follower state of a log whose head is `size`: the watermark from
+    /// the tree and, for an own log, the dedup tail rebuilt from the entries
+    /// `[watermark, size)`.
+    pub fn load(tree: sled::Tree, log_id: LogId, own: bool, size: u64) -> Result<Arc<Shared>> {
+        let watermark = stored_watermark(&tree)?;
+        if watermark > size {
+            return Err(StoreError::Corrupt(format!(
+                "the index watermark is at entry {watermark} but the log holds {size} entries"
+            )));
+        }
+        let mut tail = HashMap::new();
+        if own {
+            let from = key(ENTRY, &watermark.to_be_bytes());
+            let to = key(ENTRY, &size.to_be_bytes());
+            for kv in tree.range(from..to) {
+                let entry = Entry::decode(&kv?.1)?;
+                tail.insert(dedup_key(&entry.signer, &entry.event), entry.seq);
+            }
+        }
+        Ok(Arc::new(Shared {
+            tree,
+            log_id,
+            own,
+            published: AtomicU64::new(size),
+            indexed: Mutex::new(watermark),
+            indexed_changed: Condvar::new(),
+            wake: Mutex::new(Wake { pending: watermark < size, ..Wake::default() }),
+            woken: Condvar::new(),
+            tail: Mutex::new(tail),
+            work: Mutex::new(()),
+            limits: Mutex::new(Limits::default()),
+        }))
+    }
+
+    /// The state of a log whose follower state is not read (a rebuild that
+    /// writes it afresh).
+    pub fn new_empty(tree: sled::Tree, log_id: LogId, own: bool) -> Arc<Shared> {
+        Arc::new(Shared {
+            tree,
+            log_id,
+            own,
+            published: AtomicU64::new(0),
+            indexed: Mutex::new(0),
+            indexed_changed: Condvar::new(),
+            wake: Mutex::new(Wake::default()),
+            woken: Condvar::new(),
+            tail: Mutex::new(HashMap::new()),
+            work: Mutex::new(()),
+            limits: Mutex::new(Limits::default()),
+        })
+    }
+
+    pub fn indexed(&self) -> u64 {
+        *lock(&self.indexed)
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    pub fn limits(&self) -> Limits {
+        *lock(&self.limits)
+    }
+
+    pub fn set_limits(&self, limits: Limits) {
+        *lock(&self.limits) = limits;
+    }
+
+    /// Entries appended and not yet indexed.
+    pub fn lag(&self) -> u64 {
+        self.published().saturating_sub(self.indexed())
+    }
+
+    /// Called by an append after its batch is applied: remembers the new
+    /// entries' dedup keys (own log), then lets the follower see them.
+    pub fn appended(&self, entries: &[Entry], size: u64) {
+        if self.own {
+            let mut tail = lock(&self.tail);
+            for entry in entries {
+                tail.insert(dedup_key(&entry.signer, &entry.event), entry.seq);
+            }
+        }
+        self.published.store(size, Ordering::Release);
+        let mut wake = lock(&self.wake);
+        wake.pending = true;
+        self.woken.notify_all();
+    }
+
+    /// The sequence of an earlier entry with this dedup key: the tail first,
+    /// then sled (the order matters, see the module documentation).
+    pub fn duplicate_of(&self, dedup: &[u8; 32]) -> Result<Option<u64>> {
+        if !self.own {
+            return Ok(None);
+        }
+        if let Some(seq) = lock(&self.tail).get(dedup) {
+            return Ok(Some(*seq));
+        }
+        self.tree.get(key(DEDUP, dedup))?.map(|v| seq_from_value(&v)).transpose()
+    }
+
+    /// Waits until the first `size` entries (at most the head) are indexed,
+    /// for at most `timeout`.
+    pub fn wait_indexed(&self, size: u64, timeout: Duration) -> Result<()> {
+        let size = size.min(self.published());
+        let deadline = Instant::now().checked_add(timeout);
+        let mut indexed = lock(&self.indexed);
+        while *indexed < size {
+            let left = deadline.map_or(Duration::from_secs(3_600), |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return Err(StoreError::IndexLag { indexed: *indexed, size });
+            }
+            indexed = self.indexed_changed.wait_timeout(indexed, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        Ok(())
+    }
+
+    /// [`Shared::wait_indexed`] with the log's read bound.
+    pub fn wait_for_read(&self, size: u64) -> Result<()> {
+        self.wait_indexed(size, self.limits().read_wait)
+    }
+
+    /// Refuses an append while the follower lags more than the bound.
+    pub fn check_lag(&self) -> Result<()> {
+        let lag = self.lag();
+        if lag > self.limits().max_lag {
+            return Err(StoreError::IndexBehind { lag });
+        }
+        Ok(())
+    }
+
+    /// Waits (up to the read bound) until the lag is within the bound: the
+    /// push-back for mirrored logs, whose writer is a background task.
+    pub fn wait_lag(&self) -> Result<()> {
+        let limits = self.limits();
+        let published = self.published();
+        match self.wait_indexed(published.saturating_sub(limits.max_lag), limits.read_wait) {
+            Err(StoreError::IndexLag { indexed, .. }) => Err(StoreError::IndexBehind { lag: published - indexed }),
+            other => other,
+        }
+    }
+
+    /// Indexes every entry appended before the call, in this thread.
+    pub fn catch_up(&self) -> Result<()> {
+        let target = self.published();
+        while self.indexed() < target {
+            self.step(BATCH)?;
+        }
+        Ok(())
+    }
+
+    /// Indexes up to `max` entries from the watermark in one sled batch.
+    /// Returns how many it indexed.
+    pub fn step(&self, max: u64) -> Result<u64> {
+        let _work = lock(&self.work);
+        let from = self.indexed();
+        let to = self.published().min(from.saturating_add(max));
+        if to <= from {
+            return Ok(0);
+        }
+        let mut raw = Vec::with_capacity((to - from) as usize);
+        for kv in self.tree.range(key(ENTRY, &from.to_be_bytes())..key(ENTRY, &to.to_be_bytes())) {
+            raw.push(kv?.1);
+        }
+        let derived: Vec<Derived> =
+            raw.par_iter().map(|bytes| derive(bytes, self.own, Some(&self.log_id))).collect::<Result<Vec<_>>>()?;
+        let mut batch = IndexBatch::new(self.own);
+        for (expected, d) in (from..).zip(derived) {
+            if d.seq != expected {
+                return Err(StoreError::Corrupt(format!("entry {expected} is missing (found {})", d.seq)));
+            }
+            batch.add(d);
+        }
+        if batch.len() as u64 != to - from {
+            return Err(StoreError::Corrupt(format!("entries {from}..{to} are not all stored")));
+        }
+        let dedups: Vec<([u8; 32], u64)> = batch.dedups.clone();
+        let mut sled_batch = sled::Batch::default();
+        let keys = batch.write(&self.tree, &mut sled_batch, to)?;
+        let applied = self.tree.apply_batch(sled_batch);
+        reclaim(keys);
+        applied?;
+        if self.own {
+            let mut tail = lock(&self.tail);
+            for (dedup, seq) in &dedups {
+                if tail.get(dedup) == Some(seq) {
+                    tail.remove(dedup);
+                }
+            }
+        }
+        *lock(&self.indexed) = to;
+        self.indexed_changed.notify_all();
+        Ok(to - from)
+    }
+
+    /// After a rebuild wrote every index key of the first `indexed`
+    /// entries (the caller holds [`Shared::work_lock`] and the append lock):
+    /// no entry is in the tail any more.
+    pub fn rebuilt(&self, indexed: u64) {
+        lock(&self.tail).clear();
+        *lock(&self.indexed) = indexed;
+        self.indexed_changed.notify_all();
+    }
+
+    pub fn work_lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.work)
+    }
+
+    /// The thread's loop: index while there is work, sleep when there is
+    /// none. A failed step is logged and retried with backoff; the lag (and
+    /// so the readers' IndexLag and the appends' IndexBehind) tells the
+    /// operator that indexing is stuck.
+    fn run(&self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            {
+                let mut wake = lock(&self.wake);
+                while !wake.stop && (wake.paused || !wake.pending) {
+                    wake = self.woken.wait(wake).unwrap_or_else(|p| p.into_inner());
+                }
+                if wake.stop {
+                    return;
+                }
+                wake.pending = false;
+            }
+            loop {
+                if lock(&self.wake).stop || lock(&self.wake).paused {
+                    break;
+                }
+                match self.step(BATCH) {
+                    Ok(0) => break,
+                    Ok(_) => backoff = Duration::from_millis(100),
+                    Err(error) => {
+                        tracing::error!(log = %self.log_id, %error, indexed = self.indexed(),
+                            "indexing failed; retrying in {backoff:?}");
+                        let wake = lock(&self.wake);
+                        if wake.stop {
+                            return;
+                        }
+                        drop(self.woken.wait_timeout(wake, backoff).unwrap_or_else(|p| p.into_inner()));
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        let mut wake = lock(&self.wake);
+        wake.paused = paused;
+        wake.pending = true;
+        self.woken.notify_all();
+    }
+}
+
+/// The follower thread of one log, stopped and joined when dropped.
+pub(crate) struct Follower {
+    pub shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Follower {
+    pub fn start(shared: Arc<Shared>) -> Result<Follower> {
+        let runner = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("qtrace-follower".into())
+            .spawn(move || runner.run())
+            .map_err(|e| StoreError::Corrupt(format!("starting the index follower: {e}")))?;
+        Ok(Follower { shared, thread: Some(thread) })
+    }
+
+    /// No thread: the log is opened only to be rebuilt.
+    pub fn idle(shared: Arc<Shared>) -> Follower {
+        Follower { shared, thread: None }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        {
+            let mut wake = lock(&self.shared.wake);
+            wake.stop = true;
+            self.shared.woken.notify_all();
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(log = %self.shared.log_id, "the index follower panicked");
+        }
+    }
+}
+
+/// What one entry contributes to the indexes.
+pub(crate) struct Derived {
+    seq: u64,
+    hash: EntryHash,
+    dedup: Option<[u8; 32]>,
+    /// Postings prefixes (`P ‖ index key`) of its index keys and signer.
+    postings: Vec<Vec<u8>>,
+}
+
+/// Derives one stored entry's index contributions. An entry whose bytes do
+/// not decode is an error (the log is damaged); an entry whose event does
+/// not decode gets its hash and dedup keys but no index keys, and is
+/// reported when `report` names the log.
+pub(crate) fn derive(bytes: &[u8], own: bool, report: Option<&LogId>) -> Result<Derived> {
+    let entry = Entry::decode(bytes)?;
+    let keys = match event::decode_event(&entry.event) {
+        Ok(valid) => event::index_keys(&valid.event),
+        Err(error) => {
+            if let Some(log) = report {
+                tracing::error!(%log, seq = entry.seq, %error,
+                    "a stored entry's event does not decode; it is indexed by hash only");
+            }
+            Vec::new()
+        }
+    };
+    Ok(derived_of(&entry, &entry.hash(), &keys, own))
+}
+
+pub(crate) fn derived_of(entry: &Entry, hash: &EntryHash, index_keys: &[IndexKey], own: bool) -> Derived {
+    let signer = IndexKey::Signer(entry.signer);
+    let postings = index_keys.iter().chain([&signer]).map(postings_prefix).collect();
+    Derived { seq: entry.seq, hash: *hash, dedup: own.then(|| dedup_key(&entry.signer, &entry.event)), postings }
+}
+
+/// `P ‖ index key`: the postings prefix of an index key.
+pub(crate) fn postings_prefix(index: &IndexKey) -> Vec<u8> {
+    let mut k = crate::index_prefix(index);
+    k[0] = postings::POSTINGS;
+    k
+}
+
+/// The index keys of a run of consecutive entries, written at once.
+pub(crate) struct IndexBatch {
+    own: bool,
+    hashes: Vec<(EntryHash, u64)>,
+    dedups: Vec<([u8; 32], u64)>,
+    postings: BTreeMap<Vec<u8>, Vec<u64>>,
+}
+
+impl IndexBatch {
+    pub fn new(own: bool) -> Self {
+        IndexBatch { own, hashes: Vec::new(), dedups: Vec::new(), postings: BTreeMap::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn add(&mut self, derived: Derived) {
+        self.hashes.push((derived.hash, derived.seq));
+        if let Some(dedup) = derived.dedup.filter(|_| self.own) {
+            self.dedups.push((dedup, derived.seq));
+        }
+        for prefix in derived.postings {
+            let seqs = self.postings.entry(prefix).or_default();
+            // An event naming the same key twice is posted once.
+            if seqs.last() != Some(&derived.seq) {
+                seqs.push(derived.seq);
+            }
+        }
+    }
+
+    /// Writes the batch's keys and the watermark `watermark` to `sink`,
+    /// extending the open blocks found in `blocks`; returns the number of
+    /// keys written.
+    pub fn write(self, blocks: &impl Blocks, sink: &mut impl Sink, watermark: u64) -> Result<usize> {
+        let mut keys = 0;
+        for (hash, seq) in &self.hashes {
+            sink.insert(key(HASH, &hash.0), seq.to_be_bytes().to_vec());
+        }
+        for (dedup, seq) in &self.dedups {
+            sink.insert(key(DEDUP, dedup), seq.to_be_bytes().to_vec());
+        }
+        keys += self.hashes.len() + self.dedups.len();
+        for (prefix, seqs) in self.postings {
+            let open_key = postings::open_key(&prefix);
+            let mut open = match blocks.get(&open_key)? {
+                Some(value) => postings::decode_open(&value, &|| {
+                    format!("open postings block of index key {:?}", String::from_utf8_lossy(&prefix[1..]))
+                })?,
+                None => OpenBlock::default(),
+            };
+            if let (Some(&last), Some(&first)) = (open.seqs.last(), seqs.first())
+                && first <= last
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "index key {:?} already holds entry {last}, at or past {first} which is being indexed",
+                    String::from_utf8_lossy(&prefix[1..])
+                )));
+            }
+            for (ordinal, value) in postings::push(&mut open, &seqs) {
+                sink.insert(postings::block_key(&prefix, ordinal), value);
+                keys += 1;
+            }
+            sink.insert(open_key, postings::encode_open(&open));
+            keys += 1;
+        }
+        sink.insert(vec![WATERMARK], watermark.to_be_bytes().to_vec());
+        Ok(keys + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicBool;
+
+    use qtrace_ledger::ids::Gtin;
+    use qtrace_ledger::testkit::{GTIN_FORMULA, Who};
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::tests::{appended, new_entries, ok, sample_log, sign};
+    use crate::{LogStore, NewEntry, SledStore};
+
+    /// Every index key of `new` with its entries, from the events.
+    fn expected_postings(new: &[NewEntry]) -> BTreeMap<IndexKey, Vec<u64>> {
+        let mut expected: BTreeMap<IndexKey, Vec<u64>> = BTreeMap::new();
+        for n in new {
+            for key in n.index_keys.iter().cloned().chain([IndexKey::Signer(n.entry.signer)]) {
+                let seqs = expected.entry(key).or_default();
+                if seqs.last() != Some(&n.entry.seq) {
+                    seqs.push(n.entry.seq);
+                }
+            }
+        }
+        expected
+    }
+
+    fn paused(store: &SledStore, new: &[NewEntry]) -> LogStore {
+        let logs = ok(store.log(crate::tests::log_id_of(new)));
+        logs.set_follower_paused(true);
+        logs
+    }
+
+    fn dup(logs: &LogStore, n: &NewEntry) -> Option<u64> {
+        ok(logs.duplicate_of(&n.entry.signer, &n.entry.event))
+    }
+
+    #[test]
+    fn duplicates_are_found_in_the_tail_and_after_indexing() {
+        let new = new_entries(&sample_log(50).entries);
+        let store = ok(SledStore::temporary());
+        let logs = paused(&store, &new);
+        ok(logs.append(&new[..30], true, sign));
+        // (state, entries indexed, tail size)
+        let check = |state: &str, indexed: u64, tail: usize| {
+            assert_eq!(logs.indexed(), indexed, "{state}");
+            assert_eq!(lock(&logs.follower.shared.tail).len(), tail, "{state}");
+            for n in &new[..30] {
+                assert_eq!(dup(&logs, n), Some(n.entry.seq), "{state}: entry {}", n.entry.seq);
+            }
+            for n in &new[30..] {
+                assert_eq!(dup(&logs, n), None, "{state}: entry {} is not appended", n.entry.seq);
+            }
+        };
+        check("all in the tail", 0, 30);
+        assert_eq!(ok(logs.follower.shared.step(12)), 12);
+        check("partly indexed", 12, 18);
+        ok(logs.catch_up());
+        check("all indexed", 30, 0);
+        assert!(ok(logs.live_derived()) == ok(logs.derived_from_entries()));
+    }
+
+    #[test]
+    fn duplicates_stay_findable_while_the_follower_runs() {
+        // One writer appends in small batches while the follower indexes
+        // and a reader keeps asking for every entry appended so far: each
+        // must be found, in the tail or in sled, at every moment.
+        let new = new_entries(&sample_log(600).entries);
+        let store = ok(SledStore::temporary());
+        let logs = ok(store.log(crate::tests::log_id_of(&new)));
+        let done = AtomicBool::new(false);
+        let checks = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut checks = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let size = logs.head().size as usize;
+                    for n in new[..size].iter().rev().take(64) {
+                        assert_eq!(dup(&logs, n), Some(n.entry.seq), "entry {} of {size}", n.entry.seq);
+                        checks += 1;
+                    }
+                }
+                checks
+            });
+            let mut start = 0;
+            for size in [1usize, 2, 5, 1, 7, 3].into_iter().cycle() {
+                if start >= new.len() {
+                    break;
+                }
+                let end = (start + size).min(new.len());
+                ok(logs.append(&new[start..end], false, sign));
+                start = end;
+            }
+            done.store(true, Ordering::Release);
+            reader.join().unwrap_or_else(|_| panic!("the reader failed"))
+        });
+        assert!(checks > 0);
+        ok(logs.wait_indexed(600, INDEX_WAIT));
+        assert_eq!(lock(&logs.follower.shared.tail).len(), 0);
+        for n in &new {
+            assert_eq!(dup(&logs, n), Some(n.entry.seq));
+        }
+        assert!(ok(logs.live_derived()) == ok(logs.derived_from_entries()));
+    }
+
+    #[test]
+    fn the_follower_resumes_from_its_watermark_after_a_crash() {
+        let new = new_entries(&sample_log(70).entries);
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let store = ok(SledStore::open(dir.path()));
+            let logs = paused(&store, &new);
+            ok(logs.append(&new[..40], true, sign));
+            assert_eq!(ok(logs.follower.shared.step(25)), 25);
+            ok(store.flush());
+            // Dropped here with 15 entries not indexed: what a crash leaves.
+        }
+        let store = ok(SledStore::open(dir.path()));
+        let tree =
+            ok(store.db.open_tree(format!("log/{}", crate::tests::log_id_of(&new).to_hex())).map_err(StoreError::from));
+        assert_eq!(ok(stored_watermark(&tree)), 25, "the durable watermark");
+        let logs = paused(&store, &new);
+        assert_eq!(logs.indexed(), 25);
+        // The tail is rebuilt from the entries past the watermark.
+        assert_eq!(lock(&logs.follower.shared.tail).len(), 15);
+        for n in &new[..40] {
+            assert_eq!(dup(&logs, n), Some(n.entry.seq), "entry {}", n.entry.seq);
+        }
+        logs.set_follower_paused(false);
+        ok(logs.append(&new[40..], true, sign));
+        ok(logs.wait_indexed(70, INDEX_WAIT));
+        // Nothing indexed twice, nothing missed.
+        assert!(ok(logs.live_derived()) == ok(logs.derived_from_entries()));
+        for (key, seqs) in expected_postings(&new) {
+            assert_eq!(ok(logs.lookup(&key, None, usize::MAX)), seqs, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn appends_are_refused_while_indexing_lags_and_reads_wait() {
+        let new = new_entries(&sample_log(40).entries);
+        let store = ok(SledStore::temporary());
+        let logs = paused(&store, &new);
+        logs.set_limits(Limits { max_lag: 10, read_wait: Duration::from_millis(30) });
+        // Within the bound before the append: accepted, even past it after.
+        ok(logs.append(&new[..12], true, sign));
+        let before = logs.head();
+        match logs.append(&new[12..13], true, sign) {
+            Err(StoreError::IndexBehind { lag: 12 }) => {}
+            other => panic!("an append past the lag bound: {other:?}"),
+        }
+        assert_eq!((logs.head(), ok(logs.entry(12))), (before, None), "the refused append wrote nothing");
+        let gtin = IndexKey::Gtin(Gtin::parse(GTIN_FORMULA).unwrap_or_else(|e| panic!("{e}")));
+        type Read<'a> = Box<dyn Fn() -> Result<()> + 'a>;
+        let reads: Vec<(&str, Read)> = vec![
+            ("lookup", Box::new(|| logs.lookup(&gtin, None, 10).map(drop))),
+            ("seq_of", Box::new(|| logs.seq_of(&new[3].hash).map(drop))),
+            ("correction_targets", Box::new(|| logs.correction_targets(12, 10).map(drop))),
+            ("wait_indexed", Box::new(|| logs.wait_indexed(5, Duration::from_millis(1)))),
+        ];
+        for (name, read) in &reads {
+            match read() {
+                Err(StoreError::IndexLag { indexed: 0, size }) => {
+                    assert!(size == 12 || size == 5, "{name}: {size}");
+                }
+                other => panic!("{name} with the follower stopped: {other:?}"),
+            }
+        }
+        // A read of a snapshot the follower has covered does not wait.
+        assert_eq!(ok(logs.follower.shared.step(4)), 4);
+        assert_eq!(
+            ok(logs.lookup_at(4, &gtin, None, 10)),
+            expected_postings(&new[..4]).remove(&gtin).unwrap_or_default()
+        );
+        assert!(matches!(logs.lookup_at(5, &gtin, None, 10), Err(StoreError::IndexLag { indexed: 4, size: 5 })));
+        logs.set_follower_paused(false);
+        ok(logs.wait_indexed(12, INDEX_WAIT));
+        for (name, read) in &reads {
+            assert!(read().is_ok(), "{name} once indexed");
+        }
+        ok(logs.append(&new[12..], true, sign));
+    }
+
+    #[test]
+    fn mirrored_logs_keep_no_dedup_keys() {
+        let new = new_entries(&sample_log(30).entries);
+        let store = ok(SledStore::temporary());
+        let mirror = ok(store.mirror(crate::tests::log_id_of(&new)));
+        ok(mirror.append_mirrored(&new[..20], None));
+        ok(mirror.append_mirrored(&new[20..], Some("note".into())));
+        ok(mirror.wait_indexed(30, INDEX_WAIT));
+        for n in &new {
+            assert_eq!(dup(&mirror, n), None, "entry {}", n.entry.seq);
+            assert_eq!(ok(mirror.seq_of(&n.hash)), Some(n.entry.seq));
+        }
+        let live = ok(mirror.live_derived());
+        assert!(!live.iter().any(|(k, _)| k[0] == DEDUP), "a mirror has D keys");
+        assert!(live == ok(mirror.derived_from_entries()));
+        for (key, seqs) in expected_postings(&new) {
+            assert_eq!(ok(mirror.lookup(&key, None, usize::MAX)), seqs, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn lookups_page_over_many_sealed_blocks() {
+        let (_store, logs, new) = appended(2_600);
+        ok(logs.wait_indexed(2_600, INDEX_WAIT));
+        let expected = expected_postings(&new);
+        let gtin = IndexKey::Gtin(Gtin::parse(GTIN_FORMULA).unwrap_or_else(|e| panic!("{e}")));
+        let all = &expected[&gtin];
+        assert!(all.len() > 2 * postings::BLOCK, "{} postings: fewer than two sealed blocks", all.len());
+        let sealed = logs.tree.scan_prefix(follower_key(&gtin)).count() - 1;
+        assert_eq!(sealed, all.len() / postings::BLOCK);
+        for (key, seqs) in &expected {
+            assert_eq!(&ok(logs.lookup(key, None, usize::MAX)), seqs, "{key:?}");
+        }
+        for limit in [1usize, 100, 1_023, 1_024, 1_025, 5_000] {
+            let mut pages = Vec::new();
+            let mut after = None;
+            loop {
+                let page = ok(logs.lookup(&gtin, after, limit));
+                assert!(page.len() <= limit);
+                let Some(&last) = page.last() else { break };
+                pages.extend_from_slice(&page);
+                after = Some(last);
+            }
+            assert_eq!(&pages, all, "pages of {limit}");
+        }
+        for after in [all[1_023], all[1_024], all[2_047] + 1, all[all.len() - 1]] {
+            let want: Vec<u64> = all.iter().copied().filter(|&s| s > after).take(7).collect();
+            assert_eq!(ok(logs.lookup(&gtin, Some(after), 7)), want, "after {after}");
+        }
+        // A snapshot below the head lists nothing past it.
+        let cut = all[1_500];
+        let want: Vec<u64> = all.iter().copied().filter(|&s| s < cut).collect();
+        assert_eq!(ok(logs.lookup_at(cut, &gtin, None, usize::MAX)), want);
+        let fresh = ok(logs.derived_from_entries());
+        assert!(ok(logs.live_derived()) == fresh, "the follower's blocks equal a derivation in one go");
+    }
+
+    fn follower_key(index: &IndexKey) -> Vec<u8> {
+        postings_prefix(index)
+    }
+
+    #[test]
+    fn a_rebuild_while_nothing_is_indexed_restores_everything() {
+        let new = new_entries(&sample_log(20).entries);
+        let store = ok(SledStore::temporary());
+        let logs = paused(&store, &new);
+        ok(logs.append(&new, true, sign));
+        ok(logs.rebuild_derived());
+        assert_eq!((logs.indexed(), lock(&logs.follower.shared.tail).len()), (20, 0));
+        for n in &new {
+            assert_eq!(dup(&logs, n), Some(n.entry.seq));
+            assert_eq!(ok(logs.seq_of(&n.hash)), Some(n.entry.seq));
+        }
+        assert_eq!(Who::Log.public(), new[0].entry.signer);
+    }
+}

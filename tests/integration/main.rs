@@ -11,6 +11,7 @@ mod epcis;
 mod federation;
 mod load;
 mod malformed;
+mod migrate;
 mod resolver;
 mod scenario;
 mod tls;

@@ -6,6 +6,7 @@ mod federation;
 mod http;
 mod logs;
 mod metrics;
+mod migrate;
 mod page;
 mod service;
 mod setup;
@@ -161,6 +162,17 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         peer_ca: Option<PathBuf>,
     },
+    /// Upgrade a data directory written by an earlier store layout in place
+    /// (存储升级), then build its indexes; stop the node first. Entries,
+    /// checkpoints, cosignatures and equivocation evidence are kept byte for
+    /// byte (same log, same roots: every stored checkpoint is checked
+    /// against the rebuilt tree); only derived state is rewritten. Killed at
+    /// any moment, run it again: it finishes. A current store is left as is.
+    Migrate {
+        /// Data directory to upgrade.
+        #[arg(long, default_value = "./qtrace-data", env = "QTRACE_DATA")]
+        data: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -174,6 +186,9 @@ fn main() -> std::process::ExitCode {
     let args = Args::parse();
     if let Some(Command::Audit { data }) = &args.command {
         return run_audit(data);
+    }
+    if let Some(Command::Migrate { data }) = &args.command {
+        return run_migrate(data, args.cache_mb.saturating_mul(1 << 20));
     }
     if let Some(Command::Mirror { data, peers, peer_ca }) = &args.command {
         return match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -226,6 +241,19 @@ fn run_audit(data: &std::path::Path) -> std::process::ExitCode {
         }
         Err(e) => {
             println!("audit FAILED (审计失败): {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_migrate(data: &std::path::Path, cache_bytes: u64) -> std::process::ExitCode {
+    match migrate::run(data, cache_bytes) {
+        Ok(text) => {
+            println!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("qtrace-node migrate: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -287,7 +287,7 @@ impl TileWriter {
 
     /// The writer of the tree of `size` leaves, from its stored partial
     /// tiles (one read per tile level), so appends resume after a restart.
-    /// A partial tile must be stored at exactly its width.
+    /// A partial tile must be stored at least at its width.
     pub fn from_tiles<S: TileSource>(size: u64, source: &S) -> Result<Self, TileError<S::Error>> {
         let mut writer = TileWriter::new();
         for level in 0..u64::BITS as u8 / TILE_HEIGHT {
@@ -306,10 +306,16 @@ impl TileWriter {
                     .map_err(|source| TileError::Source { tile, source })?
                     .ok_or(TileError::Missing { tile, node })?;
                 let stored = check_tile::<S::Error>(tile, &bytes)?;
-                if stored != width {
+                if stored < width {
                     return Err(TileError::Short { tile, node, width: stored, needed: 0..width });
                 }
-                hashes.extend(bytes.chunks_exact(HASH_BYTES).filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok()));
+                // A wider tile holds hashes of entries beyond `size` (a log
+                // cut short by damage): the writer keeps the first `width`
+                // and its next append rewrites the tile; `qtrace-node audit`
+                // reports the difference.
+                hashes.extend(
+                    bytes.chunks_exact(HASH_BYTES).take(width).filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok()),
+                );
             }
             writer.levels.push(Partial { index, hashes, touched: false });
         }
@@ -545,6 +551,10 @@ mod tests {
             }
         }
         // A reload finds a partial tile of the wrong width.
+        // A log cut short by one entry: its partial tile still holds the
+        // lost entry's hash, and the writer takes the hashes it has.
+        let (_, cut_short, _) = tiled(&hashes[..299], &[]);
+        assert_eq!(TileWriter::from_tiles(299, &tiles), Ok(cut_short));
         tiles.insert(TileId::new(0, 1), vec![0; 32 * 43]);
         assert!(matches!(TileWriter::from_tiles(300, &tiles), Err(TileError::Short { width: 43, .. })));
         // Nodes out of order are refused, not stored at the wrong place.

@@ -209,9 +209,9 @@ impl<'a> Ctx<'a> {
         self.view.record(id)
     }
 
-    /// Drops records corrected away unless the raw view is asked for.
+    /// Drops records corrected away unless the caller asks to include them (the raw view, `--raw`).
     pub(super) fn corrected(&self, records: Vec<Record>) -> Result<(Vec<Record>, Vec<Record>), ViewError> {
-        if self.options.raw {
+        if self.options.include_corrected {
             return Ok((records, Vec::new()));
         }
         let mut kept = Vec::new();

@@ -74,7 +74,7 @@ pub fn verify_product(
         Trace::default()
     } else {
         let ids: Vec<RecordId> = origins.iter().map(|o| o.id).collect();
-        let upstream = trace::trace(view, &ids, Direction::Upstream, options.limits, options.raw)?;
+        let upstream = trace::trace(view, &ids, Direction::Upstream, options.limits, options.include_corrected)?;
         let lots_text: Vec<String> = upstream.lots.iter().map(|(g, l)| format!("{g} lot {l}")).collect();
         checks.push(Check::new(
             "source",
@@ -94,7 +94,7 @@ pub fn verify_product(
         Trace::default()
     } else {
         let ids: Vec<RecordId> = origins.iter().map(|o| o.id).collect();
-        trace::trace(view, &ids, Direction::Downstream, options.limits, options.raw)?
+        trace::trace(view, &ids, Direction::Downstream, options.limits, options.include_corrected)?
     };
     let count = |kind: EventKind| {
         downstream.nodes.iter().filter(|n| n.record.event.as_ref().is_some_and(|e| e.kind == kind)).count()

@@ -36,14 +36,14 @@ pub fn verify_record(view: &dyn View, trust: &Trust, id: RecordId, options: Opti
         ));
         used.extend(corrections);
     }
-    let upstream = trace::trace(view, &[id], Direction::Upstream, options.limits, options.raw)?;
+    let upstream = trace::trace(view, &[id], Direction::Upstream, options.limits, options.include_corrected)?;
     checks.push(Check::new(
         "source",
         Severity::Ok,
         format!("source traceable (来源可查): {} upstream record(s)", upstream.nodes.len().saturating_sub(1)),
         upstream.nodes.iter().skip(1).map(|n| n.record.cite()).collect(),
     ));
-    let downstream = trace::trace(view, &[id], Direction::Downstream, options.limits, options.raw)?;
+    let downstream = trace::trace(view, &[id], Direction::Downstream, options.limits, options.include_corrected)?;
     checks.push(Check::new(
         "destination",
         Severity::Ok,

@@ -59,7 +59,7 @@ struct World {
     quorum: usize,
     at: Option<&'static str>,
     product: Option<&'static str>,
-    raw: bool,
+    include_corrected: bool,
 }
 
 impl World {
@@ -82,7 +82,7 @@ impl World {
             quorum: 0,
             at: None,
             product: None,
-            raw: false,
+            include_corrected: false,
         };
         let produced = world.add("production", Who::Manufacturer, example(K::Production));
         let mut test = example(K::Inspection);
@@ -180,7 +180,8 @@ impl World {
             });
         }
         let trust = Trust { logs: vec![signer.verifier()], witnesses: vec![witness().verifier()] };
-        let options = Options { witness_quorum: self.quorum, raw: self.raw, ..Options::default() };
+        let options =
+            Options { witness_quorum: self.quorum, include_corrected: self.include_corrected, ..Options::default() };
         (view, trust, options)
     }
 
@@ -363,10 +364,10 @@ fn rows() -> Vec<Row> {
             let shipped = w.named["shipment"].clone();
             w.add("correction", Who::Manufacturer, with_refs(example(K::Correction), &shipped));
         }, Subject::Code(LOT_CODE), VALID, "correction", Some(Ok), "left out"),
-        row("the raw view keeps corrected records", |w| {
+        row("including corrected records keeps them", |w| {
             let shipped = w.named["shipment"].clone();
             w.add("correction", Who::Manufacturer, with_refs(example(K::Correction), &shipped));
-            w.raw = true;
+            w.include_corrected = true;
         }, Subject::Code(LOT_CODE), VALID, "correction", None, ""),
         // Records.
         row("a record", nothing, Subject::Record("receipt"), VALID, "source", Some(Ok), "2 upstream record(s)"),

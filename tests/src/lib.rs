@@ -235,29 +235,13 @@ pub fn product(gtin: &str, lot: &str) -> pb::ProductKey {
     pb::ProductKey { gtin: gtin.to_string(), lot: lot.to_string(), serial: String::new() }
 }
 
+/// The one organisation registration of benchmarks, fuzz seeds and tests
+/// (`qtrace_ledger::testkit::register_org`), stamped now.
 pub fn register_org(uscc: &str, name: &str, roles: &[pb::Role], scope: &[&str]) -> pb::Event {
-    let accreditations = if scope.is_empty() {
-        Vec::new()
-    } else {
-        vec![pb::Accreditation {
-            number: format!("ACC-{uscc}"),
-            gtin_prefixes: scope.iter().map(|s| s.to_string()).collect(),
-            standards: Vec::new(),
-            valid_from: "2020-01-01".into(),
-            valid_until: "2099-12-31".into(),
-        }]
-    };
-    event(
-        org_subject(uscc),
-        Body::OrgRegistered(pb::OrgRegistered {
-            uscc: uscc.into(),
-            name: name.into(),
-            roles: roles.iter().map(|r| *r as i32).collect(),
-            accreditations,
-            address: String::new(),
-            region: "310000".into(),
-        }),
-    )
+    pb::Event {
+        event_time: Some(pb::EventTime { unix_millis: now_millis(), offset_minutes: 480 }),
+        ..qtrace_ledger::testkit::register_org(uscc, name, roles, scope)
+    }
 }
 
 pub fn register_key(actor: &Actor, person: &str, title: &str) -> pb::Event {

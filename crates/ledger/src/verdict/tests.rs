@@ -450,3 +450,45 @@ fn malformed_subjects_name_the_field() {
         }
     }
 }
+
+/// The shared tail of every subject's verdict counts a record used twice
+/// (a certificate reached as a claim and as a basis, a lot reached up- and
+/// downstream) once: in the path it leaves, the integrity count, its
+/// evidence and the responsible parties.
+#[test]
+fn conclude_counts_each_record_once() {
+    let world = World::base();
+    let (view, trust, options) = world.open();
+    let ctx = checks::Ctx::new(&view, &trust, options);
+    let record = |name: &&str| {
+        let id = RecordId { log: world.log.log_id, seq: world.seq(name) };
+        ctx.record(id).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("{name} not in the view"))
+    };
+    // (case, records used in order, the records counted in order)
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        ("nothing used", &[], &[]),
+        ("no repeats", &["production", "inspection"], &["production", "inspection"]),
+        (
+            "repeats keep the first",
+            &["certificate", "production", "certificate", "production", "sale"],
+            &["certificate", "production", "sale"],
+        ),
+    ];
+    for (case, given, counted) in cases {
+        let mut used: Vec<Record> = given.iter().map(record).collect();
+        let report = checks::conclude(&ctx, case.to_string(), &mut used, Vec::new());
+        let seqs: Vec<u64> = used.iter().map(|r| r.id.seq).collect();
+        let want: Vec<u64> = counted.iter().map(|n| world.seq(n)).collect();
+        assert_eq!(seqs, want, "{case}: path");
+        let integrity = report.check("integrity").unwrap_or_else(|| panic!("{case}: no integrity check"));
+        assert!(
+            integrity.detail.starts_with(&format!("all {} records", counted.len())),
+            "{case}: {}",
+            integrity.detail
+        );
+        let cited: Vec<&String> = integrity.evidence.iter().filter(|e| !e.starts_with("checkpoint ")).collect();
+        assert_eq!(cited.len(), counted.len(), "{case}: {cited:?}");
+        assert_eq!(report.responsible.len(), counted.len(), "{case}");
+        assert_eq!(report.verdict, Overall::Valid, "{case}");
+    }
+}

@@ -232,23 +232,6 @@ async fn a_log_showing_two_histories_is_caught_with_evidence() {
     assert_eq!(check.evidence.len(), 2, "both signed notes are attached");
 }
 
-/// Runs `qtrace --node URL --json ARGS` (isolated from the caller's
-/// QTRACE_* variables) and returns its exit code, JSON and stderr.
-fn qtrace_json(url: &str, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = std::process::Command::new(binary("qtrace"))
-        .args(["--node", url, "--json"])
-        .args(args)
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_TRUST")
-        .output()
-        .expect("running qtrace");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("qtrace {args:?}: stdout is not one JSON object ({e}): {stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), json, stderr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peers_record_verified_at_a_mirror_without_pinned_keys() {
     let temp = tempfile::tempdir().unwrap();
@@ -274,25 +257,20 @@ async fn a_peers_record_verified_at_a_mirror_without_pinned_keys() {
     // Without --trust the keys come from Guangdong's node: its own and the
     // peers' it mirrors, marked as node-provided, and Hangzhou's record
     // verifies against Hangzhou's key.
-    let (code, report, stderr) = qtrace_json(&gd.url, &["verify", &record]);
+    let Run { code, json: report, stderr } = qtrace_at(&gd.url, &["verify", &record]);
     assert_eq!(report["verdict"], "VALID", "{report:#}\n{stderr}");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["trust"], "node-provided (first contact)", "{report:#}");
     assert!(!stderr.contains("trusted checkpoint"), "no obscure warning: {stderr}");
     // The text output says which keys were not pinned.
-    let out = std::process::Command::new(binary("qtrace"))
-        .args(["--node", &gd.url, "verify", &record])
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_TRUST")
-        .output()
-        .expect("running qtrace");
+    let out = qtrace_command().args(["--node", &gd.url, "verify", &record]).output().expect("running qtrace");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NOT PINNED"), "{text}");
     assert!(text.contains("qtrace.test/gd") && text.contains("qtrace.test/hz"), "{text}");
 
     // With only Guangdong's key pinned, the answer says plainly which log's
     // key is missing and how to pin it.
-    let (code, report, stderr) = qtrace_json(&gd.url, &["verify", &record, "--trust", &gd.vkey]);
+    let Run { code, json: report, stderr } = qtrace_at(&gd.url, &["verify", &record, "--trust", &gd.vkey]);
     assert_eq!(code, 1, "{report:#}");
     assert_ne!(report["verdict"], "VALID", "{report:#}");
     let integrity = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "integrity")).cloned();

@@ -186,6 +186,43 @@ async fn mirror_killed_mid_catch_up_converges_without_loss_or_duplicates() {
     assert_eq!(count, total);
 }
 
+/// The first equivocation evidence `client`'s node keeps about `log`,
+/// waited for up to `seconds`.
+async fn first_evidence(
+    client: &qtrace_client::rpc::ledger_client::LedgerClient<tonic::transport::Channel>,
+    log: LogId,
+    seconds: u64,
+) -> pb::Equivocation {
+    eventually(seconds, "equivocation evidence", || {
+        let mut client = client.clone();
+        async move {
+            let list = client
+                .get_equivocations(pb::GetEquivocationsRequest { log_id: log.0.to_vec() })
+                .await
+                .ok()?
+                .into_inner();
+            list.equivocations.into_iter().next()
+        }
+    })
+    .await
+}
+
+/// The node's verdict on the genesis record of `log`.
+async fn verdict_on_genesis(
+    client: &mut qtrace_client::rpc::ledger_client::LedgerClient<tonic::transport::Channel>,
+    log: LogId,
+) -> pb::VerdictReport {
+    let genesis = pb::RecordRef { log_id: log.0.to_vec(), seq: 0, entry_hash: Vec::new() };
+    client
+        .verify(pb::VerifyRequest {
+            subject: Some(pb::VerdictSubject { kind: Some(pb::verdict_subject::Kind::Record(genesis)) }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_showing_two_histories_is_caught_with_evidence() {
     let temp = tempfile::tempdir().unwrap();
@@ -201,35 +238,65 @@ async fn a_log_showing_two_histories_is_caught_with_evidence() {
     let _c_node = c.start(&[&a_fork, &b], &[]);
     let mut b_client = b_node.client().await;
     let a_log = log_of(&a);
-    let evidence = eventually(90, "equivocation evidence at B", || {
-        let mut client = b_client.clone();
-        async move {
-            let list = client
-                .get_equivocations(pb::GetEquivocationsRequest { log_id: a_log.0.to_vec() })
-                .await
-                .ok()?
-                .into_inner();
-            list.equivocations.into_iter().next()
-        }
-    })
-    .await;
+    let evidence = first_evidence(&b_client, a_log, 90).await;
     let vkey = Verifier::parse(&a.vkey).unwrap();
     let conflict = qtrace_ledger::equivocation::validate(&evidence, &vkey).expect("the evidence holds up");
     assert!(conflict.starts_with("proven"), "{conflict}");
 
     // Every verdict on log A's records is now INVALID, with the evidence.
-    let genesis = pb::RecordRef { log_id: a_log.0.to_vec(), seq: 0, entry_hash: Vec::new() };
-    let report = b_client
-        .verify(pb::VerifyRequest {
-            subject: Some(pb::VerdictSubject { kind: Some(pb::verdict_subject::Kind::Record(genesis)) }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = verdict_on_genesis(&mut b_client, a_log).await;
     assert_eq!(report.verdict, "INVALID", "{report:#?}");
     let check = report.checks.iter().find(|c| c.name == "equivocation").expect("an equivocation check");
     assert_eq!(check.evidence.len(), 2, "both signed notes are attached");
+}
+
+/// A log that serves its mirror a larger checkpoint on another history than
+/// the one the mirror verified: catch-up stops, and the log's own
+/// consistency proof, which rebuilds its larger signed root and another
+/// root for the mirror's size, is kept as proven evidence (before, the
+/// catch-up only failed and nothing was recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_larger_checkpoint_is_caught_with_evidence_at_catch_up() {
+    let temp = tempfile::tempdir().unwrap();
+    let a = Planned::new(temp.path(), "a", 71);
+    let a_fork = a.twin(temp.path(), "a-fork");
+    let b = Planned::new(temp.path(), "b", 72);
+    let a_log = log_of(&a);
+    // A's history: genesis and two registrations. Size 3 is not a power of
+    // two, so the log's proof alone rebuilds both of its roots.
+    let a_node = a.start(&[], &[]);
+    let mut a_client = a_node.client().await;
+    let root = Actor { key: a_node.authority_key(), uscc: REGULATOR.into() };
+    for uscc in [FACTORY, LAB] {
+        root.append(&mut a_client, register_org(uscc, "示例", &[pb::Role::Manufacturer], &[])).await.unwrap();
+    }
+    let mut b_node = b.start(&[&a], &[]);
+    let b_client = b_node.client().await;
+    eventually(60, "B mirroring A's 3 entries", || {
+        let mut c = b_client.clone();
+        let log = a_log;
+        async move { (held(&mut c, &log).await == 3).then_some(()) }
+    })
+    .await;
+    b_node.kill();
+    drop(a_node);
+
+    // The same log key, another history of 6 entries, now served to B.
+    let fork_node = a_fork.start(&[], &[]);
+    let mut fork_client = fork_node.client().await;
+    let fork_root = Actor { key: fork_node.authority_key(), uscc: REGULATOR.into() };
+    for uscc in [FACTORY, LAB, CERT_BODY, DISTRIBUTOR, FARM] {
+        fork_root.append(&mut fork_client, register_org(uscc, "分叉", &[pb::Role::Manufacturer], &[])).await.unwrap();
+    }
+    let b_node = b.start(&[&a_fork], &[]);
+    let mut b_client = b_node.client().await;
+    let evidence = first_evidence(&b_client, a_log, 60).await;
+    let vkey = Verifier::parse(&a.vkey).unwrap();
+    let finding = qtrace_ledger::equivocation::validate(&evidence, &vkey).expect("the evidence holds up");
+    assert!(finding.starts_with("proven"), "{finding}");
+    assert_eq!(held(&mut b_client, &a_log).await, 3, "nothing of the other history was mirrored");
+    let report = verdict_on_genesis(&mut b_client, a_log).await;
+    assert_eq!(report.verdict, "INVALID", "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -203,17 +203,7 @@ async fn every_refusal_class_writes_nothing() {
 
     // Blacklisting: the regulator lists the manufacturer, whose production
     // is then refused; after delisting it is accepted again.
-    let listing = event(
-        org_subject(FACTORY),
-        Body::Blacklisted(pb::Blacklisted {
-            uscc: FACTORY.into(),
-            reason: "melamine adulteration".into(),
-            legal_basis: "《产品质量法》第四十九条".into(),
-            authority_uscc: REGULATOR.into(),
-            listed_on: "2026-11-20".into(),
-            until: String::new(),
-        }),
-    );
+    let listing = blacklisting(FACTORY);
     cast.root.append(&mut client, listing).await.unwrap();
     let status = cast.factory.append(&mut client, production(GTIN, "LOT-13")).await.expect_err("blacklisted");
     assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
@@ -388,17 +378,7 @@ async fn a_refused_event_appends_as_new_once_its_cause_is_removed() {
     let cast = Cast::register(&node, &mut client).await;
 
     // Blacklisted (质量失信黑名单), then delisted (信用修复).
-    let listing = event(
-        org_subject(FACTORY),
-        Body::Blacklisted(pb::Blacklisted {
-            uscc: FACTORY.into(),
-            reason: "melamine adulteration".into(),
-            legal_basis: "《产品质量法》第四十九条".into(),
-            authority_uscc: REGULATOR.into(),
-            listed_on: "2026-11-20".into(),
-            until: String::new(),
-        }),
-    );
+    let listing = blacklisting(FACTORY);
     cast.root.append(&mut client, listing).await.unwrap();
     let blacklisted = cast.factory.sign(&production(GTIN, "REFUSED-1"));
     refused(&mut client, "blacklisted", &blacklisted, Code::FailedPrecondition, "blacklist").await;

@@ -186,6 +186,43 @@ async fn mirror_killed_mid_catch_up_converges_without_loss_or_duplicates() {
     assert_eq!(count, total);
 }
 
+/// The first equivocation evidence `client`'s node keeps about `log`,
+/// waited for up to `seconds`.
+async fn first_evidence(
+    client: &qtrace_client::rpc::ledger_client::LedgerClient<tonic::transport::Channel>,
+    log: LogId,
+    seconds: u64,
+) -> pb::Equivocation {
+    eventually(seconds, "equivocation evidence", || {
+        let mut client = client.clone();
+        async move {
+            let list = client
+                .get_equivocations(pb::GetEquivocationsRequest { log_id: log.0.to_vec() })
+                .await
+                .ok()?
+                .into_inner();
+            list.equivocations.into_iter().next()
+        }
+    })
+    .await
+}
+
+/// The node's verdict on the genesis record of `log`.
+async fn verdict_on_genesis(
+    client: &mut qtrace_client::rpc::ledger_client::LedgerClient<tonic::transport::Channel>,
+    log: LogId,
+) -> pb::VerdictReport {
+    let genesis = pb::RecordRef { log_id: log.0.to_vec(), seq: 0, entry_hash: Vec::new() };
+    client
+        .verify(pb::VerifyRequest {
+            subject: Some(pb::VerdictSubject { kind: Some(pb::verdict_subject::Kind::Record(genesis)) }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_showing_two_histories_is_caught_with_evidence() {
     let temp = tempfile::tempdir().unwrap();
@@ -201,52 +238,65 @@ async fn a_log_showing_two_histories_is_caught_with_evidence() {
     let _c_node = c.start(&[&a_fork, &b], &[]);
     let mut b_client = b_node.client().await;
     let a_log = log_of(&a);
-    let evidence = eventually(90, "equivocation evidence at B", || {
-        let mut client = b_client.clone();
-        async move {
-            let list = client
-                .get_equivocations(pb::GetEquivocationsRequest { log_id: a_log.0.to_vec() })
-                .await
-                .ok()?
-                .into_inner();
-            list.equivocations.into_iter().next()
-        }
-    })
-    .await;
+    let evidence = first_evidence(&b_client, a_log, 90).await;
     let vkey = Verifier::parse(&a.vkey).unwrap();
     let conflict = qtrace_ledger::equivocation::validate(&evidence, &vkey).expect("the evidence holds up");
     assert!(conflict.starts_with("proven"), "{conflict}");
 
     // Every verdict on log A's records is now INVALID, with the evidence.
-    let genesis = pb::RecordRef { log_id: a_log.0.to_vec(), seq: 0, entry_hash: Vec::new() };
-    let report = b_client
-        .verify(pb::VerifyRequest {
-            subject: Some(pb::VerdictSubject { kind: Some(pb::verdict_subject::Kind::Record(genesis)) }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let report = verdict_on_genesis(&mut b_client, a_log).await;
     assert_eq!(report.verdict, "INVALID", "{report:#?}");
     let check = report.checks.iter().find(|c| c.name == "equivocation").expect("an equivocation check");
     assert_eq!(check.evidence.len(), 2, "both signed notes are attached");
 }
 
-/// Runs `qtrace --node URL --json ARGS` (isolated from the caller's
-/// QTRACE_* variables) and returns its exit code, JSON and stderr.
-fn qtrace_json(url: &str, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = std::process::Command::new(binary("qtrace"))
-        .args(["--node", url, "--json"])
-        .args(args)
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_TRUST")
-        .output()
-        .expect("running qtrace");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let json = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("qtrace {args:?}: stdout is not one JSON object ({e}): {stdout}\n{stderr}"));
-    (out.status.code().unwrap_or(-1), json, stderr)
+/// A log that serves its mirror a larger checkpoint on another history than
+/// the one the mirror verified: catch-up stops, and the log's own
+/// consistency proof, which rebuilds its larger signed root and another
+/// root for the mirror's size, is kept as proven evidence (before, the
+/// catch-up only failed and nothing was recorded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_larger_checkpoint_is_caught_with_evidence_at_catch_up() {
+    let temp = tempfile::tempdir().unwrap();
+    let a = Planned::new(temp.path(), "a", 71);
+    let a_fork = a.twin(temp.path(), "a-fork");
+    let b = Planned::new(temp.path(), "b", 72);
+    let a_log = log_of(&a);
+    // A's history: genesis and two registrations. Size 3 is not a power of
+    // two, so the log's proof alone rebuilds both of its roots.
+    let a_node = a.start(&[], &[]);
+    let mut a_client = a_node.client().await;
+    let root = Actor { key: a_node.authority_key(), uscc: REGULATOR.into() };
+    for uscc in [FACTORY, LAB] {
+        root.append(&mut a_client, register_org(uscc, "示例", &[pb::Role::Manufacturer], &[])).await.unwrap();
+    }
+    let mut b_node = b.start(&[&a], &[]);
+    let b_client = b_node.client().await;
+    eventually(60, "B mirroring A's 3 entries", || {
+        let mut c = b_client.clone();
+        let log = a_log;
+        async move { (held(&mut c, &log).await == 3).then_some(()) }
+    })
+    .await;
+    b_node.kill();
+    drop(a_node);
+
+    // The same log key, another history of 6 entries, now served to B.
+    let fork_node = a_fork.start(&[], &[]);
+    let mut fork_client = fork_node.client().await;
+    let fork_root = Actor { key: fork_node.authority_key(), uscc: REGULATOR.into() };
+    for uscc in [FACTORY, LAB, CERT_BODY, DISTRIBUTOR, FARM] {
+        fork_root.append(&mut fork_client, register_org(uscc, "分叉", &[pb::Role::Manufacturer], &[])).await.unwrap();
+    }
+    let b_node = b.start(&[&a_fork], &[]);
+    let mut b_client = b_node.client().await;
+    let evidence = first_evidence(&b_client, a_log, 60).await;
+    let vkey = Verifier::parse(&a.vkey).unwrap();
+    let finding = qtrace_ledger::equivocation::validate(&evidence, &vkey).expect("the evidence holds up");
+    assert!(finding.starts_with("proven"), "{finding}");
+    assert_eq!(held(&mut b_client, &a_log).await, 3, "nothing of the other history was mirrored");
+    let report = verdict_on_genesis(&mut b_client, a_log).await;
+    assert_eq!(report.verdict, "INVALID", "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,25 +324,20 @@ async fn a_peers_record_verified_at_a_mirror_without_pinned_keys() {
     // Without --trust the keys come from Guangdong's node: its own and the
     // peers' it mirrors, marked as node-provided, and Hangzhou's record
     // verifies against Hangzhou's key.
-    let (code, report, stderr) = qtrace_json(&gd.url, &["verify", &record]);
+    let Run { code, json: report, stderr } = qtrace_at(&gd.url, &["verify", &record]);
     assert_eq!(report["verdict"], "VALID", "{report:#}\n{stderr}");
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["trust"], "node-provided (first contact)", "{report:#}");
     assert!(!stderr.contains("trusted checkpoint"), "no obscure warning: {stderr}");
     // The text output says which keys were not pinned.
-    let out = std::process::Command::new(binary("qtrace"))
-        .args(["--node", &gd.url, "verify", &record])
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_TRUST")
-        .output()
-        .expect("running qtrace");
+    let out = qtrace_command().args(["--node", &gd.url, "verify", &record]).output().expect("running qtrace");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NOT PINNED"), "{text}");
     assert!(text.contains("qtrace.test/gd") && text.contains("qtrace.test/hz"), "{text}");
 
     // With only Guangdong's key pinned, the answer says plainly which log's
     // key is missing and how to pin it.
-    let (code, report, stderr) = qtrace_json(&gd.url, &["verify", &record, "--trust", &gd.vkey]);
+    let Run { code, json: report, stderr } = qtrace_at(&gd.url, &["verify", &record, "--trust", &gd.vkey]);
     assert_eq!(code, 1, "{report:#}");
     assert_ne!(report["verdict"], "VALID", "{report:#}");
     let integrity = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "integrity")).cloned();

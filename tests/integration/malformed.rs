@@ -163,17 +163,7 @@ async fn malformed_requests_get_exact_codes_and_write_nothing() {
     let farm_org = register_org(FARM, "Listed Dairy Farm (失信牧场)", &[pb::Role::Manufacturer], &[]);
     legit(&mut client, &cast.root, farm_org, &mut legitimate).await;
     legit(&mut client, &cast.root, register_key(&farm, "赵六", "场长"), &mut legitimate).await;
-    let listing = event(
-        org_subject(FARM),
-        Body::Blacklisted(pb::Blacklisted {
-            uscc: FARM.into(),
-            reason: "melamine adulteration".into(),
-            legal_basis: "《产品质量法》第四十九条".into(),
-            authority_uscc: REGULATOR.into(),
-            listed_on: "2026-11-20".into(),
-            until: String::new(),
-        }),
-    );
+    let listing = blacklisting(FARM);
     legit(&mut client, &cast.root, listing, &mut legitimate).await;
     let size = client.get_log_info(pb::GetLogInfoRequest {}).await.expect("log info").into_inner().size;
     assert_eq!(size, legitimate, "the setup appended what it counted");

@@ -54,10 +54,18 @@ struct Asked {
     subject: pb::verdict_subject::Kind,
     command: &'static str,
     words: Vec<String>,
+    /// For a certificate: the product it is shown for (`--product`,
+    /// `for_product`).
+    product: Option<String>,
+    /// For a certificate: the day its status is also asked for (`--at`,
+    /// `at`). A bundle does not record it, and `verify --offline --at`
+    /// means "as of that day" instead, so only the node and the online
+    /// `qtrace` are compared for it.
+    at: Option<String>,
 }
 
 fn asked_product(text: &str) -> Asked {
-    Asked { subject: code(text), command: "check", words: vec![text.to_string()] }
+    Asked { subject: code(text), command: "check", words: vec![text.to_string()], product: None, at: None }
 }
 
 fn asked_certificate(issuer: &str, number: &str) -> Asked {
@@ -65,7 +73,14 @@ fn asked_certificate(issuer: &str, number: &str) -> Asked {
         subject: pb::verdict_subject::Kind::Certificate(cert_key(issuer, number)),
         command: "verify",
         words: vec!["--cert".into(), format!("{issuer}/{number}")],
+        product: None,
+        at: None,
     }
+}
+
+/// A certificate shown for `product` and/or asked about on `at`.
+fn asked_certificate_for(issuer: &str, number: &str, product: Option<&str>, at: Option<&str>) -> Asked {
+    Asked { product: product.map(String::from), at: at.map(String::from), ..asked_certificate(issuer, number) }
 }
 
 fn asked_record(node: &Node, receipt: &pb::AppendReceipt) -> Asked {
@@ -73,6 +88,8 @@ fn asked_record(node: &Node, receipt: &pb::AppendReceipt) -> Asked {
         subject: pb::verdict_subject::Kind::Record(record_ref(receipt)),
         command: "verify",
         words: vec![format!("{}/{}", node.log_id(), receipt.seq)],
+        product: None,
+        at: None,
     }
 }
 
@@ -89,9 +106,18 @@ async fn same_online_and_offline(
     asked: &Asked,
 ) -> serde_json::Value {
     let vkey = std::fs::read_to_string(node.data.join("log.vkey")).expect("log.vkey").trim().to_owned();
-    let from_node: serde_json::Value =
-        serde_json::from_str(&verify(client, asked.subject.clone()).await.json).expect("the node's JSON");
-    let words: Vec<&str> = asked.words.iter().map(String::as_str).collect();
+    let request = pb::VerifyRequest {
+        subject: Some(pb::VerdictSubject { kind: Some(asked.subject.clone()) }),
+        at: asked.at.clone().unwrap_or_default(),
+        for_product: asked.product.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let report = client.verify(request).await.expect("verify").into_inner();
+    let from_node: serde_json::Value = serde_json::from_str(&report.json).expect("the node's JSON");
+    let mut words: Vec<&str> = asked.words.iter().map(String::as_str).collect();
+    let product: Vec<&str> = asked.product.iter().flat_map(|p| ["--product", p.as_str()]).collect();
+    let at: Vec<&str> = asked.at.iter().flat_map(|d| ["--at", d.as_str()]).collect();
+    words.extend(&product);
     let without_how = |run: Run, what: &str| {
         let mut json = run.json;
         let map = json.as_object_mut().unwrap_or_else(|| panic!("{what}: {}", run.stderr));
@@ -101,8 +127,13 @@ async fn same_online_and_offline(
     };
     let mut args = vec![asked.command];
     args.extend(&words);
+    args.extend(&at);
     args.extend(["--trust", &vkey]);
     let from_cli = without_how(qtrace(node, &args), &format!("qtrace {args:?}"));
+    assert_eq!(from_cli, from_node, "qtrace {args:?} differs from the node's Verify");
+    if asked.at.is_some() {
+        return from_node;
+    }
     let file = dir.join(format!("{}.bundle", words.join("_").replace(['/', '(', ')', ':'], "-")));
     let file = file.to_str().expect("UTF-8 path");
     let mut args = vec!["bundle"];
@@ -110,9 +141,9 @@ async fn same_online_and_offline(
     args.extend(["--out", file]);
     let written = qtrace(node, &args);
     assert_eq!(written.code, 0, "qtrace {args:?}: {}", written.stderr);
-    let args = ["verify", "--offline", file, "--trust", &vkey];
+    let mut args = vec!["verify", "--offline", file, "--trust", &vkey];
+    args.extend(&product);
     let from_bundle = without_how(qtrace(node, &args), &format!("qtrace {args:?}"));
-    assert_eq!(from_cli, from_node, "qtrace {} {words:?} differs from the node's Verify", asked.command);
     assert_eq!(from_bundle, from_node, "verify --offline of the bundle of {words:?} differs from the node's Verify");
     from_node
 }
@@ -323,7 +354,8 @@ async fn milk_powder_recall_story() {
     assert_eq!(shown_for.verdict, "INVALID");
 
     // Every subject of the story, online and offline: VALID, WARNING and
-    // INVALID lots, the product line, the certificate, and records.
+    // INVALID lots, the product line, the certificate (also shown for a
+    // product, and on a day), records, and subjects the ledger does not know.
     let temp = tempfile::tempdir().expect("temp dir");
     let subjects = [
         (asked_product(&format!("{POWDER}/P-1")), "INVALID"),
@@ -335,6 +367,13 @@ async fn milk_powder_recall_story() {
         (asked_product("04006381333931/OTHER-1"), "INVALID"),
         (asked_product(&format!("(01){POWDER}")), "WARNING"),
         (asked_certificate(CERT_BODY, "CQC-MP-1"), "WARNING"),
+        (asked_certificate_for(CERT_BODY, "CQC-MP-1", Some(POWDER), None), "WARNING"),
+        (asked_certificate_for(CERT_BODY, "CQC-MP-1", Some("04006381333931"), None), "INVALID"),
+        (asked_certificate_for(CERT_BODY, "CQC-MP-1", None, Some("2026-06-30")), "WARNING"),
+        (asked_certificate_for(CERT_BODY, "CQC-MP-1", Some("04006381333931"), Some("2026-06-30")), "INVALID"),
+        (asked_certificate(CERT_BODY, "CQC-NO-SUCH"), "NOT_FOUND"),
+        (asked_product(&format!("{POWDER}/NO-SUCH-LOT")), "NOT_FOUND"),
+        (asked_product("(01)09506000134352"), "NOT_FOUND"),
         (asked_record(&node, &rm1), "INVALID"),
         (asked_record(&node, &rm2), "VALID"),
         (asked_record(&node, &type_test), "INVALID"),

@@ -235,27 +235,27 @@ pub fn product(gtin: &str, lot: &str) -> pb::ProductKey {
     pb::ProductKey { gtin: gtin.to_string(), lot: lot.to_string(), serial: String::new() }
 }
 
+/// The one organisation registration of benchmarks, fuzz seeds and tests
+/// (`qtrace_ledger::testkit::register_org`), stamped now.
 pub fn register_org(uscc: &str, name: &str, roles: &[pb::Role], scope: &[&str]) -> pb::Event {
-    let accreditations = if scope.is_empty() {
-        Vec::new()
-    } else {
-        vec![pb::Accreditation {
-            number: format!("ACC-{uscc}"),
-            gtin_prefixes: scope.iter().map(|s| s.to_string()).collect(),
-            standards: Vec::new(),
-            valid_from: "2020-01-01".into(),
-            valid_until: "2099-12-31".into(),
-        }]
-    };
+    pb::Event {
+        event_time: Some(pb::EventTime { unix_millis: now_millis(), offset_minutes: 480 }),
+        ..qtrace_ledger::testkit::register_org(uscc, name, roles, scope)
+    }
+}
+
+/// The regulator's blacklisting (质量失信黑名单) of `uscc` for melamine
+/// adulteration, open-ended.
+pub fn blacklisting(uscc: &str) -> pb::Event {
     event(
         org_subject(uscc),
-        Body::OrgRegistered(pb::OrgRegistered {
+        Body::Blacklisted(pb::Blacklisted {
             uscc: uscc.into(),
-            name: name.into(),
-            roles: roles.iter().map(|r| *r as i32).collect(),
-            accreditations,
-            address: String::new(),
-            region: "310000".into(),
+            reason: "melamine adulteration".into(),
+            legal_basis: "《产品质量法》第四十九条".into(),
+            authority_uscc: REGULATOR.into(),
+            listed_on: "2026-11-20".into(),
+            until: String::new(),
         }),
     )
 }
@@ -753,20 +753,25 @@ pub struct Run {
     pub stderr: String,
 }
 
-/// Runs `qtrace --node <url> --json ARGS`, isolated from the caller's
+/// The `qtrace` binary, isolated from the caller's QTRACE_* variables
+/// (every one the CLI reads, `qtrace_client::ENVIRONMENT`).
+pub fn qtrace_command() -> Command {
+    let mut command = Command::new(binary("qtrace"));
+    for variable in qtrace_client::ENVIRONMENT {
+        command.env_remove(variable);
+    }
+    command
+}
+
+/// Runs `qtrace --node <node> --json ARGS`, isolated from the caller's
 /// QTRACE_* variables. Stdout must be one JSON object.
 pub fn qtrace(node: &Node, args: &[&str]) -> Run {
-    let out = Command::new(binary("qtrace"))
-        .args(["--node", &node.url, "--json"])
-        .args(args)
-        .env_remove("QTRACE_NODE")
-        .env_remove("QTRACE_KEY")
-        .env_remove("QTRACE_ORG")
-        .env_remove("QTRACE_VKEY")
-        .env_remove("QTRACE_TRUST")
-        .env_remove("QTRACE_RESOLVER")
-        .output()
-        .expect("running qtrace");
+    qtrace_at(&node.url, args)
+}
+
+/// [`qtrace`] against a node known by its URL only.
+pub fn qtrace_at(url: &str, args: &[&str]) -> Run {
+    let out = qtrace_command().args(["--node", url, "--json"]).args(args).output().expect("running qtrace");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {

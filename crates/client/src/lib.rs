@@ -23,5 +23,11 @@ pub mod subject;
 pub mod time;
 pub mod verify;
 
+/// Every environment variable the `qtrace` CLI reads, one per option that
+/// has one. The CLI's unit tests check this list against its arguments;
+/// test runners clear these so that a caller's settings cannot leak in.
+pub const ENVIRONMENT: [&str; 7] =
+    ["QTRACE_NODE", "QTRACE_KEY", "QTRACE_ORG", "QTRACE_CA", "QTRACE_VKEY", "QTRACE_TRUST", "QTRACE_RESOLVER"];
+
 pub use qtrace_ledger::{bundle, entry, event, hash, ids, merkle, note, pb, registry, signing, trace, verdict, view};
 pub use qtrace_rpc::{connect, keyfile, rpc};

@@ -269,6 +269,39 @@ pub fn org_registered(
     )
 }
 
+/// A regulator's registration of `uscc` as the workloads outside this crate
+/// write it: the node and store benchmarks, the fuzz seeds and the
+/// integration tests. Accredited for the GTIN prefixes in `scope` from 2020
+/// to 2099 (no accreditation when `scope` is empty), in Shanghai (310000),
+/// with no address and no event time: each caller stamps the time its
+/// workload runs at. The fuzz corpus holds these bytes, so a change here
+/// means regenerating it (`cargo run --bin seeds`).
+pub fn register_org(uscc: &str, name: &str, roles: &[pb::Role], scope: &[&str]) -> pb::Event {
+    let accreditations = if scope.is_empty() {
+        Vec::new()
+    } else {
+        vec![pb::Accreditation {
+            number: format!("ACC-{uscc}"),
+            gtin_prefixes: scope.iter().map(|s| s.to_string()).collect(),
+            standards: Vec::new(),
+            valid_from: "2020-01-01".into(),
+            valid_until: "2099-12-31".into(),
+        }]
+    };
+    pb::Event {
+        subject: org_subject(uscc),
+        body: Some(Body::OrgRegistered(pb::OrgRegistered {
+            uscc: uscc.into(),
+            name: name.into(),
+            roles: roles.iter().map(|r| i32::from(*r)).collect(),
+            accreditations,
+            address: String::new(),
+            region: "310000".into(),
+        })),
+        ..Default::default()
+    }
+}
+
 /// A key registration for `uscc`.
 pub fn key_registered(uscc: &str, key: Who, person: &str, title: &str, admin: bool) -> pb::Event {
     event(
@@ -711,6 +744,27 @@ mod tests {
         }
         for code in [GLN_FACTORY, GLN_WAREHOUSE] {
             assert!(Gln::parse(code).is_ok(), "{code}");
+        }
+    }
+
+    #[test]
+    fn register_org_is_accepted_with_its_scope() {
+        // (uscc, roles, scope)
+        let cases: [(&str, &[pb::Role], &[&str]); 3] = [
+            (DISTRIBUTOR, &[pb::Role::Distributor], &[]),
+            (LAB, &[pb::Role::TestingLab], &["0952", "0693"]),
+            (MANUFACTURER, &[pb::Role::Manufacturer, pb::Role::Retailer], &[]),
+        ];
+        for (uscc, roles, scope) in cases {
+            let mut log = TestLog::empty();
+            log.accept(Who::Log, &example(EventKind::Genesis));
+            log.accept(Who::Regulator, &on(register_org(uscc, "名称 name", roles, scope), EVENT_DATE));
+            let parsed = Uscc::parse(uscc).unwrap_or_else(|e| panic!("{uscc}: {e}"));
+            let org = log.registry.organisation(&parsed).unwrap_or_else(|| panic!("{uscc} not registered"));
+            assert_eq!(org.roles, roles, "{uscc}");
+            let prefixes: Vec<&str> =
+                org.accreditations.iter().flat_map(|a| a.gtin_prefixes.iter().map(String::as_str)).collect();
+            assert_eq!(prefixes, scope, "{uscc}");
         }
     }
 

@@ -191,7 +191,7 @@ fn parent_ids(record: &Record) -> Vec<RecordId> {
         .collect()
 }
 
-/// Walks from `starts` in `direction`. With `raw` false, records that were
+/// Walks from `starts` in `direction`. With `include_corrected` false, records that were
 /// corrected away (did_not_occur, incorrect_data) are left out.
 ///
 /// Breadth first, one level at a time, in four steps: the level's records
@@ -208,10 +208,10 @@ pub fn trace(
     starts: &[RecordId],
     direction: Direction,
     limits: Limits,
-    raw: bool,
+    include_corrected: bool,
 ) -> Result<Trace, TraceError> {
     let threads = rayon::current_num_threads().min(MAX_THREADS);
-    trace_on(view, starts, direction, limits, raw, threads)
+    trace_on(view, starts, direction, limits, include_corrected, threads)
 }
 
 /// A hash set with a fast hasher: a trace hashes every link it follows.
@@ -225,13 +225,13 @@ fn trace_on(
     starts: &[RecordId],
     direction: Direction,
     limits: Limits,
-    raw: bool,
+    include_corrected: bool,
     threads: usize,
 ) -> Result<Trace, TraceError> {
     // Most records have no correction; when the view can list every record
     // a correction names, only those are looked up.
-    let hint = if raw { None } else { view.correction_targets(MAX_CORRECTIONS_LISTED)? };
-    let walk = Walk { view, direction, raw, hint: hint.as_ref(), threads };
+    let hint = if include_corrected { None } else { view.correction_targets(MAX_CORRECTIONS_LISTED)? };
+    let walk = Walk { view, direction, include_corrected, hint: hint.as_ref(), threads };
     let mut trace = Trace::default();
     let mut seen: FastSet<RecordId> = FastSet::default();
     let mut lots_seen: FastSet<LotKey> = FastSet::default();
@@ -291,7 +291,7 @@ enum Planned {
 
 /// A record reached and fetched (boxed: a record is large and is moved a
 /// few times before it is added), and whether a valid correction removes it
-/// from the (non-raw) trace.
+/// from the trace without corrected records.
 type Fetched = (Box<Record>, bool);
 
 /// A planned record once fetched: where it was reached from and how, and
@@ -362,7 +362,7 @@ fn follow(
 struct Walk<'a> {
     view: &'a dyn View,
     direction: Direction,
-    raw: bool,
+    include_corrected: bool,
     hint: Option<&'a HashSet<RecordId>>,
     threads: usize,
 }
@@ -494,7 +494,7 @@ impl Walk<'_> {
             },
         };
         let may_be_corrected = self.hint.is_none_or(|targets| targets.contains(&id));
-        let corrected = !self.raw && may_be_corrected && !corrections_of(self.view, &record)?.is_empty();
+        let corrected = !self.include_corrected && may_be_corrected && !corrections_of(self.view, &record)?.is_empty();
         Ok((via, relation, Some((record, corrected))))
     }
 }
@@ -571,30 +571,45 @@ mod tests {
         assert_eq!(listed, Some(HashSet::from([shipments[0], shipments[1]])), "both corrections name a target");
         assert_eq!(view.correction_targets(1), Ok(None), "more targets than the limit: no hint");
         let limits = Limits::default();
-        // (direction, raw, records expected besides the start)
+        // (direction, include_corrected, records expected besides the start)
         let cases = [
             (Direction::Downstream, false, vec![shipments[1], shipments[2]]),
             (Direction::Downstream, true, vec![shipments[0], shipments[1], shipments[2]]),
         ];
-        for (direction, raw, want) in cases {
-            let hinted = trace(&view, &[production], direction, limits, raw).unwrap_or_else(|e| panic!("{e}"));
-            let plain = trace(&NoHint(&view), &[production], direction, limits, raw).unwrap_or_else(|e| panic!("{e}"));
+        for (direction, include_corrected, want) in cases {
+            let hinted =
+                trace(&view, &[production], direction, limits, include_corrected).unwrap_or_else(|e| panic!("{e}"));
+            let plain = trace(&NoHint(&view), &[production], direction, limits, include_corrected)
+                .unwrap_or_else(|e| panic!("{e}"));
             let ids = |t: &Trace| t.ids().collect::<Vec<_>>();
-            assert_eq!(ids(&hinted), ids(&plain), "{direction:?} raw {raw}: the hint changed the trace");
-            assert_eq!(hinted.lots, plain.lots, "{direction:?} raw {raw}");
+            assert_eq!(
+                ids(&hinted),
+                ids(&plain),
+                "{direction:?} include_corrected {include_corrected}: the hint changed the trace"
+            );
+            assert_eq!(hinted.lots, plain.lots, "{direction:?} include_corrected {include_corrected}");
             let reached: BTreeSet<RecordId> = hinted.ids().filter(|id| *id != production).collect();
             for id in &want {
-                assert!(reached.contains(id), "{direction:?} raw {raw}: {id} not reached");
+                assert!(reached.contains(id), "{direction:?} include_corrected {include_corrected}: {id} not reached");
             }
             let left_out: Vec<_> = shipments.iter().filter(|id| !want.contains(id) && reached.contains(id)).collect();
-            assert!(left_out.is_empty(), "{direction:?} raw {raw}: corrected records reached: {left_out:?}");
+            assert!(
+                left_out.is_empty(),
+                "{direction:?} include_corrected {include_corrected}: corrected records reached: {left_out:?}"
+            );
         }
-        // Traced from the corrected shipment itself: gone unless raw.
-        for (raw, want) in [(false, Err(())), (true, Ok(()))] {
-            let hinted = trace(&view, &[shipments[0]], Direction::Upstream, limits, raw).map(|t| t.nodes.len());
-            let plain = trace(&NoHint(&view), &[shipments[0]], Direction::Upstream, limits, raw).map(|t| t.nodes.len());
-            assert_eq!(hinted, plain, "raw {raw}");
-            assert_eq!(hinted.is_ok_and(|n| n > 0).then_some(()).ok_or(()), want, "raw {raw}");
+        // Traced from the corrected shipment itself: gone unless corrected records are included.
+        for (include_corrected, want) in [(false, Err(())), (true, Ok(()))] {
+            let hinted =
+                trace(&view, &[shipments[0]], Direction::Upstream, limits, include_corrected).map(|t| t.nodes.len());
+            let plain = trace(&NoHint(&view), &[shipments[0]], Direction::Upstream, limits, include_corrected)
+                .map(|t| t.nodes.len());
+            assert_eq!(hinted, plain, "include_corrected {include_corrected}");
+            assert_eq!(
+                hinted.is_ok_and(|n| n > 0).then_some(()).ok_or(()),
+                want,
+                "include_corrected {include_corrected}"
+            );
         }
     }
 
@@ -682,7 +697,7 @@ mod tests {
         starts: &[RecordId],
         direction: Direction,
         limits: Limits,
-        raw: bool,
+        include_corrected: bool,
     ) -> Result<Trace, TraceError> {
         let mut trace = Trace::default();
         let mut seen: HashSet<RecordId> = HashSet::new();
@@ -709,7 +724,7 @@ mod tests {
                     None => return Ok(()),
                 },
             };
-            if !raw && !corrections_of(view, &record)?.is_empty() {
+            if !include_corrected && !corrections_of(view, &record)?.is_empty() {
                 return Ok(());
             }
             if depth > limits.max_depth {
@@ -797,24 +812,24 @@ mod tests {
         let big = Limits::default();
         let small = Limits { max_depth: 64, max_nodes: 100 };
         let shallow = Limits { max_depth: 0, max_nodes: 20_000 };
-        // (case, starts, direction, limits, raw)
+        // (case, starts, direction, limits, include_corrected)
         let cases = [
             ("downstream", vec![production], Direction::Downstream, big, false),
-            ("downstream raw", vec![production], Direction::Downstream, big, true),
+            ("downstream with corrected", vec![production], Direction::Downstream, big, true),
             ("upstream from every receipt", receipts.clone(), Direction::Upstream, big, false),
-            ("upstream raw", receipts.clone(), Direction::Upstream, big, true),
+            ("upstream with corrected", receipts.clone(), Direction::Upstream, big, true),
             ("downstream from 100 creators of one lot", productions.clone(), Direction::Downstream, big, false),
             ("too large", vec![production], Direction::Downstream, small, false),
             ("too deep", vec![production], Direction::Downstream, shallow, false),
         ];
-        for (case, starts, direction, limits, raw) in cases {
-            let one = trace_on(&view, &starts, direction, limits, raw, 1).map(summary);
-            let reference = reference_trace(&view, &starts, direction, limits, raw).map(summary);
+        for (case, starts, direction, limits, include_corrected) in cases {
+            let one = trace_on(&view, &starts, direction, limits, include_corrected, 1).map(summary);
+            let reference = reference_trace(&view, &starts, direction, limits, include_corrected).map(summary);
             assert_eq!(one, reference, "{case}: the walk before levels were expanded in parallel");
-            let wide = trace_on(&NoHint(&view), &starts, direction, limits, raw, 1).map(summary);
+            let wide = trace_on(&NoHint(&view), &starts, direction, limits, include_corrected, 1).map(summary);
             assert_eq!(one, wide, "{case}: with and without the correction hint");
             for threads in [2, 3, 4] {
-                let many = trace_on(&view, &starts, direction, limits, raw, threads).map(summary);
+                let many = trace_on(&view, &starts, direction, limits, include_corrected, threads).map(summary);
                 assert_eq!(one, many, "{case}: {threads} threads");
             }
             let reached = one.as_ref().map_or(0, |(nodes, _)| nodes.len());
@@ -826,10 +841,10 @@ mod tests {
         }
         // Downstream, every shipment and its receipt is reached except the
         // 21 shipments corrected by the manufacturer (and so their
-        // receipts); raw, all 150 of each are.
-        let reached = |raw: bool, kind: K| {
-            let t =
-                trace_on(&view, &[production], Direction::Downstream, big, raw, 4).unwrap_or_else(|e| panic!("{e}"));
+        // receipts); with corrected records included, all 150 of each are.
+        let reached = |include_corrected: bool, kind: K| {
+            let t = trace_on(&view, &[production], Direction::Downstream, big, include_corrected, 4)
+                .unwrap_or_else(|e| panic!("{e}"));
             t.nodes.iter().filter(|n| n.record.event.as_ref().is_some_and(|e| e.kind == kind)).count()
         };
         assert_eq!((reached(false, K::Shipment), reached(false, K::Receipt)), (129, 129));
@@ -895,7 +910,7 @@ mod tests {
         let parts = threads * PARTS_PER_THREAD;
         let len = PARALLEL_FROM.div_ceil(parts) * parts;
         let walk = |view: &MemView| {
-            let walk = Walk { view, direction: Direction::Downstream, raw: false, hint: None, threads };
+            let walk = Walk { view, direction: Direction::Downstream, include_corrected: false, hint: None, threads };
             walk.part(len)
         };
         let part = len / parts;

@@ -51,6 +51,7 @@ use qtrace_ledger::merkle;
 use qtrace_ledger::note::{self, Verifier};
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, SecretKey};
+use qtrace_ledger::testkit;
 use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::{Channel, Endpoint};
 
@@ -950,29 +951,9 @@ async fn register(
         body: Some(body),
         ..Default::default()
     };
-    let org = |uscc: &str, name: &str, role: pb::Role, prefixes: &[&str]| {
-        let accreditations = if prefixes.is_empty() {
-            Vec::new()
-        } else {
-            vec![pb::Accreditation {
-                number: format!("ACC-{uscc}"),
-                gtin_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
-                standards: Vec::new(),
-                valid_from: "2020-01-01".into(),
-                valid_until: "2099-12-31".into(),
-            }]
-        };
-        at(
-            uscc,
-            Body::OrgRegistered(pb::OrgRegistered {
-                uscc: uscc.into(),
-                name: name.into(),
-                roles: vec![role as i32],
-                accreditations,
-                address: String::new(),
-                region: "320900".into(),
-            }),
-        )
+    let org = |uscc: &str, name: &str, role: pb::Role, prefixes: &[&str]| pb::Event {
+        event_time: Some(pb::EventTime { unix_millis: millis, offset_minutes: 480 }),
+        ..testkit::register_org(uscc, name, &[role], prefixes)
     };
     let key = |uscc: &str, key: &SecretKey, person: &str| {
         at(

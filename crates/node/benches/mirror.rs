@@ -75,6 +75,7 @@ use qtrace_ledger::merkle::CompactRange;
 use qtrace_ledger::note::Verifier;
 use qtrace_ledger::pb::{self, event::Body, subject::Kind};
 use qtrace_ledger::signing::{self, BatchItem, SecretKey};
+use qtrace_ledger::testkit;
 use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_store::{NewEntry, SledStore};
 use serde_json::json;
@@ -1218,14 +1219,10 @@ async fn register(client: &mut LedgerClient<Channel>, root: &SecretKey, factory:
         ..Default::default()
     };
     let events = [
-        at(Body::OrgRegistered(pb::OrgRegistered {
-            uscc: FACTORY.into(),
-            name: "Example Dairy Co. (示例乳业)".into(),
-            roles: vec![pb::Role::Manufacturer as i32],
-            accreditations: Vec::new(),
-            address: String::new(),
-            region: "320900".into(),
-        })),
+        pb::Event {
+            event_time: Some(pb::EventTime { unix_millis: now_millis(), offset_minutes: 480 }),
+            ..testkit::register_org(FACTORY, "Example Dairy Co. (示例乳业)", &[pb::Role::Manufacturer], &[])
+        },
         at(Body::KeyRegistered(pb::KeyRegistered {
             uscc: FACTORY.into(),
             public_key: factory.public_key().to_bytes().to_vec(),

@@ -188,7 +188,7 @@ impl Verdicts {
         tokio::task::spawn_blocking(move || {
             let view = indexed_view(&federation, &trust, quorum)?;
             let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
-            let options = verdict::Options { limits, raw: request.raw, witness_quorum: quorum };
+            let options = verdict::Options { limits, include_corrected: request.raw, witness_quorum: quorum };
             if !bundle {
                 let report = run_verdict(&view, &trust, &request, options)?;
                 return Ok((report, None));

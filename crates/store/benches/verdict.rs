@@ -39,6 +39,7 @@ use qtrace_ledger::note::{self, Signer};
 use qtrace_ledger::pb::{self, event::Body};
 use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::SecretKey;
+use qtrace_ledger::testkit;
 use qtrace_ledger::trace::{self, Direction, Limits};
 use qtrace_ledger::verdict::{self, Trust};
 use qtrace_ledger::view::{Proven, Record, RecordId, View, ViewError};
@@ -254,31 +255,6 @@ fn lq(gtin: &str, lot: &str) -> pb::LotQuantity {
     }
 }
 
-fn org(uscc: &str, name: &str, role: pb::Role, scope: &[&str]) -> pb::Event {
-    pb::Event {
-        subject: Some(pb::Subject { kind: Some(pb::subject::Kind::OrganisationUscc(uscc.into())) }),
-        body: Some(Body::OrgRegistered(pb::OrgRegistered {
-            uscc: uscc.into(),
-            name: name.into(),
-            roles: vec![role as i32],
-            accreditations: if scope.is_empty() {
-                Vec::new()
-            } else {
-                vec![pb::Accreditation {
-                    number: "ACC-1".into(),
-                    gtin_prefixes: scope.iter().map(|s| s.to_string()).collect(),
-                    standards: Vec::new(),
-                    valid_from: "1970-01-01".into(),
-                    valid_until: "2099-12-31".into(),
-                }]
-            },
-            address: String::new(),
-            region: String::new(),
-        })),
-        ..Default::default()
-    }
-}
-
 fn key_for(uscc: &str, key: &SecretKey) -> pb::Event {
     pb::Event {
         subject: Some(pb::Subject { kind: Some(pb::subject::Kind::OrganisationUscc(uscc.into())) }),
@@ -333,7 +309,7 @@ fn build(store: &SledStore, total: u64, lots: u64) -> Result<World> {
         (BODY, pb::Role::CertificationBody, &["0952"][..], &body),
         (RETAILER, pb::Role::Retailer, &[][..], &retailer),
     ] {
-        w.push(&root, org(uscc, uscc, role, scope))?;
+        w.push(&root, testkit::register_org(uscc, uscc, &[role], scope))?;
         w.push(&root, key_for(uscc, key))?;
     }
     let raw = w.push(

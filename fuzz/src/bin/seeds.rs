@@ -79,9 +79,14 @@ impl Writer {
     }
 }
 
+/// Minute `i` of the seeds' day.
+fn minute(i: i64) -> Option<pb::EventTime> {
+    Some(pb::EventTime { unix_millis: T0_MILLIS + i * 60_000, offset_minutes: 480 })
+}
+
 fn event(i: i64, subject: Option<pb::subject::Kind>, body: Body) -> pb::Event {
     pb::Event {
-        event_time: Some(pb::EventTime { unix_millis: T0_MILLIS + i * 60_000, offset_minutes: 480 }),
+        event_time: minute(i),
         subject: subject.map(|kind| pb::Subject { kind: Some(kind) }),
         body: Some(body),
         ..Default::default()
@@ -100,30 +105,9 @@ fn cert_key() -> pb::CertificateKey {
     pb::CertificateKey { issuer_uscc: CERT_BODY.into(), number: "CQC-SEED-1".into() }
 }
 
+/// The shared registration (`testkit::register_org`), stamped at minute `i`.
 fn register_org(i: i64, uscc: &str, name: &str, role: pb::Role, scope: &[&str]) -> pb::Event {
-    let accreditations = if scope.is_empty() {
-        Vec::new()
-    } else {
-        vec![pb::Accreditation {
-            number: format!("ACC-{uscc}"),
-            gtin_prefixes: scope.iter().map(|s| s.to_string()).collect(),
-            standards: Vec::new(),
-            valid_from: "2020-01-01".into(),
-            valid_until: "2099-12-31".into(),
-        }]
-    };
-    event(
-        i,
-        org(uscc),
-        Body::OrgRegistered(pb::OrgRegistered {
-            uscc: uscc.into(),
-            name: name.into(),
-            roles: vec![role as i32],
-            accreditations,
-            address: String::new(),
-            region: "310000".into(),
-        }),
-    )
+    pb::Event { event_time: minute(i), ..qtrace_ledger::testkit::register_org(uscc, name, &[role], scope) }
 }
 
 fn register_key(i: i64, uscc: &str, key: &SecretKey, person: &str) -> pb::Event {

@@ -492,6 +492,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn environment_lists_every_variable_the_cli_reads() {
+        fn collect(command: &clap::Command, into: &mut std::collections::BTreeSet<String>) {
+            for arg in command.get_arguments() {
+                if let Some(name) = arg.get_env() {
+                    into.insert(name.to_string_lossy().into_owned());
+                }
+            }
+            for sub in command.get_subcommands() {
+                collect(sub, into);
+            }
+        }
+        let mut read = std::collections::BTreeSet::new();
+        collect(&Cli::command(), &mut read);
+        let listed: std::collections::BTreeSet<String> =
+            qtrace_client::ENVIRONMENT.iter().map(|v| v.to_string()).collect();
+        assert_eq!(read, listed);
+    }
+
+    #[test]
     fn json_is_read_from_the_raw_arguments() {
         // (arguments, --json requested)
         let cases: &[(&[&str], bool)] = &[

@@ -78,8 +78,8 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "DATE", conflicts_with = "record")]
     pub at: Option<Date>,
     /// Include records their signers corrected away (the raw view).
-    #[arg(long)]
-    pub raw: bool,
+    #[arg(long = "raw")]
+    pub include_corrected: bool,
     /// Verify an evidence bundle written by `qtrace bundle`, with no node: the bundle says what it
     /// is about. Needs --trust or --data.
     #[arg(long, value_name = "FILE")]
@@ -250,7 +250,8 @@ async fn fetch_bundle(ctx: &mut Ctx, request: &pb::VerifyRequest) -> Result<pb::
 /// What a verdict asks beyond its subject.
 #[derive(Debug, Clone, Default)]
 struct Question {
-    raw: bool,
+    /// Include records corrected away (`--raw`).
+    include_corrected: bool,
     /// Witness policy when the node's own key is used.
     quorum: usize,
     /// For a certificate: its status on this day too.
@@ -285,7 +286,11 @@ fn compute(bytes: &[u8], trusted: Trusted, question: &Question, ctx: &Ctx) -> Re
         .as_ref()
         .and_then(|s| s.kind.as_ref())
         .ok_or_else(|| Failure::Unverified("the evidence bundle does not say what it is about".to_owned()))?;
-    let options = verdict::Options { limits: Limits::default(), raw: question.raw, witness_quorum: trusted.quorum };
+    let options = verdict::Options {
+        limits: Limits::default(),
+        include_corrected: question.include_corrected,
+        witness_quorum: trusted.quorum,
+    };
     if question.product.is_some() && !matches!(kind, Kind::Certificate(_)) {
         return Err(Failure::Usage(format!(
             "--product applies to a certificate; this bundle is about {}",
@@ -368,12 +373,12 @@ pub async fn verify(ctx: &mut Ctx, args: VerifyArgs) -> Result<(), Failure> {
     };
     let request = pb::VerifyRequest {
         subject: Some(subject),
-        raw: args.raw,
+        raw: args.include_corrected,
         at: args.at.map(|d| d.to_string()).unwrap_or_default(),
         for_product: args.product.as_ref().map(ProductCode::to_element_string).unwrap_or_default(),
     };
     let question = Question {
-        raw: args.raw,
+        include_corrected: args.include_corrected,
         quorum: args.trust.witness_quorum,
         at: args.at,
         product: args.product.map(|p| p.gtin),
@@ -393,7 +398,7 @@ fn verify_offline(ctx: &Ctx, args: &VerifyArgs, path: &Path, pinned: Option<Trus
     };
     let bytes = std::fs::read(path).map_err(|e| Failure::Usage(format!("{}: {e}", path.display())))?;
     let question = Question {
-        raw: args.raw,
+        include_corrected: args.include_corrected,
         quorum: args.trust.witness_quorum,
         at: None,
         product: args.product.clone().map(|p| p.gtin),

@@ -11,7 +11,7 @@ use crate::registry::{self, event_date};
 use crate::trace;
 use crate::view::{Record, RecordId, View, ViewError};
 
-use super::checks::{Ctx, blacklist_check, integrity_checks, step};
+use super::checks::{Ctx, blacklist_check, conclude, step};
 use super::report::{CertificateView, Check, Report, Severity, describe};
 use super::{Options, Trust, VerdictError};
 
@@ -469,14 +469,7 @@ pub fn verify_certificate(
             ));
         }
     }
-    let mut seen = BTreeSet::new();
-    used.retain(|r| seen.insert(r.id));
-    let refs: Vec<&Record> = used.iter().collect();
-    let mut front = Vec::new();
-    let responsible = integrity_checks(&ctx, &refs, &mut front);
-    front.extend(checks);
-    let mut report = Report::finish(subject, front, today);
-    report.responsible = responsible;
+    let mut report = conclude(&ctx, subject, &mut used, checks);
     report.certificates = vec![history.view(today)];
     report.path = used.iter().map(|r| step(&ctx, r)).collect();
     let _ = status;

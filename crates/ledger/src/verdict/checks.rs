@@ -14,7 +14,7 @@ use crate::registry::{self, event_date};
 use crate::trace::{self, LotKey};
 use crate::view::{Record, RecordId, View, ViewError};
 
-use super::report::{Check, Responsible, Severity, Step, describe};
+use super::report::{Check, Report, Responsible, Severity, Step, describe};
 use super::{Options, Trust, VerdictError};
 
 /// A checkpoint opened with a trusted key, and its witnesses.
@@ -209,9 +209,9 @@ impl<'a> Ctx<'a> {
         self.view.record(id)
     }
 
-    /// Drops records corrected away unless the raw view is asked for.
+    /// Drops records corrected away unless the caller asks to include them (the raw view, `--raw`).
     pub(super) fn corrected(&self, records: Vec<Record>) -> Result<(Vec<Record>, Vec<Record>), ViewError> {
-        if self.options.raw {
+        if self.options.include_corrected {
             return Ok((records, Vec::new()));
         }
         let mut kept = Vec::new();
@@ -227,8 +227,25 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The tail every subject's verdict shares: each record in `used` counted
+/// once (in place, first occurrence kept, so callers can list `used` as the
+/// report's path), the integrity, accountability, witness and equivocation
+/// checks of those records ahead of the subject's own `checks`, then the
+/// verdict, with the responsible parties filled in.
+pub(super) fn conclude(ctx: &Ctx<'_>, subject: String, used: &mut Vec<Record>, checks: Vec<Check>) -> Report {
+    let mut seen = BTreeSet::new();
+    used.retain(|r| seen.insert(r.id));
+    let refs: Vec<&Record> = used.iter().collect();
+    let mut front = Vec::new();
+    let responsible = integrity_checks(ctx, &refs, &mut front);
+    front.extend(checks);
+    let mut report = Report::finish(subject, front, ctx.view.today());
+    report.responsible = responsible;
+    report
+}
+
 /// Integrity and accountability over a set of records, as two checks.
-pub(super) fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>) -> Vec<Responsible> {
+fn integrity_checks(ctx: &Ctx<'_>, records: &[&Record], report: &mut Vec<Check>) -> Vec<Responsible> {
     let mut problems = Vec::new();
     let mut evidence = Vec::new();
     for record in records {

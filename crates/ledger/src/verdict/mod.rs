@@ -52,8 +52,9 @@ impl Trust {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     pub limits: Limits,
-    /// Include records that were corrected away.
-    pub raw: bool,
+    /// Include records their signers corrected away (did_not_occur,
+    /// incorrect_data): the raw view, `--raw` on the CLI, `raw` on the wire.
+    pub include_corrected: bool,
     /// Witness policy: how many trusted witnesses must cosign the checkpoint
     /// that proves a record (k of the n in [`Trust::witnesses`]); fewer is
     /// a warning. 0 asks for none.

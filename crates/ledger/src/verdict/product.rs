@@ -10,7 +10,7 @@ use crate::trace::{self, Direction, LotKey, Trace};
 use crate::view::{Record, RecordId, View};
 
 use super::certificates::certificates_for_product;
-use super::checks::{Ctx, blacklist_check, integrity_checks, lot_status_checks, step};
+use super::checks::{Ctx, blacklist_check, conclude, lot_status_checks, step};
 use super::report::{Check, Report, Severity, describe};
 use super::{Options, Trust, VerdictError};
 
@@ -74,7 +74,7 @@ pub fn verify_product(
         Trace::default()
     } else {
         let ids: Vec<RecordId> = origins.iter().map(|o| o.id).collect();
-        let upstream = trace::trace(view, &ids, Direction::Upstream, options.limits, options.raw)?;
+        let upstream = trace::trace(view, &ids, Direction::Upstream, options.limits, options.include_corrected)?;
         let lots_text: Vec<String> = upstream.lots.iter().map(|(g, l)| format!("{g} lot {l}")).collect();
         checks.push(Check::new(
             "source",
@@ -94,7 +94,7 @@ pub fn verify_product(
         Trace::default()
     } else {
         let ids: Vec<RecordId> = origins.iter().map(|o| o.id).collect();
-        trace::trace(view, &ids, Direction::Downstream, options.limits, options.raw)?
+        trace::trace(view, &ids, Direction::Downstream, options.limits, options.include_corrected)?
     };
     let count = |kind: EventKind| {
         downstream.nodes.iter().filter(|n| n.record.event.as_ref().is_some_and(|e| e.kind == kind)).count()
@@ -143,15 +143,8 @@ pub fn verify_product(
         ));
     }
 
-    let mut seen = BTreeSet::new();
-    used.retain(|r| seen.insert(r.id));
-    let refs: Vec<&Record> = used.iter().collect();
-    let mut front = Vec::new();
-    let responsible = integrity_checks(&ctx, &refs, &mut front);
-    front.extend(checks);
-    let mut report = Report::finish(subject, front, today);
+    let mut report = conclude(&ctx, subject, &mut used, checks);
     report.recalled = recalled;
-    report.responsible = responsible;
     report.certificates = certificate_views;
     let mut path: Vec<&Record> = upstream.nodes.iter().map(|n| &*n.record).collect();
     path.extend(records.iter());
@@ -208,12 +201,7 @@ fn product_line(ctx: Ctx<'_>, code: &ProductCode, subject: String) -> Result<Rep
         used.extend(recalls.iter().cloned());
     }
     let recalled = !recalls.is_empty();
-    let refs: Vec<&Record> = used.iter().collect();
-    let mut front = Vec::new();
-    let responsible = integrity_checks(&ctx, &refs, &mut front);
-    front.extend(checks);
-    let mut report = Report::finish(subject, front, today);
-    report.responsible = responsible;
+    let mut report = conclude(&ctx, subject, &mut used, checks);
     report.certificates = views;
     report.recalled = recalled;
     Ok(report)

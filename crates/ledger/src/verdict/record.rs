@@ -1,14 +1,12 @@
 //! The regulator's question about one record.
 
-use std::collections::BTreeSet;
-
 use crate::ids::Uscc;
 use crate::registry;
 use crate::trace::{self, Direction, LotKey};
 use crate::view::{Record, RecordId, View};
 
 use super::certificates::{certificate_checks, certificate_history};
-use super::checks::{Ctx, integrity_checks, lot_status_checks, step};
+use super::checks::{Ctx, conclude, lot_status_checks, step};
 use super::report::{Check, Report, Severity, describe};
 use super::{Options, Trust, VerdictError};
 
@@ -36,14 +34,14 @@ pub fn verify_record(view: &dyn View, trust: &Trust, id: RecordId, options: Opti
         ));
         used.extend(corrections);
     }
-    let upstream = trace::trace(view, &[id], Direction::Upstream, options.limits, options.raw)?;
+    let upstream = trace::trace(view, &[id], Direction::Upstream, options.limits, options.include_corrected)?;
     checks.push(Check::new(
         "source",
         Severity::Ok,
         format!("source traceable (来源可查): {} upstream record(s)", upstream.nodes.len().saturating_sub(1)),
         upstream.nodes.iter().skip(1).map(|n| n.record.cite()).collect(),
     ));
-    let downstream = trace::trace(view, &[id], Direction::Downstream, options.limits, options.raw)?;
+    let downstream = trace::trace(view, &[id], Direction::Downstream, options.limits, options.include_corrected)?;
     checks.push(Check::new(
         "destination",
         Severity::Ok,
@@ -73,15 +71,8 @@ pub fn verify_record(view: &dyn View, trust: &Trust, id: RecordId, options: Opti
             certificate_views.push(history.view(today));
         }
     }
-    let mut seen = BTreeSet::new();
-    used.retain(|r| seen.insert(r.id));
-    let refs: Vec<&Record> = used.iter().collect();
-    let mut front = Vec::new();
-    let responsible = integrity_checks(&ctx, &refs, &mut front);
-    front.extend(checks);
-    let mut report = Report::finish(subject, front, today);
+    let mut report = conclude(&ctx, subject, &mut used, checks);
     report.recalled = report.check("recall").is_some_and(|c| c.severity == Severity::Invalid);
-    report.responsible = responsible;
     report.certificates = certificate_views;
     report.path =
         upstream.nodes.iter().rev().chain(downstream.nodes.iter().skip(1)).map(|n| step(&ctx, &n.record)).collect();

@@ -59,7 +59,7 @@ struct World {
     quorum: usize,
     at: Option<&'static str>,
     product: Option<&'static str>,
-    raw: bool,
+    include_corrected: bool,
 }
 
 impl World {
@@ -82,7 +82,7 @@ impl World {
             quorum: 0,
             at: None,
             product: None,
-            raw: false,
+            include_corrected: false,
         };
         let produced = world.add("production", Who::Manufacturer, example(K::Production));
         let mut test = example(K::Inspection);
@@ -180,7 +180,8 @@ impl World {
             });
         }
         let trust = Trust { logs: vec![signer.verifier()], witnesses: vec![witness().verifier()] };
-        let options = Options { witness_quorum: self.quorum, raw: self.raw, ..Options::default() };
+        let options =
+            Options { witness_quorum: self.quorum, include_corrected: self.include_corrected, ..Options::default() };
         (view, trust, options)
     }
 
@@ -363,10 +364,10 @@ fn rows() -> Vec<Row> {
             let shipped = w.named["shipment"].clone();
             w.add("correction", Who::Manufacturer, with_refs(example(K::Correction), &shipped));
         }, Subject::Code(LOT_CODE), VALID, "correction", Some(Ok), "left out"),
-        row("the raw view keeps corrected records", |w| {
+        row("including corrected records keeps them", |w| {
             let shipped = w.named["shipment"].clone();
             w.add("correction", Who::Manufacturer, with_refs(example(K::Correction), &shipped));
-            w.raw = true;
+            w.include_corrected = true;
         }, Subject::Code(LOT_CODE), VALID, "correction", None, ""),
         // Records.
         row("a record", nothing, Subject::Record("receipt"), VALID, "source", Some(Ok), "2 upstream record(s)"),
@@ -447,5 +448,47 @@ fn malformed_subjects_name_the_field() {
             }
             other => panic!("{subject:?}: expected a refusal naming {expected}, got {other:?}"),
         }
+    }
+}
+
+/// The shared tail of every subject's verdict counts a record used twice
+/// (a certificate reached as a claim and as a basis, a lot reached up- and
+/// downstream) once: in the path it leaves, the integrity count, its
+/// evidence and the responsible parties.
+#[test]
+fn conclude_counts_each_record_once() {
+    let world = World::base();
+    let (view, trust, options) = world.open();
+    let ctx = checks::Ctx::new(&view, &trust, options);
+    let record = |name: &&str| {
+        let id = RecordId { log: world.log.log_id, seq: world.seq(name) };
+        ctx.record(id).unwrap_or_else(|e| panic!("{e}")).unwrap_or_else(|| panic!("{name} not in the view"))
+    };
+    // (case, records used in order, the records counted in order)
+    let cases: [(&str, &[&str], &[&str]); 3] = [
+        ("nothing used", &[], &[]),
+        ("no repeats", &["production", "inspection"], &["production", "inspection"]),
+        (
+            "repeats keep the first",
+            &["certificate", "production", "certificate", "production", "sale"],
+            &["certificate", "production", "sale"],
+        ),
+    ];
+    for (case, given, counted) in cases {
+        let mut used: Vec<Record> = given.iter().map(record).collect();
+        let report = checks::conclude(&ctx, case.to_string(), &mut used, Vec::new());
+        let seqs: Vec<u64> = used.iter().map(|r| r.id.seq).collect();
+        let want: Vec<u64> = counted.iter().map(|n| world.seq(n)).collect();
+        assert_eq!(seqs, want, "{case}: path");
+        let integrity = report.check("integrity").unwrap_or_else(|| panic!("{case}: no integrity check"));
+        assert!(
+            integrity.detail.starts_with(&format!("all {} records", counted.len())),
+            "{case}: {}",
+            integrity.detail
+        );
+        let cited: Vec<&String> = integrity.evidence.iter().filter(|e| !e.starts_with("checkpoint ")).collect();
+        assert_eq!(cited.len(), counted.len(), "{case}: {cited:?}");
+        assert_eq!(report.responsible.len(), counted.len(), "{case}");
+        assert_eq!(report.verdict, Overall::Valid, "{case}");
     }
 }

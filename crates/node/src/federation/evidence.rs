@@ -4,10 +4,12 @@
 use prost::Message;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::{self, Hash};
-use qtrace_ledger::pb;
+use qtrace_ledger::{note, pb};
+use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use qtrace_store::{LogStore, Meta};
+use tonic::transport::Channel;
 
-use super::Federation;
+use super::{Federation, hashes};
 
 const EQUIVOCATION_PREFIX: &[u8] = b"equivocation/";
 
@@ -160,6 +162,42 @@ pub(super) fn mirror_evidence(
         Vec::new()
     };
     Ok(evidence(&log, ours, their_note, proof, detail, source))
+}
+
+/// Asks the peer behind `rpc` to prove that `theirs`, a checkpoint the log
+/// signed that is larger than this node's latest signed checkpoint of it
+/// (in `local`), extends that one; `log` names the log to the peer (empty:
+/// the peer's own log, when the peer is the log being mirrored). When the
+/// proof does not hold, both notes and the peer's proof, seeded with this
+/// node's root, go to [`Federation::record_equivocation`], which keeps them
+/// only if they prove a fork (the proof rebuilds the larger signed root and
+/// another root for this node's size) and otherwise logs an alarm. Returns
+/// what did not hold, if anything. A peer that does not serve the proof at
+/// all (it may not hold the entries) shows nothing.
+pub(super) async fn check_larger(
+    fed: &Federation,
+    rpc: &mut LedgerClient<Channel>,
+    local: &LogStore,
+    log: Vec<u8>,
+    theirs: &note::Checkpoint,
+    their_note: &str,
+    source: &str,
+) -> anyhow::Result<Option<String>> {
+    let Some((our_size, our_note)) = local.latest_checkpoint()? else { return Ok(None) };
+    if our_size == 0 || our_size >= theirs.size {
+        return Ok(None);
+    }
+    let our_root = local.root(our_size)?;
+    let request = pb::GetConsistencyProofRequest { old_size: our_size, new_size: theirs.size, log_id: log };
+    let Ok(proof) = rpc.get_consistency_proof(request).await else { return Ok(None) };
+    let path = hashes(&proof.into_inner().proof.map(|p| p.path).unwrap_or_default())?;
+    let ours =
+        note::Checkpoint { origin: theirs.origin.clone(), size: our_size, root: our_root, extensions: Vec::new() };
+    let Err(detail) = qtrace_ledger::equivocation::check_consistency(&ours, theirs, &path) else { return Ok(None) };
+    let seeded = merkle::seeded_consistency_proof(our_size, &path, &our_root);
+    let log_id = local.log_id();
+    fed.record_equivocation(evidence(&log_id, our_note, their_note.to_string(), seeded, detail.clone(), source));
+    Ok(Some(detail))
 }
 
 #[cfg(test)]

@@ -2,14 +2,13 @@
 //! node's own view of them.
 
 use qtrace_ledger::hash::LogId;
-use qtrace_ledger::merkle;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
 use qtrace_rpc::rpc::ledger_client::LedgerClient;
 use tonic::transport::Channel;
 
-use super::evidence::{evidence, mirror_evidence};
-use super::{Federation, Peer, hashes};
+use super::evidence::{check_larger, mirror_evidence};
+use super::{Federation, Peer};
 
 /// Compares the checkpoints a peer holds of other logs with this node's.
 /// A conflict with this node's verified mirror is proven from the mirror; a
@@ -53,24 +52,7 @@ pub(super) async fn gossip(fed: &Federation, peer: &Peer, rpc: &mut LedgerClient
         }
         // Their tree is larger: ask them to prove it extends this node's
         // latest signed checkpoint of the log.
-        let Some((our_size, our_note)) = local.latest_checkpoint()? else { continue };
-        let our_root = local.root(our_size)?;
-        let proof = rpc
-            .get_consistency_proof(pb::GetConsistencyProofRequest {
-                old_size: our_size,
-                new_size: theirs.size,
-                log_id: log.0.to_vec(),
-            })
-            .await;
-        // The peer may not hold the entries to prove it; not evidence.
-        let Ok(proof) = proof else { continue };
-        let path = hashes(&proof.into_inner().proof.map(|p| p.path).unwrap_or_default())?;
-        let ours =
-            note::Checkpoint { origin: theirs.origin.clone(), size: our_size, root: our_root, extensions: Vec::new() };
-        if let Err(detail) = qtrace_ledger::equivocation::check_consistency(&ours, &theirs, &path) {
-            let seeded = merkle::seeded_consistency_proof(our_size, &path, &our_root);
-            fed.record_equivocation(evidence(&log, our_note, checkpoint.note.clone(), seeded, detail, &peer.name));
-        }
+        check_larger(fed, rpc, &local, log.0.to_vec(), &theirs, &checkpoint.note, &peer.name).await?;
     }
     Ok(())
 }

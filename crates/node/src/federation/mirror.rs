@@ -14,7 +14,7 @@ use tonic::transport::Channel;
 
 use super::chunk::{StoreNodes, check_against_target, store_verified, verify_chunk};
 use super::cosign::{cosign, merge_cosignatures};
-use super::evidence::mirror_evidence;
+use super::evidence::{check_larger, mirror_evidence};
 use super::gossip::gossip;
 use super::{Federation, Peer};
 
@@ -129,6 +129,12 @@ pub async fn round(
     }
     let progressed = target.size > head.size;
     if progressed {
+        // A larger checkpoint must extend this node's latest signed one; the
+        // log's own failed proof is kept as evidence when it proves a fork.
+        let conflict = check_larger(fed, rpc, &local, Vec::new(), &target, &served.note, &peer.name).await?;
+        if let Some(detail) = conflict {
+            anyhow::bail!("{} serves a checkpoint that does not extend this node's: {detail}", peer.name);
+        }
         catch_up(fed, peer, rpc, &local, &target, &served.note, progress).await?;
         crate::metrics::get().set_mirror_lag(&peer.name, target.size, local.head().size);
     } else if target.size == head.size {

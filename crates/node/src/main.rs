@@ -9,12 +9,13 @@ mod metrics;
 mod page;
 mod service;
 mod setup;
+mod snapshot;
 mod status;
 mod storeview;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -262,7 +263,7 @@ fn federation_for(
     let fed = Arc::new(federation::Federation::new(
         settings,
         logs,
-        Arc::new(RwLock::new(registry)),
+        Arc::new(snapshot::Registries::new(registry)),
         cosigner,
         opened.signer.verifier(),
         opened.store.meta()?,

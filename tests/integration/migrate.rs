@@ -158,11 +158,9 @@ fn an_old_layout_is_refused_then_upgraded_in_place_by_migrate() {
     let check = qtrace(&node, &["check", "(01)09520123456788(10)V1-7"]);
     let integrity = &check.json["checks"][0];
     assert_eq!(integrity["name"], "integrity");
-    assert!(
-        integrity["detail"].as_str().is_some_and(|d| d.starts_with("all 4 records are unaltered")),
-        "{integrity}"
-    );
+    assert!(integrity["detail"].as_str().is_some_and(|d| d.starts_with("all 4 records are unaltered")), "{integrity}");
     let trace = qtrace(&node, &["trace", "--down", "11"]);
-    let lots: Vec<&str> = trace.json["lots"].as_array().expect("lots").iter().filter_map(|l| l["lot"].as_str()).collect();
+    let lots: Vec<&str> =
+        trace.json["lots"].as_array().expect("lots").iter().filter_map(|l| l["lot"].as_str()).collect();
     assert_eq!(lots, ["V1-5", "V1-MIX-1", "V1-6"], "{}", trace.json);
 }

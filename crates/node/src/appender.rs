@@ -3,18 +3,21 @@
 //! gRPC handlers decode events and verify signatures on the runtime's worker
 //! threads (all cores), then hand verified submissions to [`Appender`]. The
 //! writer thread takes everything queued (up to [`MAX_GROUP`] events),
-//! checks duplicates and authorisation in order against the registry,
-//! assigns sequence numbers, writes entries, indexes and the new signed
-//! checkpoint in one sled batch, flushes once, and only then answers every
-//! caller. The queue is bounded by a count of queued events: when it is full
+//! checks duplicates and authorisation in order against its own working
+//! copy of the registry, assigns sequence numbers, writes entries, indexes
+//! and the new signed checkpoint in one sled batch, flushes once, and only
+//! then publishes the working copy (see [`crate::snapshot`]) and answers
+//! every caller. Readers never hold the writer up: they read the last
+//! published snapshot, which the writer replaces by swapping a pointer. The queue is bounded by a count of queued events: when it is full
 //! a submission is refused with RESOURCE_EXHAUSTED instead of growing memory.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
+use crate::snapshot::{Registries, Snapshot};
 use qtrace_ledger::entry::Entry;
 use qtrace_ledger::event::{self, ValidEvent};
 use qtrace_ledger::hash::{EntryHash, LogId};
@@ -107,7 +110,7 @@ impl Appender {
     pub fn start(
         log: Arc<LogStore>,
         logs: Arc<Logs>,
-        registry: Arc<RwLock<Registry>>,
+        registries: Arc<Registries>,
         trust: setup::Trust,
         signer: Signer,
         origin: String,
@@ -120,8 +123,9 @@ impl Appender {
         let mut writer = Writer {
             log,
             logs,
-            registry,
+            registries,
             trust,
+            registry_stale: false,
             registry_unbuilt: None,
             signer,
             origin,
@@ -192,13 +196,17 @@ struct Writer {
     log: Arc<LogStore>,
     /// Own and mirrored logs: parents may be in any of them.
     logs: Arc<Logs>,
-    /// Shared with readers (verdicts); the writer holds it for a batch.
-    registry: Arc<RwLock<Registry>>,
+    /// The published registry: a batch starts from the latest snapshot and
+    /// publishes its working copy once the batch is durable.
+    registries: Arc<Registries>,
     /// Whose records count, for rebuilding the registry.
     trust: setup::Trust,
-    /// Why the registry could not be rebuilt after a storage failure: until
-    /// a rebuild succeeds it may hold records that were never stored, so
-    /// nothing is authorised against it.
+    /// A write failed after the store may have taken part of it: the
+    /// published snapshot may lack entries the store holds, so the next
+    /// batch starts from a rebuild instead.
+    registry_stale: bool,
+    /// Why the registry could not be rebuilt: until a rebuild succeeds
+    /// nothing is authorised.
     registry_unbuilt: Option<String>,
     signer: Signer,
     origin: String,
@@ -290,20 +298,28 @@ impl Writer {
         let mut prev = head.last_hash;
         let mut batch: Vec<NewEntry> = Vec::new();
         let log = self.log.clone();
-        let shared = self.registry.clone();
-        // A panic elsewhere while holding the lock cannot leave the registry
-        // half-applied for an event: apply is not interrupted by I/O.
-        let mut registry = shared.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.registry_unbuilt.is_some() {
-            self.rebuild_registry(&mut registry);
-        }
-        if let Some(reason) = &self.registry_unbuilt {
+        // Mirror tasks publish too: they wait while this batch is built,
+        // so the snapshot it starts from is still the latest when it
+        // publishes. Readers do not wait.
+        let registries = self.registries.clone();
+        let writing = registries.write();
+        let (base, rebuilt) = if self.registry_stale || self.registry_unbuilt.is_some() {
+            (self.rebuild_registry(), true)
+        } else {
+            (Some((*registries.latest()).clone()), false)
+        };
+        let Some(base) = base else {
+            let reason = self.registry_unbuilt.clone().unwrap_or_default();
             let error = AppendError::Storage(format!("the registry cannot be rebuilt: {reason}"));
             for job in jobs {
                 let _ = job.reply.send(vec![Err(error.clone()); job.events.len()]);
             }
             return;
-        }
+        };
+        // The working copy: a clone shares the registry's maps until the
+        // batch changes them.
+        let mut registry = base.registry.clone();
+        let mut published = false;
         let logs = self.logs.clone();
         let mut pending = PendingRecords { log: &log, logs: &logs, log_id, new: HashMap::new() };
         let mut in_batch: HashMap<[u8; 32], (u64, EntryHash, i64)> = HashMap::new();
@@ -354,17 +370,32 @@ impl Writer {
                     tree_size = new_head.size;
                     root = new_head.root;
                     checkpoint = Arc::new(signed);
+                    // Durable: readers may now see the batch's registry.
+                    registries.publish(
+                        &writing,
+                        Snapshot { registry: std::mem::take(&mut registry), cut: base.cut.with(log_id, new_head.size) },
+                    );
+                    published = true;
+                    self.registry_stale = false;
                     for new in &batch {
                         // Nobody listening is not an error.
                         let _ = self.entries.send(Arc::new(new.entry.to_pb(&log_id)));
                     }
                 }
-                // Nothing was written: the registry forgets the batch, and
-                // the whole group is refused, duplicates of older entries
-                // too (they would get no checkpoint, and entries left
-                // unflushed by an earlier failure are still owed a flush).
-                Err(e @ (StoreError::Checkpoint { .. } | StoreError::IndexBehind { .. })) => {
-                    let error = self.storage_failure(&mut registry, e);
+                // Nothing was written: the working copy is dropped (the
+                // published snapshot is still the registry of the store),
+                // and the whole group is refused, duplicates of older
+                // entries too (they would get no checkpoint, and entries
+                // left unflushed by an earlier failure are still owed a
+                // flush). A follower that fell behind between the check
+                // above and the append pushes the group back the same way.
+                Err(StoreError::IndexBehind { lag }) => {
+                    let error = AppendError::IndexBehind(lag);
+                    owed = Some(error.clone());
+                    failure = Some(error);
+                }
+                Err(e @ StoreError::Checkpoint { .. }) => {
+                    let error = self.storage_failure(base.cut.size(&log_id), e);
                     owed = Some(error.clone());
                     failure = Some(error);
                 }
@@ -374,7 +405,7 @@ impl Writer {
                     // group is acknowledged, duplicates of older entries
                     // included.
                     self.flush_owed = true;
-                    let error = self.storage_failure(&mut registry, e);
+                    let error = self.storage_failure(base.cut.size(&log_id), e);
                     owed = Some(error.clone());
                     failure = Some(error);
                 }
@@ -399,6 +430,13 @@ impl Writer {
                 Err(e) => failure = Some(AppendError::Storage(format!("reading the root of checkpoint {size}: {e}"))),
             }
         }
+
+        // A registry rebuilt for this batch describes the store as it is;
+        // published once nothing stored is owed a flush.
+        if rebuilt && !published && !self.flush_owed && !self.registry_stale {
+            registries.publish(&writing, base);
+        }
+        drop(writing);
 
         for (job, job_slots) in jobs.into_iter().zip(slots) {
             let results = job_slots
@@ -518,27 +556,35 @@ impl Writer {
         Slot::Accepted(batch.len() - 1)
     }
 
-    /// After a failed write the registry may hold events that were never
-    /// stored: rebuild it from the stored entries, which are the truth.
-    fn storage_failure(&mut self, current: &mut Registry, error: StoreError) -> AppendError {
-        tracing::error!(%error, "append failed; rebuilding the registry from the stored entries");
-        self.rebuild_registry(current);
+    /// After a failed write the working copy is dropped and the published
+    /// snapshot stands — unless the store holds more of the own log than
+    /// the snapshot it was built from (`base_size`): then the next batch
+    /// starts from a rebuild.
+    fn storage_failure(&mut self, base_size: Option<u64>, error: StoreError) -> AppendError {
+        if Some(self.log.head().size) == base_size {
+            tracing::error!(%error, "append failed; nothing was stored and the published registry stands");
+        } else {
+            tracing::error!(%error, "append failed after storing part of the batch; the registry is rebuilt first");
+            self.registry_stale = true;
+        }
         AppendError::Storage(error.to_string())
     }
 
     /// Rebuilds the registry with the node's trust (own log and peers'
     /// mirrors), as at start. On failure the writer refuses every event
     /// until a later rebuild succeeds.
-    fn rebuild_registry(&mut self, current: &mut Registry) {
+    fn rebuild_registry(&mut self) -> Option<Snapshot> {
         match setup::rebuild_registry(&self.trust, &self.log, &self.logs.mirrors()) {
-            Ok(registry) => {
-                *current = registry;
+            Ok(snapshot) => {
                 self.registry_unbuilt = None;
+                self.registry_stale = false;
+                Some(snapshot)
             }
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::error!(error = %reason, "the registry cannot be rebuilt; appends are refused until it is");
                 self.registry_unbuilt = Some(reason);
+                None
             }
         }
     }
@@ -683,20 +729,20 @@ mod tests {
         Node { store, own_key, own_authority, logs, peer, peer_key, trust }
     }
 
-    fn knows(registry: &RwLock<Registry>, uscc: &str) -> bool {
+    fn knows(registries: &Registries, uscc: &str) -> bool {
         let uscc: Uscc = uscc.parse().unwrap();
-        registry.read().unwrap().organisation(&uscc).is_some()
+        registries.latest().registry.organisation(&uscc).is_some()
     }
 
     #[test]
     fn a_storage_failure_keeps_the_peers_registrations() {
         let node = node();
         let registry = setup::rebuild_registry(&node.trust, &node.logs.own, &node.logs.mirrors()).unwrap();
-        let registry = Arc::new(RwLock::new(registry));
+        let registry = Arc::new(Registries::new(registry));
         assert!(knows(&registry, PEER_ORG), "the peer's registration counts before the failure");
         // The writer's origin cannot name a checkpoint, so signing the
         // batch's checkpoint fails and nothing is written: the storage
-        // failure path, which rebuilds the registry.
+        // failure path, which drops the working copy.
         let signer = Signer::new("qtrace.test/own", node.own_key.signing_key().clone()).unwrap();
         let (entries, _) = broadcast::channel(16);
         let (appender, writer) = Appender::start(

@@ -10,12 +10,13 @@ mod migrate;
 mod page;
 mod service;
 mod setup;
+mod snapshot;
 mod status;
 mod storeview;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -290,7 +291,7 @@ fn federation_for(
     let fed = Arc::new(federation::Federation::new(
         settings,
         logs,
-        Arc::new(RwLock::new(registry)),
+        Arc::new(snapshot::Registries::new(registry)),
         cosigner,
         opened.signer.verifier(),
         opened.store.meta()?,

@@ -186,35 +186,24 @@ impl Verdicts {
         let limits = self.trace_limits;
         let quorum = self.witness_quorum;
         tokio::task::spawn_blocking(move || {
-            let view = indexed_view(&federation, &trust, quorum)?;
-            let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
+            let view = indexed_view(&federation)?;
             let options = verdict::Options { limits, include_corrected: request.raw, witness_quorum: quorum };
-            if !bundle {
-                let report = run_verdict(&view, &trust, &request, options)?;
-                return Ok((report, None));
-            }
-            let recorder = Recorder::new(&view);
-            let report = run_verdict(&recorder, &trust, &request, options)?;
-            let touched = recorder.touched();
-            let built = qtrace_ledger::bundle::build(&view, &touched, subject, crate::setup::now_micros())
-                .map_err(|e| Failure::Internal(e.to_string()))?;
-            Ok((report, Some(built)))
+            verdict_over(&view, &trust, &request, options, bundle)
         })
         .await
         .map_err(|_| Failure::Internal("verdict failed to run".into()))?
     }
 
     /// Runs `read` on a blocking thread over the same snapshot view verdicts
-    /// use (each log fixed at the checkpoint the witness policy picks).
+    /// use (each log fixed at the published registry snapshot's cut).
     pub async fn with_view<T: Send + 'static>(
         &self,
         read: impl FnOnce(&StoreView<'_>, &Trust) -> Result<T, Failure> + Send + 'static,
     ) -> Result<T, Failure> {
         let federation = self.federation.clone();
         let trust = self.trust();
-        let quorum = self.witness_quorum;
         tokio::task::spawn_blocking(move || {
-            let view = indexed_view(&federation, &trust, quorum)?;
+            let view = indexed_view(&federation)?;
             read(&view, &trust)
         })
         .await
@@ -586,10 +575,8 @@ impl Ledger for LedgerService {
         let limits = self.limits(request.max_depth, request.max_nodes).map_err(status::to_status)?;
         let start = request.start.ok_or_else(|| status::to_status(Failure::Invalid("start: is required".into())))?;
         let federation = self.federation.clone();
-        let trust = Trust { logs: federation.trusted_logs(), witnesses: federation.witnesses() };
-        let quorum = self.witness_quorum;
         let trace = tokio::task::spawn_blocking(move || -> Result<pb::TraceResponse, Failure> {
-            let view = indexed_view(&federation, &trust, quorum)?;
+            let view = indexed_view(&federation)?;
             let starts = trace_starts(&view, &start)?;
             let trace = trace::trace(&view, &starts, direction, limits, false).map_err(Failure::Trace)?;
             Ok(pb::TraceResponse {
@@ -708,14 +695,36 @@ impl Ledger for LedgerService {
 
 /// The verdict a request asks for: the request's certificate questions
 /// parsed here, the subject dispatched by `verdict::verify_subject`.
-/// A snapshot view, once the follower of every log has indexed what the
-/// view can see (each waits up to its read bound; past it UNAVAILABLE,
-/// saying how far indexing lags).
-fn indexed_view<'a>(federation: &'a Federation, trust: &Trust, quorum: usize) -> Result<StoreView<'a>, Failure> {
+/// A snapshot view (the published registry and its cut), once the follower
+/// of every log has indexed what the view can see (each waits up to its
+/// read bound; past it UNAVAILABLE, saying how far indexing lags).
+fn indexed_view(federation: &Federation) -> Result<StoreView<'_>, Failure> {
     for log in federation.logs.all() {
         log.wait_indexed(log.head().size, log.limits().read_wait)?;
     }
-    StoreView::new(federation, trust, quorum).map_err(|e| Failure::Internal(e.to_string()))
+    StoreView::new(federation).map_err(|e| Failure::Internal(e.to_string()))
+}
+
+/// The verdict over one view, and with `bundle` the evidence bundle built
+/// from the same view (so the bundle opened offline gives the same verdict).
+pub fn verdict_over(
+    view: &StoreView<'_>,
+    trust: &Trust,
+    request: &pb::VerifyRequest,
+    options: verdict::Options,
+    bundle: bool,
+) -> Result<(verdict::Report, Option<pb::Bundle>), Failure> {
+    let subject = request.subject.clone().ok_or_else(|| Failure::Invalid("subject: is required".into()))?;
+    if !bundle {
+        let report = run_verdict(view, trust, request, options)?;
+        return Ok((report, None));
+    }
+    let recorder = Recorder::new(view);
+    let report = run_verdict(&recorder, trust, request, options)?;
+    let touched = recorder.touched();
+    let built = qtrace_ledger::bundle::build(view, &touched, subject, crate::setup::now_micros())
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    Ok((report, Some(built)))
 }
 
 fn run_verdict(

@@ -25,6 +25,8 @@ use qtrace_ledger::registry::Registry;
 use qtrace_ledger::signing::{PublicKey, SecretKey};
 use qtrace_rpc::keyfile;
 use qtrace_store::{LogStore, NewEntry, SledStore};
+
+use crate::snapshot::{Cut, Snapshot};
 use serde::Deserialize;
 
 /// USCC of the development operator (the published example code).
@@ -288,13 +290,18 @@ impl Trust {
 
 /// Rebuilds the registry from stored entries: every entry of the own log,
 /// in order, then the registry records of each mirrored log of a trusted
-/// peer (mirrors of other logs are ignored). The one rebuild the node has:
-/// at start, and in the writer after a storage failure. An entry that is
-/// missing, cannot be read or does not decode is an error naming it, never
-/// skipped: a registry built without it would authorise differently.
-pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]) -> anyhow::Result<Registry> {
+/// peer (mirrors of other logs are ignored) up to the mirror's newest
+/// stored checkpoint, and the cut it reflects: the own log's head (every
+/// batch stores its checkpoint) and each mirror's newest checkpoint, which
+/// views read the logs at. The one rebuild the node has: at start, and in
+/// the writer when its working copy is unknown after a storage failure. An
+/// entry that is missing, cannot be read or does not decode is an error
+/// naming it, never skipped: a registry built without it would authorise
+/// differently.
+pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]) -> anyhow::Result<Snapshot> {
     let mut registry = trust.empty_registry();
     let size = own.head().size;
+    let mut cut = Cut::default().with(own.log_id(), size);
     let mut expected = 0;
     for entry in own.range(0, size) {
         let entry = entry.with_context(|| format!("reading entry {expected} of the own log"))?;
@@ -311,7 +318,17 @@ pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]
     }
     for mirror in mirrors {
         let log = mirror.log_id();
-        if log == own.log_id() || !trust.trusts(&log) {
+        if log == own.log_id() {
+            continue;
+        }
+        // Entries past the newest stored checkpoint (a catch-up stopped
+        // between two) are taken when the mirror reaches its next one.
+        let checkpointed = mirror
+            .latest_checkpoint()
+            .with_context(|| format!("reading the newest checkpoint of mirrored log {log}"))?
+            .map_or(0, |(size, _)| size);
+        cut = cut.with(log, checkpointed);
+        if !trust.trusts(&log) {
             continue;
         }
         // The registry needs every registry record of the mirror, indexed
@@ -320,7 +337,7 @@ pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]
         let seqs = mirror
             .lookup(&IndexKey::Registry, None, usize::MAX)
             .with_context(|| format!("listing the registry records of mirrored log {log}"))?;
-        for seq in seqs {
+        for seq in seqs.into_iter().take_while(|seq| *seq < checkpointed) {
             let entry = mirror
                 .entry(seq)
                 .with_context(|| format!("reading entry {seq} of mirrored log {log}"))?
@@ -330,7 +347,7 @@ pub fn rebuild_registry(trust: &Trust, own: &LogStore, mirrors: &[Arc<LogStore>]
             registry.apply_in(log, seq, &entry.signer, &event);
         }
     }
-    Ok(registry)
+    Ok(Snapshot { registry, cut })
 }
 
 pub fn now_micros() -> i64 {

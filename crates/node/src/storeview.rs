@@ -1,80 +1,67 @@
 //! The node's logs (own and mirrored) as a [`View`] for traces, verdicts and
 //! bundles.
 //!
-//! A view is a snapshot: for each log it fixes one signed checkpoint — the
-//! newest one cosigned by at least the witness quorum, or the newest one if
-//! none is — and records past it are not visible, so every record the view
-//! hands out is proven against that checkpoint.
+//! A view is a snapshot: it takes one published registry snapshot (see
+//! [`crate::snapshot`]) and reads each log at exactly that snapshot's cut,
+//! proven by the signed checkpoint stored at that size; records past it are
+//! not visible. So the records a view hands out, their proofs and its
+//! registry describe one state of the ledger, and an online verdict equals
+//! the offline verdict of the evidence bundle built from the same view.
+//! Taking a view costs cloning one `Arc`: it never waits for the writer,
+//! and the writer never waits for it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, RwLockReadGuard};
+use std::sync::Arc;
 
 use qtrace_ledger::event::IndexKey;
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::ids::Date;
-use qtrace_ledger::note;
 use qtrace_ledger::pb;
 use qtrace_ledger::registry::Registry;
-use qtrace_ledger::verdict::Trust;
 use qtrace_ledger::view::{Proven, Record, RecordId, View, ViewError};
 use qtrace_store::LogStore;
 
 use crate::federation::Federation;
+use crate::snapshot::Snapshot;
 
 /// The zone "today" is computed in: China Standard Time (UTC+08:00).
 pub const LOCAL_OFFSET_MINUTES: i64 = 480;
-/// How many recent checkpoints are searched for one meeting the quorum.
-const QUORUM_SEARCH: usize = 64;
 
-struct Snapshot {
+struct Fixed {
     log: Arc<LogStore>,
     size: u64,
     note: String,
 }
 
 pub struct StoreView<'a> {
-    logs: BTreeMap<LogId, Snapshot>,
-    registry: RwLockReadGuard<'a, Registry>,
+    logs: BTreeMap<LogId, Fixed>,
+    snapshot: Arc<Snapshot>,
     federation: &'a Federation,
     today: Date,
 }
 
 impl<'a> StoreView<'a> {
-    pub fn new(federation: &'a Federation, trust: &Trust, quorum: usize) -> Result<Self, ViewError> {
+    /// A view at the latest published snapshot. The witness policy does not
+    /// pick the checkpoint: the snapshot's cut does (the registry is the
+    /// registry at that cut); a checkpoint short of the quorum is a warning
+    /// of the verdict's witness check.
+    pub fn new(federation: &'a Federation) -> Result<Self, ViewError> {
+        let snapshot = federation.registry.latest();
         let mut logs = BTreeMap::new();
         for log in federation.logs.all() {
-            if let Some((size, note)) = pick_checkpoint(&log, trust, quorum)? {
-                logs.insert(log.log_id(), Snapshot { log, size, note });
-            }
+            let log_id = log.log_id();
+            let Some(size) = snapshot.cut.size(&log_id).filter(|size| *size > 0) else { continue };
+            let note = log.checkpoint(size).map_err(|e| ViewError(e.to_string()))?.ok_or_else(|| {
+                ViewError(format!(
+                    "log {log_id}: no signed checkpoint of size {size} is stored, but the registry is at it"
+                ))
+            })?;
+            logs.insert(log_id, Fixed { log, size, note });
         }
         let now_millis = crate::setup::now_micros() / 1_000;
         let today = Date::from_days_since_epoch((now_millis + LOCAL_OFFSET_MINUTES * 60_000).div_euclid(86_400_000));
-        let registry = federation.registry.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(StoreView { logs, registry, federation, today })
+        Ok(StoreView { logs, snapshot, federation, today })
     }
-}
-
-/// The newest checkpoint with at least `quorum` trusted cosignatures, else
-/// the newest.
-fn pick_checkpoint(log: &LogStore, trust: &Trust, quorum: usize) -> Result<Option<(u64, String)>, ViewError> {
-    let sizes = log.checkpoint_sizes().map_err(|e| ViewError(e.to_string()))?;
-    let Some(&newest) = sizes.last() else { return Ok(None) };
-    let newest_note = log.checkpoint(newest).map_err(|e| ViewError(e.to_string()))?.unwrap_or_default();
-    if quorum == 0 {
-        return Ok(Some((newest, newest_note)));
-    }
-    let verifier = trust.logs.iter().find(|v| LogId::of_key(&v.public_key().to_bytes()) == log.log_id());
-    if let Some(verifier) = verifier {
-        for size in sizes.iter().rev().take(QUORUM_SEARCH) {
-            let Some(text) = log.checkpoint(*size).map_err(|e| ViewError(e.to_string()))? else { continue };
-            if let Ok(opened) = note::open_checkpoint(&text, verifier, &trust.witnesses)
-                && opened.cosigners.len() >= quorum
-            {
-                return Ok(Some((*size, text)));
-            }
-        }
-    }
-    Ok(Some((newest, newest_note)))
 }
 
 impl View for StoreView<'_> {
@@ -113,7 +100,7 @@ impl View for StoreView<'_> {
     }
 
     fn registry(&self) -> &Registry {
-        &self.registry
+        &self.snapshot.registry
     }
 
     fn today(&self) -> Date {
@@ -139,3 +126,6 @@ impl View for StoreView<'_> {
         Ok(Some(out))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -202,7 +202,7 @@ pub(super) async fn check_larger(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, RwLock};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use qtrace_ledger::note::{self, Cosigner};
@@ -212,6 +212,7 @@ mod tests {
     use super::super::Settings;
     use super::*;
     use crate::logs::Logs;
+    use crate::snapshot::{Cut, Registries, Snapshot};
 
     const ORIGIN: &str = "qtrace.test/own";
 
@@ -223,7 +224,8 @@ mod tests {
         let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         let own = Arc::new(store.log(LogId::of_key(&key.verifying_key().to_bytes()))?);
         let logs = Arc::new(Logs::new(own, store.clone()));
-        let registry = Arc::new(RwLock::new(Registry::new(key.verifying_key().to_bytes())));
+        let registry = Registry::new(key.verifying_key().to_bytes());
+        let registry = Arc::new(Registries::new(Snapshot { registry, cut: Cut::default() }));
         let settings = Settings { peers: Vec::new(), interval: Duration::from_secs(1), chunk: 16, tls: None };
         Federation::new(settings, logs, registry, Cosigner::new(ORIGIN, key)?, own_signer().verifier(), store.meta()?)
     }

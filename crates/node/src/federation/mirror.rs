@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qtrace_ledger::event::{self, IndexKey};
+use qtrace_ledger::event::IndexKey;
 use qtrace_ledger::merkle::CompactRange;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
@@ -140,39 +140,30 @@ pub async fn round(
     } else if target.size == head.size {
         // Same checkpoint: gather the cosignatures the peer has collected.
         merge_cosignatures(&local, target.size, &served.note)?;
+        // A catch-up that stored every entry but stopped before publishing
+        // (or one that ended at this size in an earlier run) is published
+        // now that the checkpoint is stored.
+        if fed.registry.latest().cut.size(&peer.log_id) != Some(head.size) {
+            fed.publish_mirror(&local, head.size, head.size, &[])?;
+        }
     }
     cosign(fed, peer, rpc, &local, &target, &served.note).await?;
     gossip(fed, peer, rpc).await?;
     Ok(progressed)
 }
 
-/// A verified chunk being stored on a blocking thread, with what must
-/// follow once it is stored.
+/// A verified chunk being stored on a blocking thread.
 struct Storing {
     task: tokio::task::JoinHandle<Result<qtrace_store::Head, qtrace_store::StoreError>>,
-    /// Registry records in the chunk, applied only after they are stored.
-    registry_entries: Vec<(u64, [u8; 32], Vec<u8>)>,
     end: u64,
-    /// The mirror being written.
-    store: Arc<LogStore>,
 }
 
 impl Storing {
-    /// Waits for the store, then honours the chunk's registry records that
-    /// were stored: all of them, or, when a part of the chunk failed to
-    /// store, those of the parts before it (which are in the mirror now).
-    async fn finish(self, fed: &Federation, peer: &Peer, progress: &Progress, target: u64) -> anyhow::Result<()> {
+    /// Waits for the store. The chunk's registry records are not applied
+    /// here: they join the registry when the catch-up reaches the peer's
+    /// checkpoint, the first size a view can read the mirror at.
+    async fn finish(self, peer: &Peer, progress: &Progress, target: u64) -> anyhow::Result<()> {
         let stored = self.task.await.map_err(|e| anyhow::anyhow!("storing mirrored entries failed to run: {e}"))?;
-        let held = self.store.head().size;
-        let records: Vec<_> = self.registry_entries.into_iter().filter(|(seq, _, _)| *seq < held).collect();
-        if !records.is_empty() {
-            let mut registry = fed.registry.write().unwrap_or_else(|p| p.into_inner());
-            for (seq, signer, bytes) in records {
-                if let Ok(event) = event::decode_event(&bytes) {
-                    registry.apply_in(peer.log_id, seq, &signer, &event);
-                }
-            }
-        }
         stored?;
         progress.report(peer, self.end, target);
         Ok(())
@@ -185,7 +176,10 @@ impl Storing {
 /// is written to the store, so a catch-up costs about the larger of the
 /// two, not their sum. A chunk is stored only after it verified and its
 /// rebuilt root was checked against the signed checkpoint; a failure stops
-/// the pipeline after the chunk being stored, which was verified.
+/// the pipeline after the chunk being stored, which was verified. The
+/// registry records of the whole catch-up are published with the mirror
+/// at the target checkpoint, once the last chunk (which stores it) is
+/// stored: the registry moves from one checkpoint of the log to the next.
 async fn catch_up(
     fed: &Federation,
     peer: &Peer,
@@ -206,6 +200,7 @@ async fn catch_up(
     let mut next = head.size;
     let mut chunk: Vec<pb::Entry> = Vec::with_capacity(fed.chunk);
     let mut storing: Option<Storing> = None;
+    let mut carried: Vec<(u64, [u8; 32], Vec<u8>)> = Vec::new();
     let result = async {
         loop {
             let item = stream.message().await?;
@@ -224,29 +219,24 @@ async fn catch_up(
                 let end = next + entries.len() as u64;
                 check_against_target(rpc, peer, target, next, end, &new_frontier.root()).await?;
                 let note = (end == target.size).then(|| target_note.to_string());
-                let registry_entries: Vec<(u64, [u8; 32], Vec<u8>)> = entries
-                    .iter()
-                    .filter(|n| n.index_keys.contains(&IndexKey::Registry))
-                    .map(|n| (n.entry.seq, n.entry.signer, n.entry.event.clone()))
-                    .collect();
+                carried.extend(
+                    entries
+                        .iter()
+                        .filter(|n| n.index_keys.contains(&IndexKey::Registry))
+                        .map(|n| (n.entry.seq, n.entry.signer, n.entry.event.clone())),
+                );
                 if let Some(last) = entries.last() {
                     prev = last.hash;
                 }
                 // The chunk before must be stored first: appends are in
-                // order, and its registry records may be needed by this
-                // one's readers.
+                // order.
                 if let Some(before) = storing.take() {
-                    before.finish(fed, peer, progress, target.size).await?;
+                    before.finish(peer, progress, target.size).await?;
                 }
                 let store = local.clone();
                 storing = Some(Storing {
-                    task: {
-                        let store = store.clone();
-                        tokio::task::spawn_blocking(move || store_verified(&store, &entries, note))
-                    },
-                    registry_entries,
+                    task: tokio::task::spawn_blocking(move || store_verified(&store, &entries, note)),
                     end,
-                    store,
                 });
                 frontier = new_frontier;
                 next = end;
@@ -261,7 +251,7 @@ async fn catch_up(
     // What was verified and handed to the store is finished even when a
     // later chunk failed.
     if let Some(last) = storing.take()
-        && let Err(stored) = last.finish(fed, peer, progress, target.size).await
+        && let Err(stored) = last.finish(peer, progress, target.size).await
     {
         if let Err(later) = &result {
             tracing::warn!(peer = %peer.name, error = %later, "a later chunk failed too");
@@ -272,5 +262,7 @@ async fn catch_up(
     if next != target.size {
         anyhow::bail!("{} ended the entry stream at {next}, before its checkpoint size {}", peer.name, target.size);
     }
-    Ok(())
+    // Every entry up to the target is stored, and its checkpoint with the
+    // last of them.
+    fed.publish_mirror(local, target.size, head.size, &carried)
 }

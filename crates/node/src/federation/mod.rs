@@ -38,12 +38,13 @@ mod peer;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use anyhow::Context;
+use qtrace_ledger::event::{IndexKey, decode_event, index_keys};
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::Hash;
 use qtrace_ledger::note::{CosignatureVerifier, Cosigner, Verifier};
 use qtrace_ledger::pb;
-use qtrace_ledger::registry::Registry;
-use qtrace_store::Meta;
+use qtrace_store::{LogStore, Meta};
 
 pub use cosign::CosignatureError;
 use evidence::load_evidence;
@@ -51,6 +52,7 @@ pub use mirror::{DEFAULT_CHUNK, Progress, round, run};
 pub use peer::Peer;
 
 use crate::logs::Logs;
+use crate::snapshot::{Registries, Snapshot};
 
 /// How a node federates: its peers, how often it polls them, and how many
 /// entries it verifies and stores at a time while catching up.
@@ -68,7 +70,9 @@ pub struct Settings {
 pub struct Federation {
     pub peers: Vec<Peer>,
     pub logs: Arc<Logs>,
-    pub registry: Arc<RwLock<Registry>>,
+    /// The published registry, which mirrored registry records join at
+    /// the peer's checkpoints ([`Federation::publish_mirror`]).
+    pub registry: Arc<Registries>,
     /// This node as a witness.
     pub cosigner: Cosigner,
     /// This node's own log verifier key.
@@ -91,7 +95,7 @@ impl Federation {
     pub fn new(
         settings: Settings,
         logs: Arc<Logs>,
-        registry: Arc<RwLock<Registry>>,
+        registry: Arc<Registries>,
         cosigner: Cosigner,
         own_vkey: Verifier,
         meta: Meta,
@@ -134,6 +138,50 @@ impl Federation {
         let mut logs = vec![self.own_vkey.clone()];
         logs.extend(self.peers.iter().map(|p| p.vkey.clone()));
         logs
+    }
+
+    /// Publishes the registry with the mirror `log` taken up to `size`, a
+    /// size at which one of the peer's signed checkpoints is stored, so a
+    /// view reading the mirror at that checkpoint has exactly its registry
+    /// records. `carried` holds the registry records (sequence number,
+    /// signer, event bytes) of the entries from `carried_from` up, which a
+    /// catch-up kept while storing them; those from the published cut up to
+    /// `carried_from` (stored by a catch-up that stopped before a
+    /// checkpoint) are read back from the mirror. Records of a log the node
+    /// does not trust are ignored by the registry, but the cut still moves:
+    /// views see the mirror's new entries.
+    pub fn publish_mirror(
+        &self,
+        log: &LogStore,
+        size: u64,
+        carried_from: u64,
+        carried: &[(u64, [u8; 32], Vec<u8>)],
+    ) -> anyhow::Result<()> {
+        let log_id = log.log_id();
+        let writing = self.registry.write();
+        let latest = self.registry.latest();
+        let from = latest.cut.size(&log_id).unwrap_or(0);
+        if size <= from {
+            return Ok(());
+        }
+        let mut registry = latest.registry.clone();
+        for entry in log.range(from, carried_from.clamp(from, size)) {
+            let entry = entry.with_context(|| format!("reading back an entry of mirrored log {log_id}"))?;
+            let event = decode_event(&entry.event)
+                .map_err(|e| anyhow::anyhow!("entry {} of mirrored log {log_id}: {e}", entry.seq))?;
+            if index_keys(&event.event).contains(&IndexKey::Registry) {
+                registry.apply_in(log_id, entry.seq, &entry.signer, &event);
+            }
+        }
+        for (seq, signer, bytes) in carried.iter().filter(|(seq, _, _)| (from.max(carried_from)..size).contains(seq)) {
+            // Verified before it was stored, so it decodes; one that does
+            // not is damage, reported as such.
+            let event =
+                decode_event(bytes).map_err(|e| anyhow::anyhow!("entry {seq} of mirrored log {log_id}: {e}"))?;
+            registry.apply_in(log_id, *seq, signer, &event);
+        }
+        self.registry.publish(&writing, Snapshot { registry, cut: latest.cut.with(log_id, size) });
+        Ok(())
     }
 
     pub fn equivocations_of(&self, log: &LogId) -> Vec<pb::Equivocation> {

@@ -100,10 +100,11 @@ fn main() -> Result<()> {
     let took = began.elapsed();
     let cpu = (procfs::own_cpu() - cpu_before).as_secs_f64();
     let per_s = n as f64 / took.as_secs_f64();
+    // From the last sample at or below `from` to the first at or above
+    // `to` (the watermark moves in steps of up to a follower batch).
     let rate_between = |from: u64, to: u64| {
-        let at = |target: u64| samples.iter().find(|(_, done)| *done >= target).copied().unwrap_or((took, n));
-        let (t0, d0) = at(from);
-        let (t1, d1) = at(to);
+        let (t0, d0) = samples.iter().rev().find(|(_, done)| *done <= from).copied().unwrap_or((Duration::ZERO, 0));
+        let (t1, d1) = samples.iter().find(|(_, done)| *done >= to).copied().unwrap_or((took, n));
         (d1 - d0) as f64 / (t1 - t0).as_secs_f64().max(1e-9)
     };
     let first = rate_between(0, n / 10);

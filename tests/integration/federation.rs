@@ -346,3 +346,47 @@ async fn a_peers_record_verified_at_a_mirror_without_pinned_keys() {
     assert!(stderr.contains(&format!("its log {hz_log} is not among the trusted logs")), "{stderr}");
     assert!(stderr.contains("--trust VKEY"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_hash_finds_a_peers_record_at_its_mirror() {
+    let temp = tempfile::tempdir().unwrap();
+    let src = Planned::new(temp.path(), "src", 43);
+    let dst = Planned::new(temp.path(), "dst", 44);
+    let src_node = src.start(&[], &[]);
+    let mut src_client = src_node.client().await;
+    let root = Actor { key: src_node.authority_key(), uscc: REGULATOR.into() };
+    let factory = Actor::new(13, FACTORY);
+    root.append(&mut src_client, register_org(FACTORY, "示例乳业", &[pb::Role::Manufacturer], &[])).await.unwrap();
+    root.append(&mut src_client, register_key(&factory, "张伟", "首席质量官")).await.unwrap();
+    let produced = factory.append(&mut src_client, production(GTIN, "MIRROR-LOT-1")).await.unwrap();
+
+    let dst_node = dst.start(&[&src], &[]);
+    let mut dst_client = dst_node.client().await;
+    let src_log = log_of(&src);
+    eventually(60, "the mirror holding the peer's record", || {
+        let mut c = dst_client.clone();
+        async move { (held(&mut c, &src_log).await > produced.seq).then_some(()) }
+    })
+    .await;
+
+    // GetEntry by hash, no log named: found in the mirrored log.
+    let by_hash = pb::GetEntryRequest {
+        key: Some(pb::get_entry_request::Key::EntryHash(produced.entry_hash.clone())),
+        log_id: Vec::new(),
+    };
+    let entry = dst_client.get_entry(by_hash).await.expect("the peer's record by hash at the mirror").into_inner();
+    assert_eq!((entry.log_id.clone(), entry.seq), (src_log.0.to_vec(), produced.seq));
+
+    // `qtrace verify <hash>` at the mirror: the record, with a verdict.
+    let hash = hex::encode(&produced.entry_hash);
+    let verified = qtrace(&dst_node, &["verify", &hash, "--trust", &src.vkey]);
+    assert_eq!(verified.code, 0, "{} {}", verified.json, verified.stderr);
+    assert_eq!(verified.json["verdict"], "VALID", "{}", verified.json);
+
+    // A hash no log holds is still NOT_FOUND, naming every log.
+    let nowhere =
+        pb::GetEntryRequest { key: Some(pb::get_entry_request::Key::EntryHash(vec![0xee; 32])), log_id: Vec::new() };
+    let status = dst_client.get_entry(nowhere).await.expect_err("no log holds this hash");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert!(status.message().contains("in any log this node holds"), "{}", status.message());
+}

@@ -425,17 +425,25 @@ pub(crate) struct Derived {
 /// reported when `report` names the log.
 pub(crate) fn derive(bytes: &[u8], own: bool, report: Option<&LogId>) -> Result<Derived> {
     let entry = Entry::decode(bytes)?;
-    let keys = match event::decode_event(&entry.event) {
+    let keys = index_keys_of(&entry, report);
+    Ok(derived_of(&entry, &entry.hash(), &keys, own))
+}
+
+/// The index keys of a stored entry. An entry whose event does not decode
+/// is listed under [`IndexKey::Registry`] only, so the registry rebuild,
+/// which reads every registry record, meets it and fails loudly naming it
+/// instead of building a registry without it.
+pub(crate) fn index_keys_of(entry: &Entry, report: Option<&LogId>) -> Vec<IndexKey> {
+    match event::decode_event(&entry.event) {
         Ok(valid) => event::index_keys(&valid.event),
         Err(error) => {
             if let Some(log) = report {
                 tracing::error!(%log, seq = entry.seq, %error,
-                    "a stored entry's event does not decode; it is indexed by hash only");
+                    "a stored entry's event does not decode; indexed by hash and as a registry record only");
             }
-            Vec::new()
+            vec![IndexKey::Registry]
         }
-    };
-    Ok(derived_of(&entry, &entry.hash(), &keys, own))
+    }
 }
 
 pub(crate) fn derived_of(entry: &Entry, hash: &EntryHash, index_keys: &[IndexKey], own: bool) -> Derived {

@@ -32,7 +32,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use qtrace_ledger::entry::{Entry, EntryError};
-use qtrace_ledger::event::{self, IndexKey};
+use qtrace_ledger::event::IndexKey;
 pub use qtrace_ledger::hash::dedup_key;
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, Hash, NodeId, NodeSource};
@@ -241,7 +241,7 @@ impl Meta {
 pub struct NewEntry {
     pub entry: Entry,
     pub hash: EntryHash,
-    /// Index keys from [`event::index_keys`] of the entry's event. The
+    /// Index keys from [`qtrace_ledger::event::index_keys`] of the entry's event. The
     /// store does not write them on the append path: the follower derives
     /// the same keys from the stored entry.
     pub index_keys: Vec<IndexKey>,
@@ -611,7 +611,7 @@ impl LogStore {
                 return Err(StoreError::Corrupt(format!("entry {expected} is missing")));
             }
             let hash = entry.hash();
-            let keys = event::decode_event(&entry.event).map(|e| event::index_keys(&e.event)).unwrap_or_default();
+            let keys = follower::index_keys_of(&entry, None);
             index.add(follower::derived_of(&entry, &hash, &keys, own));
             range.append(hash.0)?;
         }
@@ -832,7 +832,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use qtrace_ledger::event::EventKind as K;
+    use qtrace_ledger::event::{self, EventKind as K};
     use qtrace_ledger::ids::{Gtin, Lot, Serial, Uscc};
     use qtrace_ledger::merkle::MemTree;
     use qtrace_ledger::note::{self, Checkpoint, Signer};

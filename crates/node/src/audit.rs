@@ -155,7 +155,8 @@ fn describe_key(key: &[u8]) -> String {
         Some(b'H') => "hash index",
         Some(b'T') => "Merkle tile",
         Some(b'D') => "duplicate index",
-        Some(b'I') => "lookup index",
+        Some(b'P') => "lookup index (packed postings)",
+        Some(b'W') => "index watermark",
         _ => "unknown",
     };
     format!("{kind} {}", hex::encode(key))

@@ -125,8 +125,16 @@ impl Shared {
     pub fn load(tree: sled::Tree, log_id: LogId, own: bool, size: u64) -> Result<Arc<Shared>> {
         let watermark = stored_watermark(&tree)?;
         if watermark > size {
+            // Entries are never removed and the watermark only moves past
+            // stored ones: the log lost its end (or the watermark is damaged).
+            let lost = if watermark - size == 1 {
+                format!("entry {size} was indexed but is")
+            } else {
+                format!("entries {size} to {} were indexed but are", watermark - 1)
+            };
             return Err(StoreError::Corrupt(format!(
-                "the index watermark is at entry {watermark} but the log holds {size} entries"
+                "{lost} missing from the log, which holds {size} entries (the log was cut short, or its \
+                 index watermark {watermark} is damaged)"
             )));
         }
         let mut tail = HashMap::new();

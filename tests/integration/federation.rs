@@ -8,6 +8,19 @@ use qtrace_ledger::note::Verifier;
 use qtrace_ledger::pb;
 use qtrace_tests::*;
 
+/// A client of `node`, and the factory (示例乳业) registered there with its
+/// key by the node's development root authority.
+async fn registered_factory(
+    node: &Node,
+) -> (qtrace_client::rpc::ledger_client::LedgerClient<tonic::transport::Channel>, Actor) {
+    let mut client = node.client().await;
+    let root = Actor { key: node.authority_key(), uscc: REGULATOR.into() };
+    let factory = Actor::new(13, FACTORY);
+    root.append(&mut client, register_org(FACTORY, "示例乳业", &[pb::Role::Manufacturer], &[])).await.unwrap();
+    root.append(&mut client, register_key(&factory, "张伟", "首席质量官")).await.unwrap();
+    (client, factory)
+}
+
 fn log_of(planned: &Planned) -> LogId {
     let vkey = Verifier::parse(&planned.vkey).unwrap();
     LogId::of_key(&vkey.public_key().to_bytes())
@@ -116,11 +129,7 @@ async fn mirror_killed_mid_catch_up_converges_without_loss_or_duplicates() {
     let src = Planned::new(temp.path(), "src", 41);
     let dst = Planned::new(temp.path(), "dst", 42);
     let src_node = src.start(&[], &[]);
-    let mut src_client = src_node.client().await;
-    let root = Actor { key: src_node.authority_key(), uscc: REGULATOR.into() };
-    let factory = Actor::new(13, FACTORY);
-    root.append(&mut src_client, register_org(FACTORY, "示例乳业", &[pb::Role::Manufacturer], &[])).await.unwrap();
-    root.append(&mut src_client, register_key(&factory, "张伟", "首席质量官")).await.unwrap();
+    let (mut src_client, factory) = registered_factory(&src_node).await;
     for batch in 0..12 {
         let events = (0..1_000).map(|i| factory.sign(&production(GTIN, &format!("B{batch}-{i}")))).collect();
         let results = src_client.append_batch(pb::AppendBatchRequest { events }).await.unwrap().into_inner().results;
@@ -306,12 +315,8 @@ async fn a_peers_record_verified_at_a_mirror_without_pinned_keys() {
     let gd = Planned::new(temp.path(), "gd", 62);
     let hz_node = hz.start(&[], &[]);
     let gd_node = gd.start(&[&hz], &[]);
-    let mut hz_client = hz_node.client().await;
+    let (mut hz_client, factory) = registered_factory(&hz_node).await;
     let gd_client = gd_node.client().await;
-    let root = Actor { key: hz_node.authority_key(), uscc: REGULATOR.into() };
-    let factory = Actor::new(13, FACTORY);
-    root.append(&mut hz_client, register_org(FACTORY, "示例乳业", &[pb::Role::Manufacturer], &[])).await.unwrap();
-    root.append(&mut hz_client, register_key(&factory, "张伟", "首席质量官")).await.unwrap();
     let produced = factory.append(&mut hz_client, production(GTIN, "HZ-LOT-1")).await.unwrap();
     let hz_log = log_of(&hz);
     eventually(60, "Guangdong mirroring Hangzhou", || {
@@ -353,11 +358,7 @@ async fn an_entry_hash_finds_a_peers_record_at_its_mirror() {
     let src = Planned::new(temp.path(), "src", 43);
     let dst = Planned::new(temp.path(), "dst", 44);
     let src_node = src.start(&[], &[]);
-    let mut src_client = src_node.client().await;
-    let root = Actor { key: src_node.authority_key(), uscc: REGULATOR.into() };
-    let factory = Actor::new(13, FACTORY);
-    root.append(&mut src_client, register_org(FACTORY, "示例乳业", &[pb::Role::Manufacturer], &[])).await.unwrap();
-    root.append(&mut src_client, register_key(&factory, "张伟", "首席质量官")).await.unwrap();
+    let (mut src_client, factory) = registered_factory(&src_node).await;
     let produced = factory.append(&mut src_client, production(GTIN, "MIRROR-LOT-1")).await.unwrap();
 
     let dst_node = dst.start(&[&src], &[]);

@@ -41,9 +41,8 @@ pub fn run(data: &Path, cache_bytes: u64) -> anyhow::Result<String> {
     if summary.already_current {
         return Ok(format!(
             "the store in {} already has the current layout (已是最新存储格式); nothing to upgrade. \
-             Indexes: {indexed} entries in {} logs",
-            store_dir.display(),
-            summary.logs.max(1)
+             Indexes complete for {indexed} entries",
+            store_dir.display()
         ));
     }
     Ok(format!(

@@ -42,6 +42,25 @@ pub fn small_scale() -> Result<bool, String> {
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
+
+/// `make(i)` for every `i` of `range`, in order, computed on every core (one
+/// contiguous part each): how the benchmarks sign their events before a
+/// clock starts.
+pub fn across_cores<T: Send>(range: std::ops::Range<u64>, make: impl Fn(u64) -> T + Sync) -> Vec<T> {
+    let threads = cores() as u64;
+    let per_thread = (range.end.saturating_sub(range.start)).div_ceil(threads).max(1);
+    let make = &make;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let start = (range.start + t * per_thread).min(range.end);
+                let end = (start + per_thread).min(range.end);
+                scope.spawn(move || (start..end).map(make).collect::<Vec<_>>())
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a worker thread panicked"))).collect()
+    })
+}
 /// Busy time of all CPUs together, from the first line of /proc/stat
 /// (user, nice, system, irq, softirq and steal, in ticks of 10 ms).
 pub fn machine_busy() -> Duration {

@@ -296,19 +296,8 @@ impl Bench<'_> {
         let first = self.next_event;
         self.next_event += n as u64;
         let millis = now_millis();
-        let threads = cores() as u64;
-        let per_thread = (n as u64).div_ceil(threads).max(1);
         let signers = &self.signers;
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads)
-                .map(|t| {
-                    let start = (first + t * per_thread).min(first + n as u64);
-                    let end = (start + per_thread).min(first + n as u64);
-                    scope.spawn(move || (start..end).map(|i| sign_event(signers, i, millis)).collect::<Vec<_>>())
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
-        })
+        common::across_cores(first..first + n as u64, |i| sign_event(signers, i, millis))
     }
 
     fn noop_for(&self, clients: usize, mode: Mode) -> Option<(f64, Duration)> {

@@ -709,19 +709,7 @@ async fn send_batches(clients: &[LedgerClient<Channel>], requests: Vec<pb::Appen
 /// Signs `n` production events from index `first` on every core.
 fn sign_pool(key: &SecretKey, first: u64, n: usize) -> Vec<pb::SignedEvent> {
     let millis = now_millis();
-    let threads = cores() as u64;
-    let per_thread = (n as u64).div_ceil(threads).max(1);
-    let end = first + n as u64;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let start = (first + t * per_thread).min(end);
-                let stop = (start + per_thread).min(end);
-                scope.spawn(move || (start..stop).map(|i| sign(key, &production(i, millis))).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
-    })
+    common::across_cores(first..first + n as u64, |i| sign(key, &production(i, millis)))
 }
 
 async fn log_size(url: &str) -> Result<u64> {
@@ -1061,14 +1049,16 @@ fn verify_like_mirror(log_id: LogId, wire: Vec<pb::Entry>) -> Result<Verified> {
             let valid = event::decode_event(&entry.event).map_err(|e| format!("entry {expected}: {e}"))?;
             let hash = entry.hash();
             prev = hash;
-            entries.push(NewEntry { index_keys: event::index_keys(&valid.event), entry, hash });
+            keys += event::index_keys(&valid.event).len() as u64;
+            entries.push(NewEntry { entry, hash });
         }
         let part = &entries[first..];
         for new in part {
             let mut nodes = 0u64;
             frontier.append(new.hash.0, |_, _| nodes += 1).map_err(|_| "the tree is full")?;
-            // E, H, D, the signer index, the event's index keys, the nodes.
-            keys += 4 + new.index_keys.len() as u64 + nodes;
+            // E, H, D, the signer index and the nodes (the event's index
+            // keys are counted above, as the entry is decoded).
+            keys += 4 + nodes;
         }
         sequential += started.elapsed();
 

@@ -550,7 +550,7 @@ impl Writer {
         let hash = entry.hash();
         pending.new.insert(entry.seq, RecordInfo { hash, signer: entry.signer, kind: Some(verified.event.kind) });
         in_batch.insert(dedup, (entry.seq, hash, entry.logged_at_micros));
-        batch.push(NewEntry { index_keys: event::index_keys(&verified.event.event), entry, hash });
+        batch.push(NewEntry { entry, hash });
         *prev = hash;
         *next_seq += 1;
         Slot::Accepted(batch.len() - 1)
@@ -625,7 +625,7 @@ impl Records for PendingRecords<'_> {
 #[cfg(test)]
 mod tests {
     use prost::Message;
-    use qtrace_ledger::event::{IndexKey, decode_event};
+    use qtrace_ledger::event::decode_event;
     use qtrace_ledger::ids::Uscc;
     use qtrace_ledger::pb::event::Body;
     use qtrace_ledger::signing::SecretKey;
@@ -677,12 +677,6 @@ mod tests {
     /// Appends `event_bytes`, signed by `signer`, to `log` as its next entry.
     fn append_raw(log: &LogStore, log_key: &SecretKey, origin: &str, signer: &SecretKey, event_bytes: Vec<u8>) {
         let head = log.head();
-        let index_keys = match decode_event(&event_bytes) {
-            Ok(valid) => event::index_keys(&valid.event),
-            // Damage: an entry indexed as a registry record that no longer
-            // decodes.
-            Err(_) => vec![IndexKey::Registry],
-        };
         let entry = Entry {
             seq: head.size,
             prev_hash: head.last_hash,
@@ -693,7 +687,7 @@ mod tests {
         };
         let hash = entry.hash();
         let checkpoint_signer = Signer::new(origin, log_key.signing_key().clone()).unwrap();
-        log.append(&[NewEntry { entry, hash, index_keys }], true, |size, root| {
+        log.append(&[NewEntry { entry, hash }], true, |size, root| {
             setup::sign_checkpoint(&checkpoint_signer, origin, size, root)
         })
         .unwrap();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use prost::Message;
 use qtrace_ledger::entry::Entry;
-use qtrace_ledger::event::{self, IndexKey, decode_event};
+use qtrace_ledger::event::{IndexKey, decode_event};
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::note::{self, Signer, Verifier};
 use qtrace_ledger::pb::{self, event::Body};
@@ -227,7 +227,7 @@ pub(crate) fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::L
         ..Default::default()
     };
     let bytes = event.encode_to_vec();
-    let valid = decode_event(&bytes).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
+    decode_event(&bytes).map_err(|e| anyhow::anyhow!("genesis: {e}"))?;
     let entry = Entry {
         seq: 0,
         prev_hash: EntryHash(log.log_id().0),
@@ -239,11 +239,8 @@ pub(crate) fn append_genesis(log: &LogStore, log_key: &SecretKey, genesis: pb::L
     let hash = entry.hash();
     let signer = Signer::new(&genesis.origin, log_key.signing_key().clone())
         .map_err(|e| anyhow::anyhow!("genesis origin {:?}: {e}", genesis.origin))?;
-    let index_keys = event::index_keys(&valid.event);
-    log.append(&[NewEntry { entry, hash, index_keys }], true, |size, root| {
-        sign_checkpoint(&signer, &genesis.origin, size, root)
-    })
-    .context("appending genesis")?;
+    log.append(&[NewEntry { entry, hash }], true, |size, root| sign_checkpoint(&signer, &genesis.origin, size, root))
+        .context("appending genesis")?;
     Ok(())
 }
 

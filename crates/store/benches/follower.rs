@@ -12,28 +12,27 @@
 //! a time. `QTRACE_BENCH_FOLLOW_ENTRIES=N` replaces the log's size.
 
 use std::error::Error;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use prost::Message;
-use qtrace_ledger::entry::{ENTRY_HEADER_LEN, Entry};
-use qtrace_ledger::event::{self, IndexKey};
+use qtrace_ledger::entry::ENTRY_HEADER_LEN;
+use qtrace_ledger::event::IndexKey;
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::signing::SecretKey;
-use qtrace_store::{INDEX_BATCH, Limits, NewEntry, SledStore};
+use qtrace_store::{INDEX_BATCH, Limits, SledStore};
 
 /// The node's allocator, so sled is measured as the node runs it.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use common::workload::event_at;
 use common::{Ratio, Report, cores, procfs};
 use qtrace_ledger::benchkit as common;
 
+#[path = "shared/entries.rs"]
+mod entries;
+use entries::{chain, sign_range};
+
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
-/// 2026-11-01T00:00:00Z, as in the store benchmark.
-const BASE_MILLIS: i64 = 1_793_491_200_000;
 /// Entries per append while building the log (untimed).
 const BUILD_BATCH: u64 = 10_000;
 /// Issue 14's target for the follower.
@@ -196,62 +195,6 @@ fn raw_sled_keys_per_s(batches: usize) -> Result<f64> {
         tree.apply_batch(batch)?;
     }
     Ok(written as f64 / started.elapsed().as_secs_f64())
-}
-
-struct Signed {
-    event: Vec<u8>,
-    signer: [u8; 32],
-    signature: [u8; 64],
-    index_keys: Vec<IndexKey>,
-}
-
-/// Signs events `range` on every core (untimed), the factory 8 in 10, the
-/// lab the inspections.
-fn sign_range(factory: &SecretKey, lab: &SecretKey, range: Range<u64>) -> Vec<Signed> {
-    let threads = cores() as u64;
-    let per_thread = (range.end - range.start).div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let start = (range.start + t * per_thread).min(range.end);
-                let end = (start + per_thread).min(range.end);
-                scope.spawn(move || {
-                    (start..end)
-                        .map(|i| {
-                            let event = event_at(i, BASE_MILLIS + i as i64);
-                            let bytes = event.encode_to_vec();
-                            let key = if i % 10 >= 8 { lab } else { factory };
-                            Signed {
-                                signature: key.sign_event(&bytes),
-                                signer: key.public_key().to_bytes(),
-                                index_keys: event::index_keys(&event),
-                                event: bytes,
-                            }
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
-    })
-}
-
-fn chain(signed: Vec<Signed>, first_seq: u64, prev: &mut EntryHash) -> Vec<NewEntry> {
-    let mut out = Vec::with_capacity(signed.len());
-    for (seq, s) in (first_seq..).zip(signed) {
-        let entry = Entry {
-            seq,
-            prev_hash: *prev,
-            logged_at_micros: BASE_MILLIS * 1_000 + seq as i64,
-            signer: s.signer,
-            signature: s.signature,
-            event: s.event,
-        };
-        let hash = entry.hash();
-        *prev = hash;
-        out.push(NewEntry { entry, hash, index_keys: s.index_keys });
-    }
-    out
 }
 
 fn check(ok: bool, what: &str) -> Result<()> {

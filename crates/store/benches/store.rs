@@ -38,13 +38,13 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer as _, SigningKey};
 use prost::Message;
-use qtrace_ledger::entry::{ENTRY_HEADER_LEN, Entry};
-use qtrace_ledger::event::{self, IndexKey};
+use qtrace_ledger::entry::ENTRY_HEADER_LEN;
+use qtrace_ledger::event;
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, Hash};
 use qtrace_ledger::note;
 use qtrace_ledger::signing::{self, SecretKey};
-use qtrace_store::{NewEntry, SledStore};
+use qtrace_store::SledStore;
 use sha2::{Digest, Sha256};
 
 // The node benchmarks' table, summary and allocator (mimalloc, so sled is
@@ -58,6 +58,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use common::workload::event_at;
 use common::{Ratio, Report, cores};
 use qtrace_ledger::benchkit as common;
+
+#[path = "shared/entries.rs"]
+mod entries;
+use entries::{BASE_MILLIS, Signed, chain};
 
 type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
 
@@ -424,9 +428,6 @@ fn measure_sha(scale: &Scale) -> (f64, f64) {
 // ---------------------------------------------------------------------------
 // Workload: realistic signed events
 
-/// 2026-11-01T00:00:00Z: the event times of the store benchmark.
-const BASE_MILLIS: i64 = 1_793_491_200_000;
-
 /// The signing keys of the workload: the factory signs productions and
 /// shipments, the lab inspections.
 struct Keys {
@@ -442,10 +443,6 @@ impl Keys {
         Keys { factory: SecretKey::from_seed(&[13; 32]), lab: SecretKey::from_seed(&[11; 32]), checkpoint }
     }
 
-    fn signer_of(&self, i: u64) -> &SecretKey {
-        if i % 10 >= 8 { &self.lab } else { &self.factory }
-    }
-
     /// Signs a checkpoint note the way the node does, once per append.
     fn sign_checkpoint(&self, size: u64, root: &Hash) -> Result<String, note::NoteError> {
         let checkpoint = note::Checkpoint { origin: ORIGIN.into(), size, root: *root, extensions: Vec::new() };
@@ -453,61 +450,10 @@ impl Keys {
     }
 }
 
-/// A signed event with its index keys, not yet sequenced.
-struct Signed {
-    event: Vec<u8>,
-    signer: [u8; 32],
-    signature: [u8; 64],
-    index_keys: Vec<IndexKey>,
-}
-
-fn sign_one(keys: &Keys, i: u64) -> Signed {
-    let event = event_at(i, BASE_MILLIS + i as i64);
-    let bytes = event.encode_to_vec();
-    let key = keys.signer_of(i);
-    Signed {
-        signature: key.sign_event(&bytes),
-        signer: key.public_key().to_bytes(),
-        index_keys: event::index_keys(&event),
-        event: bytes,
-    }
-}
-
 /// Signs events `range` on every core (signing is the client's cost, not
 /// the store's, so this is never timed).
 fn sign_range(keys: &Keys, range: Range<u64>) -> Vec<Signed> {
-    let threads = cores() as u64;
-    let per_thread = (range.end - range.start).div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let start = (range.start + t * per_thread).min(range.end);
-                let end = (start + per_thread).min(range.end);
-                scope.spawn(move || (start..end).map(|i| sign_one(keys, i)).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
-    })
-}
-
-/// Sequences and chains signed events after `prev`, as the node's writer
-/// does (untimed: the benchmark measures the store).
-fn chain(signed: Vec<Signed>, first_seq: u64, prev: &mut EntryHash) -> Vec<NewEntry> {
-    let mut out = Vec::with_capacity(signed.len());
-    for (seq, s) in (first_seq..).zip(signed) {
-        let entry = Entry {
-            seq,
-            prev_hash: *prev,
-            logged_at_micros: BASE_MILLIS * 1_000 + seq as i64,
-            signer: s.signer,
-            signature: s.signature,
-            event: s.event,
-        };
-        let hash = entry.hash();
-        *prev = hash;
-        out.push(NewEntry { entry, hash, index_keys: s.index_keys });
-    }
-    out
+    entries::sign_range(&keys.factory, &keys.lab, range)
 }
 
 struct WorkloadProfile {
@@ -561,8 +507,9 @@ fn measure_appends(report: &mut Report, limits: &Limits, keys: &Keys, batch: usi
     let n = (batch * calls) as u64;
     let log_id = LogId([0x51; 32]);
     let mut prev = EntryHash(log_id.0);
-    let entries = chain(sign_range(keys, 0..n), 0, &mut prev);
-    let index_keys = entries.iter().map(|e| e.index_keys.len() + 1).sum::<usize>() as f64 / n as f64;
+    let signed = sign_range(keys, 0..n);
+    let index_keys = signed.iter().map(|s| s.index_keys.len() + 1).sum::<usize>() as f64 / n as f64;
+    let entries = chain(signed, 0, &mut prev);
     let noise = Noise::start();
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(&dir.path().join("store"))?;
@@ -658,9 +605,10 @@ fn measure_big_store(
     let mut start = 0u64;
     while start < n {
         let end = (start + BUILD_BATCH as u64).min(n);
-        let entries = chain(sign_range(keys, start..end), start, &mut prev);
+        let signed = sign_range(keys, start..end);
+        index_keys += signed.iter().map(|s| s.index_keys.len() + 1).sum::<usize>();
+        let entries = chain(signed, start, &mut prev);
         leaves.extend(entries.iter().map(|e| e.hash.0));
-        index_keys += entries.iter().map(|e| e.index_keys.len() + 1).sum::<usize>();
         let one = Instant::now();
         log.append(&entries, false, |size, root| keys.sign_checkpoint(size, root))?;
         let took = one.elapsed();

@@ -220,7 +220,7 @@ impl Writer<'_> {
         self.registry.apply(entry.seq, &entry.signer, &valid);
         let reference =
             pb::RecordRef { log_id: self.log.log_id().0.to_vec(), seq: entry.seq, entry_hash: hash.0.to_vec() };
-        self.pending.push(NewEntry { index_keys: event::index_keys(&valid.event), entry, hash });
+        self.pending.push(NewEntry { entry, hash });
         self.prev = hash;
         self.next += 1;
         if self.pending.len() >= 10_000 {

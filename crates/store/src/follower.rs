@@ -555,7 +555,7 @@ mod tests {
     fn expected_postings(new: &[NewEntry]) -> BTreeMap<IndexKey, Vec<u64>> {
         let mut expected: BTreeMap<IndexKey, Vec<u64>> = BTreeMap::new();
         for n in new {
-            for key in n.index_keys.iter().cloned().chain([IndexKey::Signer(n.entry.signer)]) {
+            for key in index_keys_of(&n.entry, None).into_iter().chain([IndexKey::Signer(n.entry.signer)]) {
                 let seqs = expected.entry(key).or_default();
                 if seqs.last() != Some(&n.entry.seq) {
                     seqs.push(n.entry.seq);

@@ -70,7 +70,7 @@ impl LegacyStore {
             batch.insert(key(b'H', &new.hash.0), seq.to_vec());
             batch.insert(key(b'D', &dedup_key(&entry.signer, &entry.event)), seq.to_vec());
             let signer = IndexKey::Signer(entry.signer);
-            for index in new.index_keys.iter().chain(std::iter::once(&signer)) {
+            for index in crate::follower::index_keys_of(&new.entry, None).iter().chain(std::iter::once(&signer)) {
                 let mut k = index_prefix(index);
                 k.extend_from_slice(&seq);
                 batch.insert(k, Vec::new());

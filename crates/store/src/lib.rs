@@ -241,10 +241,6 @@ impl Meta {
 pub struct NewEntry {
     pub entry: Entry,
     pub hash: EntryHash,
-    /// Index keys from [`qtrace_ledger::event::index_keys`] of the entry's event. The
-    /// store does not write them on the append path: the follower derives
-    /// the same keys from the stored entry.
-    pub index_keys: Vec<IndexKey>,
 }
 
 /// The state at the end of a log.
@@ -832,7 +828,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::*;
-    use qtrace_ledger::event::{self, EventKind as K};
+    use qtrace_ledger::event::EventKind as K;
     use qtrace_ledger::ids::{Gtin, Lot, Serial, Uscc};
     use qtrace_ledger::merkle::MemTree;
     use qtrace_ledger::note::{self, Checkpoint, Signer};
@@ -952,16 +948,7 @@ mod tests {
     }
 
     pub(crate) fn new_entries(entries: &[Entry]) -> Vec<NewEntry> {
-        entries
-            .iter()
-            .map(|entry| NewEntry {
-                entry: entry.clone(),
-                hash: entry.hash(),
-                index_keys: event::decode_event(&entry.event)
-                    .map(|v| event::index_keys(&v.event))
-                    .unwrap_or_else(|e| panic!("entry {}: {e}", entry.seq)),
-            })
-            .collect()
+        entries.iter().map(|entry| NewEntry { entry: entry.clone(), hash: entry.hash() }).collect()
     }
 
     pub(crate) fn tree_of(entries: &[NewEntry]) -> MemTree {
@@ -1039,8 +1026,8 @@ mod tests {
         let corrections: Vec<(u64, (LogId, u64))> = new
             .iter()
             .flat_map(|n| {
-                n.index_keys.iter().filter_map(|k| match k {
-                    IndexKey::Corrects(log, seq) => Some((n.entry.seq, (*log, *seq))),
+                follower::index_keys_of(&n.entry, None).into_iter().filter_map(|k| match k {
+                    IndexKey::Corrects(log, seq) => Some((n.entry.seq, (log, seq))),
                     _ => None,
                 })
             })
@@ -1076,7 +1063,7 @@ mod tests {
         // Every key, with the entries under it, worked out from the events.
         let mut expected: BTreeMap<IndexKey, Vec<u64>> = BTreeMap::new();
         for n in &new {
-            for key in n.index_keys.iter().cloned().chain([IndexKey::Signer(n.entry.signer)]) {
+            for key in follower::index_keys_of(&n.entry, None).into_iter().chain([IndexKey::Signer(n.entry.signer)]) {
                 expected.entry(key).or_default().push(n.entry.seq);
             }
         }
@@ -1242,7 +1229,7 @@ mod tests {
         let before = snapshot(&logs);
         let relinked = |n: &NewEntry, prev: EntryHash| {
             let entry = Entry { prev_hash: prev, ..n.entry.clone() };
-            NewEntry { hash: entry.hash(), entry, index_keys: n.index_keys.clone() }
+            NewEntry { hash: entry.hash(), entry }
         };
         type Refusal = fn(&StoreError) -> bool;
         let cases: Vec<(&str, Vec<NewEntry>, Refusal)> = vec![

@@ -23,7 +23,7 @@ use qtrace_ledger::signing::SecretKey;
 use super::common::node::NodeProcess;
 use super::common::procfs::{dir_bytes, status_bytes};
 use super::common::workload::production;
-use super::common::{Ratio, Report, cores, now_millis, sign};
+use super::common::{Ratio, Report, across_cores, now_millis, sign};
 use super::{BATCH, Result, connect, register};
 
 /// Sizes at which the import is measured, and the window of events before
@@ -189,18 +189,7 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
 /// Production events `from..to`, signed by the factory on every core.
 fn sign_window(factory: &SecretKey, from: u64, to: u64) -> Vec<pb::SignedEvent> {
     let millis = now_millis();
-    let threads = cores() as u64;
-    let per_thread = (to - from).div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let start = (from + t * per_thread).min(to);
-                let end = (start + per_thread).min(to);
-                scope.spawn(move || (start..end).map(|i| sign(factory, &production(i, millis))).collect::<Vec<_>>())
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|_| panic!("a signing thread panicked"))).collect()
-    })
+    across_cores(from..to, |i| sign(factory, &production(i, millis)))
 }
 
 /// Sends `events` in AppendBatch requests of [`BATCH`], the clients taking

@@ -3,7 +3,7 @@
 //! signed checkpoint) before a single entry is stored.
 
 use qtrace_ledger::entry::Entry;
-use qtrace_ledger::event;
+use qtrace_ledger::event::{self, IndexKey};
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, CompactRange, Hash};
 use qtrace_ledger::note;
@@ -78,14 +78,17 @@ pub(super) async fn check_against_target(
 
 /// Verifies a chunk of a peer's entries: sequence, chain, record format and
 /// signatures (batch-verified on every core). Nothing is stored here.
+/// Returns the entries, the positions among them of registry records (which
+/// the registry takes once the chunk is stored) and the new frontier.
 pub(super) fn verify_chunk(
     log_id: LogId,
     first: u64,
     mut prev: EntryHash,
     mut frontier: CompactRange,
     wire: Vec<pb::Entry>,
-) -> anyhow::Result<(Vec<NewEntry>, CompactRange)> {
+) -> anyhow::Result<(Vec<NewEntry>, Vec<usize>, CompactRange)> {
     let mut entries = Vec::with_capacity(wire.len());
+    let mut registry = Vec::new();
     for (i, w) in wire.iter().enumerate() {
         let entry = Entry::from_pb(w)?;
         let expected = first + i as u64;
@@ -96,7 +99,10 @@ pub(super) fn verify_chunk(
         let valid = event::decode_event(&entry.event).map_err(|e| anyhow::anyhow!("entry {expected}: {e}"))?;
         let hash = entry.hash();
         prev = hash;
-        entries.push(NewEntry { index_keys: event::index_keys(&valid.event), entry, hash });
+        if event::index_keys(&valid.event).contains(&IndexKey::Registry) {
+            registry.push(i);
+        }
+        entries.push(NewEntry { entry, hash });
     }
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let items: Vec<BatchItem<'_>> = entries
@@ -109,7 +115,7 @@ pub(super) fn verify_chunk(
     for new in &entries {
         frontier.append(new.hash.0, |_, _| {}).map_err(|_| anyhow::anyhow!("the mirrored tree is full"))?;
     }
-    Ok((entries, frontier))
+    Ok((entries, registry, frontier))
 }
 
 /// A log store as a Merkle node source.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use qtrace_ledger::event::IndexKey;
 use qtrace_ledger::merkle::CompactRange;
 use qtrace_ledger::note;
 use qtrace_ledger::pb;
@@ -215,14 +214,14 @@ async fn catch_up(
                 let verified =
                     tokio::task::spawn_blocking(move || verify_chunk(log_id, start.0, start.1, start.2, wire))
                         .await??;
-                let (entries, new_frontier) = verified;
+                let (entries, registry, new_frontier) = verified;
                 let end = next + entries.len() as u64;
                 check_against_target(rpc, peer, target, next, end, &new_frontier.root()).await?;
                 let note = (end == target.size).then(|| target_note.to_string());
                 carried.extend(
-                    entries
+                    registry
                         .iter()
-                        .filter(|n| n.index_keys.contains(&IndexKey::Registry))
+                        .filter_map(|i| entries.get(*i))
                         .map(|n| (n.entry.seq, n.entry.signer, n.entry.event.clone())),
                 );
                 if let Some(last) = entries.last() {

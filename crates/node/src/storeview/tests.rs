@@ -306,10 +306,9 @@ impl Node {
             event: bytes,
         };
         let signer = checkpoint_signer(PEER_ORIGIN, &peer.key);
-        let index_keys = event::index_keys(&event);
         let hash = entry.hash();
         peer.log
-            .append(&[NewEntry { entry, hash, index_keys }], true, |size, root| {
+            .append(&[NewEntry { entry, hash }], true, |size, root| {
                 setup::sign_checkpoint(&signer, PEER_ORIGIN, size, root)
             })
             .unwrap();
@@ -320,11 +319,10 @@ impl Node {
         for entry in peer.log.range(from, to) {
             let entry = entry.unwrap();
             let valid = decode_event(&entry.event).unwrap();
-            let index_keys = event::index_keys(&valid.event);
-            if index_keys.contains(&event::IndexKey::Registry) {
+            if event::index_keys(&valid.event).contains(&event::IndexKey::Registry) {
                 carried.push((entry.seq, entry.signer, entry.event.clone()));
             }
-            parts.push(NewEntry { hash: entry.hash(), entry, index_keys });
+            parts.push(NewEntry { hash: entry.hash(), entry });
         }
         let note = at_checkpoint.then(|| peer.log.checkpoint(to).unwrap().unwrap());
         peer.mirror.append_mirrored(&parts, note).unwrap();

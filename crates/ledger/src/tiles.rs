@@ -204,59 +204,162 @@ fn check_tile<E>(tile: TileId, bytes: &[u8]) -> Result<usize, TileError<E>> {
     Ok(bytes.len() / HASH_BYTES)
 }
 
+/// Every node inside one tile: its hashes (row 0) and each row hashed up
+/// from the one below, as far as whole pairs go. Built once per tile read,
+/// so any node a proof needs from the tile is a lookup: at most 255 node
+/// hashes for a full tile, where hashing each needed node up from the tile's
+/// row on demand costs up to 127 for one node and about 250 for one proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TileTree {
+    rows: Vec<Vec<Hash>>,
+}
+
+impl TileTree {
+    /// The tree of a tile's bytes (checked: whole hashes, at most 256).
+    fn of_bytes<E>(tile: TileId, bytes: &[u8]) -> Result<Self, TileError<E>> {
+        check_tile::<E>(tile, bytes)?;
+        let row: Vec<Hash> =
+            bytes.chunks_exact(HASH_BYTES).filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok()).collect();
+        let mut rows = vec![row];
+        while let Some(last) = rows.last()
+            && last.len() >= 2
+        {
+            let up: Vec<Hash> = last.chunks_exact(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+            rows.push(up);
+        }
+        Ok(TileTree { rows })
+    }
+
+    /// Hashes in the tile's bottom row.
+    pub fn width(&self) -> usize {
+        self.rows.first().map_or(0, Vec::len)
+    }
+
+    /// The node over the tile hashes `needed` (a power of two of them,
+    /// aligned, as [`TileId::of_node`] gives), if the tile holds them all.
+    fn node(&self, needed: &Range<usize>) -> Option<Hash> {
+        let span = needed.end.checked_sub(needed.start)?;
+        if !span.is_power_of_two() || !needed.start.is_multiple_of(span) || needed.end > self.width() {
+            return None;
+        }
+        let row = span.trailing_zeros() as usize;
+        self.rows.get(row)?.get(needed.start >> row).copied()
+    }
+
+    /// Whether this tree was built from exactly these tile bytes.
+    fn is_of(&self, bytes: &[u8]) -> bool {
+        let row = self.rows.first().map_or(&[][..], Vec::as_slice);
+        row.len() * HASH_BYTES == bytes.len() && row.iter().flatten().eq(bytes.iter())
+    }
+}
+
+/// Tile trees shared by every proof of one log, so that proofs over the
+/// same tiles (the receipts of one append group, checks of recent records)
+/// hash each tile's inner nodes once instead of once per proof. A cached
+/// tree is used only for a tile read with exactly the bytes it was built
+/// from, so a tile that grew, or was rewritten by a repair, is never served
+/// stale. Holds at most [`TileCache::CAPACITY`] trees (about 16 KiB each)
+/// and starts over when full.
+#[derive(Debug, Default)]
+pub struct TileCache {
+    trees: std::sync::Mutex<HashMap<TileId, std::sync::Arc<TileTree>>>,
+}
+
+impl TileCache {
+    /// Trees kept at most: the tiles of a few thousand recent leaves on
+    /// every level, about 4 MiB.
+    pub const CAPACITY: usize = 256;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tree_of<E>(&self, tile: TileId, bytes: &[u8]) -> Result<std::sync::Arc<TileTree>, TileError<E>> {
+        let mut trees = self.trees.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(tree) = trees.get(&tile)
+            && tree.is_of(bytes)
+        {
+            return Ok(tree.clone());
+        }
+        drop(trees);
+        let tree = std::sync::Arc::new(TileTree::of_bytes(tile, bytes)?);
+        trees = self.trees.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if trees.len() >= Self::CAPACITY {
+            trees.clear();
+        }
+        trees.insert(tile, tree.clone());
+        Ok(tree)
+    }
+
+    /// Trees held now.
+    pub fn len(&self) -> usize {
+        self.trees.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every tree (after the tiles were rebuilt).
+    pub fn clear(&self) {
+        self.trees.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+    }
+}
+
 /// A [`NodeSource`] over tiles. Every tile it reads is kept for the life of
 /// the value, so make one per proof (or per batch of proofs at one size):
-/// then a proof reads each tile it needs once.
+/// then a proof reads each tile it needs once. With a [`TileCache`], the
+/// nodes inside a tile are hashed once for every proof that shares it.
 ///
 /// A partial tile read earlier may have grown since; that never matters for
 /// a proof at a size the log had when the proof started, whose nodes were all
 /// in the tile already.
-pub struct TileNodes<S> {
+pub struct TileNodes<'c, S> {
     source: S,
-    cache: RefCell<HashMap<TileId, Vec<u8>>>,
+    shared: Option<&'c TileCache>,
+    trees: RefCell<HashMap<TileId, std::sync::Arc<TileTree>>>,
 }
 
-impl<S: TileSource> TileNodes<S> {
+impl<S: TileSource> TileNodes<'static, S> {
     pub fn new(source: S) -> Self {
-        TileNodes { source, cache: RefCell::new(HashMap::new()) }
+        TileNodes { source, shared: None, trees: RefCell::new(HashMap::new()) }
+    }
+}
+
+impl<'c, S: TileSource> TileNodes<'c, S> {
+    /// Nodes over `source` that share tile trees through `cache`.
+    pub fn cached(source: S, cache: &'c TileCache) -> Self {
+        TileNodes { source, shared: Some(cache), trees: RefCell::new(HashMap::new()) }
     }
 
     /// Tiles read so far.
     pub fn tiles_read(&self) -> usize {
-        self.cache.borrow().len()
+        self.trees.borrow().len()
     }
 }
 
-impl<S: TileSource> NodeSource for TileNodes<S> {
+impl<S: TileSource> NodeSource for TileNodes<'_, S> {
     type Error = TileError<S::Error>;
 
     fn node(&self, id: NodeId) -> Result<Hash, Self::Error> {
         let (tile, needed) = TileId::of_node(id).ok_or(TileError::NoSuchNode { node: id })?;
-        let mut cache = self.cache.borrow_mut();
-        let bytes = match cache.get(&tile) {
-            Some(bytes) => bytes,
+        let mut trees = self.trees.borrow_mut();
+        let tree = match trees.get(&tile) {
+            Some(tree) => tree,
             None => {
                 let bytes = self
                     .source
                     .tile(tile)
                     .map_err(|source| TileError::Source { tile, source })?
                     .ok_or(TileError::Missing { tile, node: id })?;
-                check_tile::<S::Error>(tile, &bytes)?;
-                cache.entry(tile).or_insert(bytes)
+                let tree = match self.shared {
+                    Some(cache) => cache.tree_of(tile, &bytes)?,
+                    None => std::sync::Arc::new(TileTree::of_bytes(tile, &bytes)?),
+                };
+                trees.entry(tile).or_insert(tree)
             }
         };
-        let width = bytes.len() / HASH_BYTES;
-        let slice = bytes.get(needed.start * HASH_BYTES..needed.end * HASH_BYTES).ok_or_else(|| TileError::Short {
-            tile,
-            node: id,
-            width,
-            needed: needed.clone(),
-        })?;
-        let hashes: Vec<Hash> =
-            slice.chunks_exact(HASH_BYTES).filter_map(|chunk| <[u8; 32]>::try_from(chunk).ok()).collect();
-        // The slice is a power of two of whole hashes (at most 128), which is
-        // what hash_up takes.
-        hash_up(&hashes).ok_or(TileError::NoSuchNode { node: id })
+        tree.node(&needed).ok_or_else(|| TileError::Short { tile, node: id, width: tree.width(), needed })
     }
 }
 
@@ -564,6 +667,37 @@ mod tests {
         assert_eq!(writer.add(NodeId::new(1, 0), [0; 32]), Ok(()), "level 1 is not stored");
     }
 
+    #[test]
+    fn a_shared_cache_serves_only_the_bytes_it_was_built_from() {
+        let n = 700;
+        let hashes = leaves(n);
+        let mem = MemTree::from_leaf_hashes(hashes.iter().copied()).unwrap_or_else(|e| panic!("{e}"));
+        let cache = TileCache::new();
+        // (tree size the tiles are written at, leaf, proof size): the
+        // partial tile 0/2 grows between the rows, and is read each time.
+        let cases = [(520u64, 515u64, 520u64), (600, 515, 600), (600, 599, 600), (700, 3, 700), (700, 699, 650)];
+        for (written, leaf, size) in cases {
+            let (tiles, _, _) = tiled(&hashes[..written as usize], &[]);
+            let nodes = TileNodes::cached(&tiles, &cache);
+            assert_eq!(
+                crate::merkle::inclusion_proof(&nodes, leaf, size).ok(),
+                mem.inclusion_proof(leaf, size).ok(),
+                "leaf {leaf} at {size}, tiles written at {written}"
+            );
+            assert_eq!(crate::merkle::root(&nodes, size).ok(), mem.root_at(size).ok(), "root at {size}");
+        }
+        assert!(!cache.is_empty());
+        // A tile rewritten with other bytes (a repair) is built afresh.
+        let (mut tiles, _, _) = tiled(&hashes, &[]);
+        tiles.insert(TileId::new(0, 0), vec![7; 256 * 32]);
+        let damaged = TileNodes::cached(&tiles, &cache).node(NodeId::new(7, 0));
+        assert_ne!(damaged.ok(), mem.node(NodeId::new(7, 0)).ok());
+        let (tiles, _, _) = tiled(&hashes, &[]);
+        assert_eq!(TileNodes::cached(&tiles, &cache).node(NodeId::new(7, 0)).ok(), mem.node(NodeId::new(7, 0)).ok());
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
     proptest! {
         /// Random batch sizes: proofs from the tiles equal MemTree's, and
         /// the writer reloaded from the tiles carries on identically.
@@ -582,11 +716,14 @@ mod tests {
                 CompactRange::from_nodes(n, &TileNodes::new(&tiles)).ok(),
                 Some(range)
             );
-            for (a, b, c) in picks {
+            // Half the picks share one cache of tile trees, as a log's
+            // proofs do.
+            let cache = TileCache::new();
+            for (i, (a, b, c)) in picks.into_iter().enumerate() {
                 let size = 1 + a % n;
                 let leaf = b % size;
                 let old = 1 + c % size;
-                let nodes = TileNodes::new(&tiles);
+                let nodes = if i % 2 == 0 { TileNodes::new(&tiles) } else { TileNodes::cached(&tiles, &cache) };
                 prop_assert_eq!(crate::merkle::root(&nodes, size).ok(), mem.root_at(size).ok());
                 prop_assert_eq!(
                     crate::merkle::inclusion_proof(&nodes, leaf, size).ok(),

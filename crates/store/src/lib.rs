@@ -36,6 +36,7 @@ use qtrace_ledger::event::IndexKey;
 pub use qtrace_ledger::hash::dedup_key;
 use qtrace_ledger::hash::{EntryHash, LogId};
 use qtrace_ledger::merkle::{self, Hash, NodeId, NodeSource};
+use qtrace_ledger::tiles::TileCache;
 
 #[cfg(any(test, feature = "legacy-fixture"))]
 pub mod legacy;
@@ -175,6 +176,7 @@ impl SledStore {
             log_id,
             head: Mutex::new((head, Frontier::default())),
             follower: Follower::idle(shared),
+            tile_trees: TileCache::new(),
         };
         log.rebuild_derived()
     }
@@ -259,6 +261,8 @@ pub struct LogStore {
     log_id: LogId,
     head: Mutex<(Head, Frontier)>,
     follower: Follower,
+    /// The inner nodes of recently read tiles, shared by every proof.
+    tile_trees: TileCache,
 }
 
 impl LogStore {
@@ -274,7 +278,7 @@ impl LogStore {
         let last_hash = EntryHash(tiles::last_leaf(&tree, log_id, size)?);
         let head = Head { size, last_hash, root: range.root() };
         let follower = Follower::start(Shared::load(tree.clone(), log_id, own, size)?)?;
-        Ok(LogStore { db, tree, log_id, head: Mutex::new((head, range)), follower })
+        Ok(LogStore { db, tree, log_id, head: Mutex::new((head, range)), follower, tile_trees: TileCache::new() })
     }
 
     pub fn log_id(&self) -> LogId {
@@ -545,23 +549,25 @@ impl LogStore {
 
     /// A perfect-subtree hash, from the tile that holds it.
     pub fn node(&self, id: NodeId) -> Result<Hash> {
-        tiles::nodes(&self.tree).node(id).map_err(tiles::tile_error)
+        tiles::cached_nodes(&self.tree, &self.tile_trees).node(id).map_err(tiles::tile_error)
     }
 
     /// RFC 6962 root of the first `size` entries.
     pub fn root(&self, size: u64) -> Result<Hash> {
         self.within(size)?;
-        merkle::root(&tiles::nodes(&self.tree), size).map_err(tiles::tree_error)
+        merkle::root(&tiles::cached_nodes(&self.tree, &self.tile_trees), size).map_err(tiles::tree_error)
     }
 
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>> {
         self.within(size)?;
-        merkle::inclusion_proof(&tiles::nodes(&self.tree), seq, size).map_err(tiles::tree_error)
+        merkle::inclusion_proof(&tiles::cached_nodes(&self.tree, &self.tile_trees), seq, size)
+            .map_err(tiles::tree_error)
     }
 
     pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>> {
         self.within(new_size)?;
-        merkle::consistency_proof(&tiles::nodes(&self.tree), old_size, new_size).map_err(tiles::tree_error)
+        merkle::consistency_proof(&tiles::cached_nodes(&self.tree, &self.tile_trees), old_size, new_size)
+            .map_err(tiles::tree_error)
     }
 
     fn within(&self, size: u64) -> Result<()> {
@@ -646,6 +652,7 @@ impl LogStore {
         self.db.flush()?;
         // The writer's partial tiles may have been loaded from damaged ones.
         guard.1 = Frontier::load(&self.tree, guard.0.size)?;
+        self.tile_trees.clear();
         // Every entry is indexed now, so the dedup tail is empty.
         self.follower.shared.rebuilt(indexed);
         Ok(())

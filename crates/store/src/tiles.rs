@@ -10,7 +10,7 @@
 
 use qtrace_ledger::hash::LogId;
 use qtrace_ledger::merkle::{CompactRange, Hash, NodeId, NodeSource, TreeError};
-use qtrace_ledger::tiles::{TileError, TileId, TileNodes, TileSource, TileWriter};
+use qtrace_ledger::tiles::{TileCache, TileError, TileId, TileNodes, TileSource, TileWriter};
 
 use crate::{Result, StoreError};
 
@@ -38,8 +38,13 @@ impl TileSource for SledTiles<'_> {
 
 /// A node source over the log's tiles; make one per proof, it keeps the
 /// tiles it reads.
-pub(crate) fn nodes(tree: &sled::Tree) -> TileNodes<SledTiles<'_>> {
+pub(crate) fn nodes(tree: &sled::Tree) -> TileNodes<'static, SledTiles<'_>> {
     TileNodes::new(SledTiles(tree))
+}
+
+/// [`nodes`] sharing the inner nodes of tiles through the log's cache.
+pub(crate) fn cached_nodes<'a>(tree: &'a sled::Tree, cache: &'a TileCache) -> TileNodes<'a, SledTiles<'a>> {
+    TileNodes::cached(SledTiles(tree), cache)
 }
 
 /// A tile read that failed: sled's own error as it is, anything about the

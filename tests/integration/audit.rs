@@ -51,11 +51,21 @@ enum Rebuild {
 
 struct Case {
     name: &'static str,
+    /// Which of the log's trees `damage` changes.
+    database: Database,
     damage: fn(&sled::Tree),
     /// Substrings of the audit's output that locate the damage.
     audit_says: &'static [&'static str],
     start: Start,
     rebuild: Rebuild,
+}
+
+/// The store's two sled databases: the log part (`DATA/store`: entries,
+/// tiles, checkpoints) and the indexes beside it (`DATA/store.index`).
+#[derive(Debug, Clone, Copy)]
+enum Database {
+    Log,
+    Index,
 }
 
 fn entry_key(seq: u64) -> Vec<u8> {
@@ -142,6 +152,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "(a) a byte of a middle entry's event flipped",
+            database: Database::Log,
             damage: |t| flip_in_event(t, MIDDLE, MIDDLE_LOT),
             audit_says: &["entry 15: ", "signature"],
             start: Start::Serves,
@@ -149,6 +160,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(a) a byte of the last entry's event flipped",
+            database: Database::Log,
             damage: |t| flip_in_event(t, SIZE - 1, LAST_LOT),
             audit_says: &["entry 40: ", "signature"],
             start: Start::Refuses,
@@ -156,6 +168,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(b) a middle entry dropped",
+            database: Database::Log,
             damage: |t| {
                 t.remove(entry_key(MIDDLE)).expect("sled remove");
             },
@@ -165,6 +178,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(b) the last entry dropped",
+            database: Database::Log,
             damage: |t| {
                 t.remove(entry_key(SIZE - 1)).expect("sled remove");
             },
@@ -178,6 +192,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(c) two middle entries swapped",
+            database: Database::Log,
             damage: |t| swap_entries(t, MIDDLE, MIDDLE + 1),
             audit_says: &["entry 15: ", "entry 16"],
             start: Start::Refuses,
@@ -185,6 +200,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(c) the last two entries swapped",
+            database: Database::Log,
             damage: |t| swap_entries(t, SIZE - 2, SIZE - 1),
             audit_says: &["entry 39: ", "entry 40"],
             start: Start::Refuses,
@@ -192,6 +208,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(d) a lot index key removed",
+            database: Database::Index,
             damage: |t| {
                 let key = lot_index_key(MIDDLE_LOT);
                 assert!(t.remove(key).expect("sled remove").is_some(), "the lot index key exists");
@@ -202,6 +219,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(d) a bogus index key added",
+            database: Database::Index,
             // A well-formed open block (no sealed block; a run of one
             // posting, MIDDLE) under a lot no entry names.
             damage: |t| put(t, &lot_index_key("NO-SUCH-LOT"), &[0, 1, MIDDLE as u8]),
@@ -216,6 +234,7 @@ fn cases() -> Vec<Case> {
         // per-node layout it served, the damage being off the frontier).
         Case {
             name: "(e) a Merkle leaf hash inside the tree changed",
+            database: Database::Log,
             damage: |t| change_leaf(t, MIDDLE),
             audit_says: &["entry 15: Merkle node level 0 index 15"],
             start: Start::Refuses,
@@ -223,6 +242,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(e) the Merkle leaf hash on the tree's frontier changed",
+            database: Database::Log,
             damage: |t| change_leaf(t, SIZE - 1),
             audit_says: &["entry 40: Merkle node level 0 index 40"],
             start: Start::Refuses,
@@ -230,6 +250,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(e) the Merkle tile holding the frontier removed",
+            database: Database::Log,
             damage: |t| {
                 assert!(t.remove(tile_key(0, 0)).expect("sled remove").is_some(), "the tile exists");
             },
@@ -239,6 +260,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(f) the latest checkpoint's root line altered",
+            database: Database::Log,
             damage: |t| change_checkpoint_root(t, SIZE),
             audit_says: &["checkpoint at size 41: ", "signature"],
             start: Start::Refuses,
@@ -246,6 +268,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "(f) an older checkpoint's root line altered",
+            database: Database::Log,
             damage: |t| change_checkpoint_root(t, OLDER_CHECKPOINT),
             audit_says: &["checkpoint at size 20: ", "signature"],
             start: Start::Serves,
@@ -279,8 +302,12 @@ async fn build_store(data: &Path) -> LogId {
 }
 
 /// Opens a stopped node's store with sled directly and damages it.
-fn damage(data: &Path, log_id: &LogId, how: fn(&sled::Tree)) {
-    let db = sled::open(data.join("store")).expect("opening the copy's sled store");
+fn damage(data: &Path, log_id: &LogId, database: Database, how: fn(&sled::Tree)) {
+    let dir = match database {
+        Database::Log => data.join("store"),
+        Database::Index => data.join("store.index"),
+    };
+    let db = sled::open(dir).expect("opening the copy's sled store");
     let tree = db.open_tree(format!("log/{}", log_id.to_hex())).expect("the log's tree");
     how(&tree);
     db.flush().expect("sled flush");
@@ -322,7 +349,7 @@ fn audit_says(case: &Case, says: &[&str], copy: &Path, when: &str) -> Result<(),
 fn check_case(case: &Case, data: &Path, copy: &Path, log_id: &LogId) -> Vec<String> {
     let mut failures = Vec::new();
     copy_dir(data, copy);
-    damage(copy, log_id, case.damage);
+    damage(copy, log_id, case.database, case.damage);
     failures.extend(audit_locates(case, copy, "on the damaged store").err());
 
     match (case.start, start(copy, &[])) {

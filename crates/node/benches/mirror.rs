@@ -255,7 +255,7 @@ fn run(runtime: &Runtime, source: &NodeProcess, report: &mut Report, scale: Scal
     // The source log.
     let fill = fill(runtime, source, &factory, n)?;
     let fill_rate = fill.events as f64 / fill.sending.as_secs_f64();
-    let source_bytes = dir_bytes(&source.data.join("store"));
+    let source_bytes = dir_bytes(&source.data.join("store")) + dir_bytes(&source.data.join("store.index"));
     let batch_one = report.limit_value("ed25519_batch64_sigs_per_s");
     let batch_all = report.limit_value("ed25519_batch64_all_cores_sigs_per_s");
     report.section(&format!(
@@ -357,7 +357,7 @@ fn run(runtime: &Runtime, source: &NodeProcess, report: &mut Report, scale: Scal
         )],
     );
     full.usage_rows(report, "catch_up", mirrored.max(1));
-    let mirror_bytes = dir_bytes(&mirror_dir.join("store"));
+    let mirror_bytes = dir_bytes(&mirror_dir.join("store")) + dir_bytes(&mirror_dir.join("store.index"));
     report.figure(
         "mirror_disk_bytes_per_entry",
         "  mirror store on disk per entry",
@@ -1100,7 +1100,11 @@ fn store_like_mirror(log_id: LogId, entries: &[NewEntry]) -> Result<Stored> {
     let elapsed = started.elapsed();
     store.flush()?;
     let peak_rss = status_bytes(std::process::id(), "VmHWM");
-    Ok(Stored { elapsed, disk_bytes: dir_bytes(&dir.path().join("store")), peak_rss })
+    Ok(Stored {
+        elapsed,
+        disk_bytes: dir_bytes(&dir.path().join("store")) + dir_bytes(&dir.path().join("store.index")),
+        peak_rss,
+    })
 }
 
 // ---------------------------------------------------------------------------

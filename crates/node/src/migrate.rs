@@ -3,8 +3,10 @@
 //! before the command returns, so the node starts on a complete store.
 //!
 //! The store does the upgrade ([`SledStore::migrate`]: tiles from the
-//! entries, every stored checkpoint's root checked against them, old derived
-//! keys dropped, the layout marker written last); entries, checkpoints and
+//! entries where the store has none, every stored checkpoint's root checked
+//! against them, derived keys the log trees no longer hold dropped, the
+//! layout marker written last; the indexes are then built into
+//! `DATA/store.index`); entries, checkpoints and
 //! node state are never written. Killed at any moment, the command is run
 //! again and finishes.
 

@@ -1,17 +1,19 @@
 //! The sled store: one sled tree per log, written only through a few
 //! high-level operations.
 //!
-//! A log's tree holds, under one-byte prefixes:
+//! A log's tree in the store's database holds the log part, and a tree of
+//! the same name in the index database beside it (`DIR.index`) holds the
+//! indexes, under one-byte prefixes:
 //!
-//! | prefix | key                         | value                  | kind    |
-//! |--------|-----------------------------|------------------------|---------|
-//! | `E`    | seq (u64 BE)                | entry bytes            | primary |
-//! | `C`    | tree size (u64 BE)          | signed checkpoint note | primary |
-//! | `T`    | tile level (u8) ‖ index (u64 BE) | up to 256 hashes (C2SP tile) | derived |
-//! | `H`    | entry hash                  | seq                    | index   |
-//! | `D`    | SHA-256(signer ‖ event)     | seq (own log only)     | index   |
-//! | `P`    | index key ‖ block (u32 BE)  | packed postings        | index   |
-//! | `W`    | (none)                      | next seq to index      | index   |
+//! | prefix | key                         | value                  | kind    | database |
+//! |--------|-----------------------------|------------------------|---------|----------|
+//! | `E`    | seq (u64 BE)                | entry bytes            | primary | log      |
+//! | `C`    | tree size (u64 BE)          | signed checkpoint note | primary | log      |
+//! | `T`    | tile level (u8) ‖ index (u64 BE) | up to 256 hashes (C2SP tile) | derived | log |
+//! | `H`    | entry hash                  | seq                    | index   | index    |
+//! | `D`    | SHA-256(signer ‖ event)     | seq (own log only)     | index   | index    |
+//! | `P`    | index key ‖ block (u32 BE)  | packed postings        | index   | index    |
+//! | `W`    | (none)                      | next seq to index      | index   | index    |
 //!
 //! Every append goes through [`LogStore::append`], which writes the entries,
 //! the Merkle hashes and the new signed checkpoint in one sled batch (sled
@@ -20,7 +22,8 @@
 //! ([`tiles`](crate::tiles)); the `meta` tree's `layout` key says which
 //! layout the store has ([`migrate`](crate::migrate)). The index keys
 //! follow: the log's follower thread ([`follower`]) derives them from the
-//! entries in large batches, each with its watermark `W`; index reads wait
+//! entries in large batches, each with its watermark `W`, into the index
+//! database, which an append's flush does not write; index reads wait
 //! for it ([`LogStore::wait_indexed`]). Postings are packed, up to 1,024
 //! sequence numbers per sled value ([`postings`]). Derived keys can be
 //! dropped and rebuilt from the `E` entries alone
@@ -81,11 +84,11 @@ pub enum StoreError {
     /// The store was written by an earlier layout (per-node Merkle keys and
     /// synchronous indexes) and has no `layout` marker.
     #[error(
-        "the store in {store} has the old layout (layout 1, this build reads layout {LAYOUT}); \
+        "the store in {store} has an old layout (layout {layout}, this build reads layout {LAYOUT}); \
          upgrade it in place with `qtrace-node migrate --data {data}`",
         store = .store.display(), data = .data_dir.display()
     )]
-    OldLayout { store: std::path::PathBuf, data_dir: std::path::PathBuf },
+    OldLayout { store: std::path::PathBuf, layout: u8, data_dir: std::path::PathBuf },
     /// The `layout` marker names a layout this build does not read.
     #[error("the store's layout marker is {found:?}; this build reads layout {LAYOUT} only")]
     UnknownLayout { found: Vec<u8> },
@@ -107,10 +110,21 @@ type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 512 << 20;
 
-/// The sled database holding every log this node keeps.
+/// The sled databases holding every log this node keeps: the logs
+/// (entries, tiles, checkpoints, and the `meta` tree) in one, their
+/// indexes in another beside it, so that an append's flush writes the log
+/// part only and never waits for index pages (see [`follower`]).
 #[derive(Clone)]
 pub struct SledStore {
     db: sled::Db,
+    index_db: sled::Db,
+}
+
+/// The index database's directory beside the store's: `DIR.index`.
+pub fn index_dir(dir: &Path) -> std::path::PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".index");
+    std::path::PathBuf::from(name)
 }
 
 impl SledStore {
@@ -134,45 +148,54 @@ impl SledStore {
     /// A store with logs but no layout marker has the old layout and is
     /// refused ([`StoreError::OldLayout`], naming `qtrace-node migrate`); a
     /// store without logs gets the marker of the current layout.
+    /// The cache is shared half and half between the log database and the
+    /// index database (`DIR.index`, [`index_dir`]).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = open_db(dir, cache_bytes)?;
+        let db = open_db(dir, cache_bytes / 2)?;
         migrate::check_or_mark(&db, dir)?;
-        Ok(SledStore { db })
+        let index_db = open_db(&index_dir(dir), cache_bytes / 2)?;
+        Ok(SledStore { db, index_db })
     }
 
     /// A temporary store, removed when dropped (tests and benchmarks).
     pub fn temporary() -> Result<Self> {
         let db = sled::Config::new().temporary(true).open()?;
         migrate::check_or_mark(&db, Path::new("(temporary)"))?;
-        Ok(SledStore { db })
+        let index_db = sled::Config::new().temporary(true).open()?;
+        Ok(SledStore { db, index_db })
     }
 
     /// Opens (or creates) the tree of this node's own log, loads its head
     /// and starts its index follower. Own logs keep dedup keys.
     pub fn log(&self, log_id: LogId) -> Result<LogStore> {
-        let tree = self.db.open_tree(format!("log/{}", log_id.to_hex()))?;
-        LogStore::load(self.db.clone(), tree, log_id, true)
+        LogStore::load(self.trees(log_id)?, log_id, true)
+    }
+
+    /// The log's tree and its index tree.
+    fn trees(&self, log_id: LogId) -> Result<Trees> {
+        let name = format!("log/{}", log_id.to_hex());
+        Ok(Trees { db: self.db.clone(), log: self.db.open_tree(&name)?, index: self.index_db.open_tree(&name)? })
     }
 
     /// [`SledStore::log`] for a log mirrored from a peer: no dedup keys
     /// (nothing is submitted to a mirror).
     pub fn mirror(&self, log_id: LogId) -> Result<LogStore> {
-        let tree = self.db.open_tree(format!("log/{}", log_id.to_hex()))?;
-        LogStore::load(self.db.clone(), tree, log_id, false)
+        LogStore::load(self.trees(log_id)?, log_id, false)
     }
 
     /// Drops and rebuilds the derived keys of this node's own log from its
     /// entries, without loading the log's head (which reads derived Merkle
     /// nodes).
     pub fn rebuild_derived(&self, log_id: LogId) -> Result<()> {
-        let tree = self.db.open_tree(format!("log/{}", log_id.to_hex()))?;
+        let trees = self.trees(log_id)?;
         let head = Head { size: 0, last_hash: EntryHash(log_id.0), root: merkle::empty_root() };
         // The follower state is not loaded either: its watermark may be
         // what is damaged. The rebuild writes a fresh one.
-        let shared = Shared::new_empty(tree.clone(), log_id, true);
+        let shared = Shared::new_empty(&trees, log_id, true);
         let log = LogStore {
-            db: self.db.clone(),
-            tree,
+            db: trees.db,
+            tree: trees.log,
+            index: trees.index,
             log_id,
             head: Mutex::new((head, Frontier::default())),
             follower: Follower::idle(shared),
@@ -195,9 +218,10 @@ impl SledStore {
         Ok(logs)
     }
 
-    /// Flushes every write to disk.
+    /// Flushes every write to disk (logs first, then indexes).
     pub fn flush(&self) -> Result<()> {
         self.db.flush()?;
+        self.index_db.flush()?;
         Ok(())
     }
 
@@ -207,9 +231,9 @@ impl SledStore {
         Ok(Meta(self.db.open_tree("meta")?))
     }
 
-    /// Bytes the store occupies on disk.
+    /// Bytes the store occupies on disk, logs and indexes.
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.index_db.size_on_disk()?)
     }
 }
 
@@ -254,10 +278,20 @@ pub struct Head {
     pub root: Hash,
 }
 
+/// A log's tree in the log database and its index tree (same name) in the
+/// index database.
+pub(crate) struct Trees {
+    pub db: sled::Db,
+    pub log: sled::Tree,
+    pub index: sled::Tree,
+}
+
 /// One log's tree. Reads may run concurrently; appends are serialised.
 pub struct LogStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// The log's indexes (`H`, `D`, `P`, `W`), in the index database.
+    index: sled::Tree,
     log_id: LogId,
     head: Mutex<(Head, Frontier)>,
     follower: Follower,
@@ -266,7 +300,8 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    fn load(db: sled::Db, tree: sled::Tree, log_id: LogId, own: bool) -> Result<Self> {
+    fn load(trees: Trees, log_id: LogId, own: bool) -> Result<Self> {
+        let tree = trees.log.clone();
         let size = match tree.scan_prefix([ENTRY]).next_back() {
             None => 0,
             Some(kv) => {
@@ -277,8 +312,16 @@ impl LogStore {
         let range = Frontier::load(&tree, size)?;
         let last_hash = EntryHash(tiles::last_leaf(&tree, log_id, size)?);
         let head = Head { size, last_hash, root: range.root() };
-        let follower = Follower::start(Shared::load(tree.clone(), log_id, own, size)?)?;
-        Ok(LogStore { db, tree, log_id, head: Mutex::new((head, range)), follower, tile_trees: TileCache::new() })
+        let follower = Follower::start(Shared::load(&trees, log_id, own, size)?)?;
+        Ok(LogStore {
+            db: trees.db,
+            tree,
+            index: trees.index,
+            log_id,
+            head: Mutex::new((head, range)),
+            follower,
+            tile_trees: TileCache::new(),
+        })
     }
 
     pub fn log_id(&self) -> LogId {
@@ -373,6 +416,7 @@ impl LogStore {
         self.follower.shared.appended(&appended, new_head.size);
         if durable {
             self.db.flush()?;
+            self.follower.shared.made_durable(new_head.size);
         }
         Ok(new_head)
     }
@@ -380,7 +424,9 @@ impl LogStore {
     /// Flushes every write of the store to disk (after a failed flush, to
     /// make what reached the tree durable before anything is acknowledged).
     pub fn flush(&self) -> Result<()> {
+        let size = self.head().size;
         self.db.flush()?;
+        self.follower.shared.made_durable(size);
         Ok(())
     }
 
@@ -431,7 +477,7 @@ impl LogStore {
     /// appended before the call (waits for the follower to index them).
     pub fn seq_of(&self, hash: &EntryHash) -> Result<Option<u64>> {
         self.follower.shared.wait_for_read(self.head().size)?;
-        self.tree.get(key(HASH, &hash.0))?.map(|v| seq_from_value(&v)).transpose()
+        self.index.get(key(HASH, &hash.0))?.map(|v| seq_from_value(&v)).transpose()
     }
 
     /// The sequence of an earlier entry with the same signer and event bytes
@@ -499,7 +545,7 @@ impl LogStore {
     pub fn lookup_at(&self, size: u64, index: &IndexKey, after: Option<u64>, limit: usize) -> Result<Vec<u64>> {
         self.follower.shared.wait_for_read(size)?;
         let prefix = follower::postings_prefix(index);
-        let mut found = postings::read(&self.tree, &prefix, after, limit)?;
+        let mut found = postings::read(&self.index, &prefix, after, limit)?;
         if let Some(cut) = found.iter().position(|&seq| seq >= size) {
             found.truncate(cut);
         }
@@ -518,7 +564,7 @@ impl LogStore {
         let prefix = follower::postings_prefix(&IndexKey::Corrects(LogId([0; 32]), 0));
         let prefix = &prefix[..2];
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(prefix) {
+        for kv in self.index.scan_prefix(prefix) {
             let (k, v) = kv?;
             // A log id, the target's sequence, then the block ordinal.
             let parts = postings::split_key(&k).and_then(|(index_key, ordinal)| {
@@ -590,7 +636,8 @@ impl LogStore {
     fn stored_derived(&self) -> Result<BTreeSet<(Vec<u8>, Vec<u8>)>> {
         let mut out = BTreeSet::new();
         for prefix in DERIVED {
-            for kv in self.tree.scan_prefix([prefix]) {
+            let tree = if prefix == TILE { &self.tree } else { &self.index };
+            for kv in tree.scan_prefix([prefix]) {
                 let (k, v) = kv?;
                 out.insert((k.to_vec(), v.to_vec()));
             }
@@ -638,18 +685,25 @@ impl LogStore {
         let fresh = self.derived_from_entries()?;
         let indexed =
             fresh.iter().find(|(k, _)| k[..] == [WATERMARK]).map(|(_, v)| seq_from_value(v)).transpose()?.unwrap_or(0);
-        let mut batch = sled::Batch::default();
+        // Tiles go to the log's tree, the rest to its index tree: each in
+        // one batch, the log's first (the entries are durable already).
+        let mut tiles = sled::Batch::default();
+        let mut indexes = sled::Batch::default();
         for (k, _) in self.stored_derived()? {
-            batch.remove(k);
+            if k.first() == Some(&TILE) { tiles.remove(k) } else { indexes.remove(k) }
         }
         let keys = fresh.len();
         for (k, v) in fresh {
-            batch.insert(k, v);
+            if k.first() == Some(&TILE) { tiles.insert(k, v) } else { indexes.insert(k, v) }
         }
-        let applied = self.tree.apply_batch(batch);
+        let applied = self.tree.apply_batch(tiles);
         reclaim(keys);
         applied?;
         self.db.flush()?;
+        let applied = self.index.apply_batch(indexes);
+        reclaim(keys);
+        applied?;
+        self.index.flush()?;
         // The writer's partial tiles may have been loaded from damaged ones.
         guard.1 = Frontier::load(&self.tree, guard.0.size)?;
         self.tile_trees.clear();
@@ -1355,21 +1409,21 @@ mod tests {
         type Tamper = fn(&LogStore, &[NewEntry], &[u8]);
         let cases: Vec<(&str, Tamper)> = vec![
             ("an index key removed", |logs, _, index_entry| {
-                ok(logs.tree.remove(index_entry).map_err(StoreError::from));
+                ok(logs.index.remove(index_entry).map_err(StoreError::from));
             }),
             ("a stray index key added", |logs, _, _| {
                 let k = postings::open_key(&follower::postings_prefix(&IndexKey::Parent(LogId([3; 32]), 9)));
                 let block = postings::OpenBlock { sealed: 0, seqs: vec![7] };
-                ok(logs.tree.insert(k, postings::encode_open(&block)).map_err(StoreError::from));
+                ok(logs.index.insert(k, postings::encode_open(&block)).map_err(StoreError::from));
             }),
             ("a posting dropped from a block", |logs, _, index_entry| {
-                let value = ok(logs.tree.get(index_entry).map_err(StoreError::from)).unwrap_or_default();
+                let value = ok(logs.index.get(index_entry).map_err(StoreError::from)).unwrap_or_default();
                 let mut block = ok(postings::decode_open(&value, &|| "block".into()));
                 block.seqs.remove(1);
-                ok(logs.tree.insert(index_entry, postings::encode_open(&block)).map_err(StoreError::from));
+                ok(logs.index.insert(index_entry, postings::encode_open(&block)).map_err(StoreError::from));
             }),
             ("the watermark moved back", |logs, _, _| {
-                ok(logs.tree.insert([WATERMARK], 5u64.to_be_bytes().to_vec()).map_err(StoreError::from));
+                ok(logs.index.insert([WATERMARK], 5u64.to_be_bytes().to_vec()).map_err(StoreError::from));
             }),
             ("a hash in a tile changed", |logs, _, _| {
                 let k = tiles::tile_key(TileId::new(0, 0));
@@ -1386,15 +1440,16 @@ mod tests {
                 ok(logs.tree.insert(tiles::tile_key(TileId::new(1, 0)), vec![7; 32]).map_err(StoreError::from));
             }),
             ("a hash index entry pointing elsewhere", |logs, new, _| {
-                ok(logs.tree.insert(key(HASH, &new[7].hash.0), 8u64.to_be_bytes().to_vec()).map_err(StoreError::from));
+                ok(logs.index.insert(key(HASH, &new[7].hash.0), 8u64.to_be_bytes().to_vec()).map_err(StoreError::from));
             }),
             ("a dedup entry removed", |logs, new, _| {
                 let k = key(DEDUP, &dedup_key(&new[30].entry.signer, &new[30].entry.event));
-                ok(logs.tree.remove(k).map_err(StoreError::from));
+                ok(logs.index.remove(k).map_err(StoreError::from));
             }),
             ("every derived key dropped", |logs, _, _| {
                 for (k, _) in ok(logs.live_derived()) {
-                    ok(logs.tree.remove(k).map_err(StoreError::from));
+                    let tree = if k[0] == TILE { &logs.tree } else { &logs.index };
+                    ok(tree.remove(k).map_err(StoreError::from));
                 }
             }),
         ];
@@ -1418,7 +1473,7 @@ mod tests {
             merkle::verify_inclusion(0, 60, &new[0].hash.0, &ok(logs.inclusion_proof(0, 60)), &tree.root())
         };
         assert!(proof_of_first(&logs).is_err());
-        ok(logs.tree.remove(&index_entry[..]).map_err(StoreError::from));
+        ok(logs.index.remove(&index_entry[..]).map_err(StoreError::from));
         assert_ne!(ok(logs.lookup(&manufacturer, None, 1)), [first_by_manufacturer]);
         ok(logs.rebuild_derived());
         assert_eq!(proof_of_first(&logs), Ok(()));

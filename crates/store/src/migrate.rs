@@ -1,18 +1,22 @@
-//! Store layouts, and the in-place upgrade from layout 1 to layout 2.
+//! Store layouts, and the in-place upgrade to layout 3.
 //!
 //! Layout 1 (qtrace up to issue 14) wrote, on every append, the entry and
 //! all of its derived keys: `H` hash → seq, `N` one key per perfect Merkle
 //! node, `D` dedup key → seq and `I` one key per lookup posting. Layout 2
-//! keeps the Merkle hashes as C2SP tiles (`T`, see [`crate::tiles`]) and
-//! lets the indexes follow the log, and marks itself with the `meta` key
-//! `layout` = `[2]`, written when a store is created.
+//! kept the Merkle hashes as C2SP tiles (`T`, see [`crate::tiles`]) and let
+//! the indexes (`H`, `D`, packed postings `P`, watermark `W`) follow the
+//! log, in the log's own tree. Layout 3 moves those indexes to a second
+//! sled database beside the store (`DIR.index`), so an append's flush no
+//! longer writes index pages. A store marks its layout with the `meta` key
+//! `layout` = `[3]`, written when it is created.
 //!
-//! [`SledStore::migrate`] upgrades a layout-1 store in place. Per log tree
-//! it writes the tiles from the entries, checks every stored checkpoint's
-//! root against them (same log, same roots), then deletes the old derived
-//! families (`H`, `N`, `D`, `I`) and any follower state (`W`, `P`), so the
-//! follower re-derives the indexes from sequence 0. The marker is written
-//! last. Entries (`E`), checkpoints (`C`) and the `meta` tree (cosignatures,
+//! [`SledStore::migrate`] upgrades a layout-1 or layout-2 store in place.
+//! Per log tree it writes the tiles from the entries (layout 1 only),
+//! checks every stored checkpoint's root against the tiles (same log, same
+//! roots), then deletes the derived families the log tree no longer holds
+//! (`H`, `N`, `D`, `I`, `P`, `W`), so the follower re-derives the indexes,
+//! into the index database, from sequence 0. The marker is written last.
+//! Entries (`E`), checkpoints (`C`) and the `meta` tree (cosignatures,
 //! equivocation evidence, federation state) are not written at all.
 //!
 //! Killed at any moment and run again, it finishes: writing a tile from the
@@ -31,7 +35,9 @@ use crate::tiles::{self, Frontier};
 use crate::{DEFAULT_CACHE_BYTES, Result, SledStore, StoreError, open_db, reclaim};
 
 /// The layout this build reads and writes.
-pub const LAYOUT: u8 = 2;
+pub const LAYOUT: u8 = 3;
+/// Layout 2: tiles, and the follower's indexes in the log's tree.
+const LAYOUT_2: u8 = 2;
 /// The `meta` key holding the layout marker.
 pub(crate) const LAYOUT_KEY: &[u8] = b"layout";
 
@@ -48,9 +54,15 @@ pub(crate) fn check_or_mark(db: &sled::Db, dir: &Path) -> Result<()> {
     let meta = db.open_tree("meta")?;
     match meta.get(LAYOUT_KEY)? {
         Some(found) if found.as_ref() == [LAYOUT] => Ok(()),
+        Some(found) if found.as_ref() == [LAYOUT_2] => Err(StoreError::OldLayout {
+            store: dir.to_path_buf(),
+            layout: LAYOUT_2,
+            data_dir: dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir).to_path_buf(),
+        }),
         Some(found) => Err(StoreError::UnknownLayout { found: found.to_vec() }),
         None if has_log_keys(db)? => Err(StoreError::OldLayout {
             store: dir.to_path_buf(),
+            layout: 1,
             // The node keeps its store in DATA/store.
             data_dir: dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(dir).to_path_buf(),
         }),
@@ -140,12 +152,15 @@ pub(crate) fn migrate_db(db: &sled::Db, mut progress: impl FnMut(&MigrateProgres
         Some(found) if found.as_ref() == [LAYOUT] => {
             return Ok(MigrateSummary { already_current: true, ..MigrateSummary::default() });
         }
+        Some(found) if found.as_ref() == [LAYOUT_2] => {}
         Some(found) => return Err(StoreError::UnknownLayout { found: found.to_vec() }),
         None => {}
     }
+    let has_tiles = meta.get(LAYOUT_KEY)?.is_some();
     let mut summary = MigrateSummary::default();
     for (log, tree) in log_trees(db)? {
-        let (entries, tile_keys) = write_tiles(&tree, log, &mut progress)?;
+        let (entries, tile_keys) =
+            if has_tiles { (log_size(&tree)?, 0) } else { write_tiles(&tree, log, &mut progress)? };
         summary.entries += entries;
         summary.tiles += tile_keys;
         summary.checkpoints += check_checkpoints(&tree, log, entries, &mut progress)?;
@@ -159,6 +174,14 @@ pub(crate) fn migrate_db(db: &sled::Db, mut progress: impl FnMut(&MigrateProgres
     Ok(summary)
 }
 
+/// Entries in a log tree: one past the last entry's sequence number.
+fn log_size(tree: &sled::Tree) -> Result<u64> {
+    match tree.scan_prefix([b'E']).next_back() {
+        None => Ok(0),
+        Some(kv) => Ok(crate::seq_from_key(&kv?.0)? + 1),
+    }
+}
+
 /// Writes every tile of the log from its entries; returns the number of
 /// entries and of tile keys written.
 pub(crate) fn write_tiles(
@@ -166,10 +189,7 @@ pub(crate) fn write_tiles(
     log: LogId,
     progress: &mut impl FnMut(&MigrateProgress),
 ) -> Result<(u64, u64)> {
-    let total = match tree.scan_prefix([b'E']).next_back() {
-        None => 0,
-        Some(kv) => crate::seq_from_key(&kv?.0)? + 1,
-    };
+    let total = log_size(tree)?;
     let mut frontier = Frontier::default();
     let mut tile_keys = 0u64;
     let mut pending = 0usize;
@@ -413,6 +433,73 @@ mod tests {
         assert_eq!(again, MigrateSummary { already_current: true, ..MigrateSummary::default() });
     }
 
+    /// A layout-2 store (issue 14's first redesign: the follower's indexes
+    /// in the log's own tree), made from a layout-3 one by moving its index
+    /// keys into the log tree, marking it 2 and deleting the index database.
+    fn layout_2(store_dir: &Path) -> (LogId, Vec<NewEntry>, Keys) {
+        let log = sample_log(300);
+        let new = new_entries(&log.entries);
+        {
+            let store = ok(SledStore::open(store_dir));
+            let logs = ok(store.log(log.log_id));
+            ok(logs.append(&new[..200], true, sign));
+            ok(logs.catch_up());
+            let index = ok(store.index_db.open_tree(log_tree(log.log_id)).map_err(StoreError::from));
+            let tree = ok(store.db.open_tree(log_tree(log.log_id)).map_err(StoreError::from));
+            for kv in index.iter() {
+                let (k, v) = ok(kv.map_err(StoreError::from));
+                ok(tree.insert(k, v).map_err(StoreError::from));
+            }
+            ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[LAYOUT_2])));
+            ok(store.flush());
+        }
+        ok(std::fs::remove_dir_all(crate::index_dir(store_dir)).map_err(|e| StoreError::Corrupt(e.to_string())));
+        let before = contents(store_dir);
+        (log.log_id, new, before[&log_tree(log.log_id)].clone())
+    }
+
+    #[test]
+    fn a_layout_2_store_is_refused_then_migrated_moving_its_indexes() {
+        let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
+        let store_dir = dir.path().join("store");
+        let (log_id, new, old) = layout_2(&store_dir);
+        for prefix in [b'E', b'C', b'T', b'H', b'D', b'P', b'W'] {
+            assert!(old.keys().any(|k| k[0] == prefix), "the layout-2 log tree has {} keys", prefix as char);
+        }
+        match SledStore::open(&store_dir) {
+            Err(e @ StoreError::OldLayout { layout: 2, .. }) => {
+                let message = e.to_string();
+                assert!(message.contains("layout 2") && message.contains("qtrace-node migrate --data"), "{message}");
+            }
+            Err(other) => panic!("layout 2: {other}"),
+            Ok(_) => panic!("a layout-2 store was opened"),
+        }
+        assert!(!crate::index_dir(&store_dir).exists(), "a refused open creates no index database");
+        let summary = ok(SledStore::migrate(&store_dir, |_| {}));
+        let want = MigrateSummary {
+            already_current: false,
+            logs: 1,
+            entries: 200,
+            checkpoints: 1,
+            tiles: 0,
+            removed_keys: family(&old, b"HDPW").len() as u64,
+        };
+        assert_eq!(summary, want);
+        let after = &contents(&store_dir)[&log_tree(log_id)];
+        assert_eq!(family(after, b"ECT"), family(&old, b"ECT"), "entries, checkpoints and tiles byte-identical");
+        assert_eq!(family(after, b"HDPW"), Keys::new(), "no index key left in the log tree");
+        let store = ok(SledStore::open(&store_dir));
+        let logs = ok(store.log(log_id));
+        ok(logs.catch_up());
+        assert!(ok(logs.live_derived()) == ok(logs.derived_from_entries()), "the indexes, rebuilt beside");
+        for n in &new[..200] {
+            assert_eq!(ok(logs.duplicate_of(&n.entry.signer, &n.entry.event)), Some(n.entry.seq));
+            assert_eq!(ok(logs.seq_of(&n.hash)), Some(n.entry.seq));
+        }
+        ok(logs.append(&new[200..], true, sign));
+        assert_eq!(logs.head().root, tree_of(&new).root());
+    }
+
     #[test]
     fn a_migration_stopped_anywhere_finishes_when_run_again() {
         let reference = {
@@ -501,11 +588,11 @@ mod tests {
         drop(ok(SledStore::open(dir.path())));
         assert_eq!(contents(dir.path())[&b"meta"[..]].get(LAYOUT_KEY), Some(&vec![LAYOUT]), "a new store is marked");
         let store = ok(SledStore::open(dir.path()));
-        ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[3])));
+        ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[4])));
         drop(store);
         match SledStore::open(dir.path()) {
-            Err(StoreError::UnknownLayout { found }) => assert_eq!(found, [3]),
-            other => panic!("layout 3: {:?}", other.map(|_| ())),
+            Err(StoreError::UnknownLayout { found }) => assert_eq!(found, [4]),
+            other => panic!("layout 4: {:?}", other.map(|_| ())),
         }
         assert!(matches!(SledStore::migrate(dir.path(), |_| {}), Err(StoreError::UnknownLayout { .. })));
         let temporary = ok(SledStore::temporary());

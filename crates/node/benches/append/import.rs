@@ -105,7 +105,7 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
                 indexed_per_s: n / indexed.as_secs_f64(),
                 rss: status_bytes(node.pid(), "VmRSS"),
                 hwm: status_bytes(node.pid(), "VmHWM"),
-                disk: dir_bytes(&node.data.join("store")),
+                disk: dir_bytes(&node.data.join("store")) + dir_bytes(&node.data.join("store.index")),
                 entry_bytes,
             };
             println!(

@@ -111,7 +111,9 @@ fn main() -> Result<()> {
 
     store.flush()?;
     let derived = log.live_derived()?;
-    let follower_keys = derived.iter().filter(|(k, _)| matches!(k[0], b'H' | b'D' | b'P' | b'W')).count();
+    check(derived.iter().any(|(k, _)| k[0] == b'H'), "no hash index records")?;
+    let footprint = log.index_footprint();
+    let follower_keys = footprint.sled_keys;
     let disk = store.size_on_disk()? as f64;
     let rss = procfs::status_bytes(std::process::id(), "VmRSS") as f64;
 
@@ -144,7 +146,10 @@ fn main() -> Result<()> {
     report.info("follower_cpu_per_entry_us", "CPU per entry (all threads)", cpu / n as f64 * 1e6, "µs");
     report.info(
         "follower_keys_per_entry",
-        "index keys held per entry (H, D, packed P blocks, W)",
+        &format!(
+            "index sled keys held per entry (packed P blocks; H and D as {} + {} runs; W)",
+            footprint.hash_runs, footprint.dedup_runs
+        ),
         follower_keys as f64 / n as f64,
         "keys",
     );

@@ -2,12 +2,13 @@
 //!
 //! An append writes only the log part (entries, Merkle hashes, checkpoint).
 //! Everything a lookup needs — `H` entry hash → seq, `D` dedup key → seq
-//! (own logs only) and the packed postings `P` ([`crate::postings`]) — is
-//! derived from the entries by one background thread per log, woken by
-//! appends, which reads the entries from its watermark in batches of up to
-//! [`BATCH`], decodes their events on rayon's pool and writes the index keys
-//! and the new watermark `W` (the next sequence number to index) in ONE sled
-//! batch.
+//! (own logs only), both as sorted runs ([`crate::runs`]), and the packed
+//! postings `P` ([`crate::postings`]) — is derived from the entries by one
+//! background thread per log, woken by appends, which reads the entries from
+//! its watermark in batches of up to [`BATCH`], decodes their events and
+//! writes the step's hash and dedup runs, its postings and the new watermark
+//! `W` (the next sequence number to index) in ONE sled batch, then merges
+//! runs when enough have gathered.
 //!
 //! The index keys live in their own sled database (the store's `DIR.index`,
 //! one tree per log), so that an append's flush writes the log part only:
@@ -59,6 +60,7 @@ use qtrace_ledger::hash::{EntryHash, LogId, dedup_key};
 use rayon::prelude::*;
 
 use crate::postings::{self, Blocks, OpenBlock};
+use crate::runs::{self, Family, Runs};
 use crate::{ENTRY, Result, Sink, StoreError, Trees, key, reclaim, seq_from_value};
 
 pub(crate) const HASH: u8 = b'H';
@@ -123,6 +125,11 @@ pub(crate) struct Shared {
     woken: Condvar,
     /// Dedup key → seq of the entries at or above the watermark.
     tail: Mutex<HashMap<[u8; 32], u64>>,
+    /// Entry hash → seq of the entries below the watermark ([`runs`]).
+    pub hashes: Runs,
+    /// Dedup key → seq of the entries below the watermark (own log; a
+    /// mirror's stays empty).
+    pub dedups: Runs,
     /// Held while index keys are written (a follower step, a rebuild), so
     /// only one writer of derived keys runs at a time.
     work: Mutex<()>,
@@ -169,10 +176,14 @@ impl Shared {
                 tail.insert(dedup_key(&entry.signer, &entry.event), entry.seq);
             }
         }
+        let hashes = Runs::load(&trees.index, Family::Hash, watermark)?;
+        let dedups = if own { Runs::load(&trees.index, Family::Dedup, watermark)? } else { Runs::empty(Family::Dedup) };
         Ok(Arc::new(Shared {
             tree,
             log_db: trees.db.clone(),
             index: trees.index.clone(),
+            hashes,
+            dedups,
             log_id,
             own,
             published: AtomicU64::new(size),
@@ -195,6 +206,8 @@ impl Shared {
             tree: trees.log.clone(),
             log_db: trees.db.clone(),
             index: trees.index.clone(),
+            hashes: Runs::empty(Family::Hash),
+            dedups: Runs::empty(Family::Dedup),
             log_id,
             own,
             published: AtomicU64::new(0),
@@ -273,7 +286,33 @@ impl Shared {
         if let Some(seq) = lock(&self.tail).get(dedup) {
             return Ok(Some(*seq));
         }
-        self.index.get(key(DEDUP, dedup))?.map(|v| seq_from_value(&v)).transpose()
+        for seq in self.dedups.candidates(&self.index, dedup)? {
+            let entry = self.entry(seq)?;
+            if dedup_key(&entry.signer, &entry.event) == *dedup {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The sequence number of the indexed entry with this hash: the hash
+    /// runs' candidates, confirmed against the entries.
+    pub fn seq_of(&self, hash: &EntryHash) -> Result<Option<u64>> {
+        for seq in self.hashes.candidates(&self.index, &hash.0)? {
+            if self.entry(seq)?.hash() == *hash {
+                return Ok(Some(seq));
+            }
+        }
+        Ok(None)
+    }
+
+    /// A stored entry an index names; its absence is damage.
+    fn entry(&self, seq: u64) -> Result<Entry> {
+        let bytes = self
+            .tree
+            .get(key(ENTRY, &seq.to_be_bytes()))?
+            .ok_or_else(|| StoreError::Corrupt(format!("the indexes name entry {seq}, which is not stored")))?;
+        Ok(Entry::decode(&bytes)?)
     }
 
     /// Waits until the first `size` entries (at most the head) are indexed,
@@ -368,10 +407,32 @@ impl Shared {
         }
         let dedups: Vec<([u8; 32], u64)> = batch.dedups.clone();
         let mut sled_batch = sled::Batch::default();
-        let keys = batch.write(&self.index, &mut sled_batch, to)?;
+        let hash_records = batch.hashes.iter().map(|(h, seq)| (runs::prefix_of(&h.0), *seq)).collect();
+        let (hash_run, hash_keys) = self.hashes.prepare(from, to, hash_records);
+        let mut keys = hash_keys.len();
+        for (k, v) in hash_keys {
+            sled_batch.insert(k, v);
+        }
+        let dedup_run = if self.own {
+            let records = dedups.iter().map(|(d, seq)| (runs::prefix_of(d), *seq)).collect();
+            let (run, dedup_keys) = self.dedups.prepare(from, to, records);
+            keys += dedup_keys.len();
+            for (k, v) in dedup_keys {
+                sled_batch.insert(k, v);
+            }
+            Some(run)
+        } else {
+            None
+        };
+        keys += batch.write(&self.index, &mut sled_batch, to)?;
         let applied = self.index.apply_batch(sled_batch);
         reclaim(keys);
         applied?;
+        // The runs become visible before the tail lets go of the entries.
+        self.hashes.install(hash_run);
+        if let Some(run) = dedup_run {
+            self.dedups.install(run);
+        }
         if self.own {
             let mut tail = lock(&self.tail);
             for (dedup, seq) in &dedups {
@@ -382,6 +443,10 @@ impl Shared {
         }
         *lock(&self.indexed) = to;
         self.indexed_changed.notify_all();
+        self.hashes.merge(&self.index)?;
+        if self.own {
+            self.dedups.merge(&self.index)?;
+        }
         Ok(to - from)
     }
 
@@ -562,18 +627,19 @@ impl IndexBatch {
         }
     }
 
-    /// Writes the batch's keys and the watermark `watermark` to `sink`,
+    /// The hash and dedup records as derived-state listing keys
+    /// ([`runs::listing_key`]).
+    pub fn run_listing(&self) -> Vec<Vec<u8>> {
+        let hashes = self.hashes.iter().map(|(h, seq)| runs::listing_key(Family::Hash, runs::prefix_of(&h.0), *seq));
+        let dedups = self.dedups.iter().map(|(d, seq)| runs::listing_key(Family::Dedup, runs::prefix_of(d), *seq));
+        hashes.chain(dedups).collect()
+    }
+
+    /// Writes the batch's postings and the watermark `watermark` to `sink`,
     /// extending the open blocks found in `blocks`; returns the number of
-    /// keys written.
+    /// keys written. (Its hash and dedup records go into runs.)
     pub fn write(self, blocks: &impl Blocks, sink: &mut impl Sink, watermark: u64) -> Result<usize> {
         let mut keys = 0;
-        for (hash, seq) in &self.hashes {
-            sink.insert(key(HASH, &hash.0), seq.to_be_bytes().to_vec());
-        }
-        for (dedup, seq) in &self.dedups {
-            sink.insert(key(DEDUP, dedup), seq.to_be_bytes().to_vec());
-        }
-        keys += self.hashes.len() + self.dedups.len();
         for (prefix, seqs) in self.postings {
             let open_key = postings::open_key(&prefix);
             let mut open = match blocks.get(&open_key)? {

@@ -446,9 +446,19 @@ mod tests {
             ok(logs.catch_up());
             let index = ok(store.index_db.open_tree(log_tree(log.log_id)).map_err(StoreError::from));
             let tree = ok(store.db.open_tree(log_tree(log.log_id)).map_err(StoreError::from));
+            // Layout 2 kept postings and the watermark as they are now, and
+            // one sled key per entry for its hash and dedup key.
             for kv in index.iter() {
                 let (k, v) = ok(kv.map_err(StoreError::from));
-                ok(tree.insert(k, v).map_err(StoreError::from));
+                if matches!(k.first(), Some(b'P' | b'W')) {
+                    ok(tree.insert(k, v).map_err(StoreError::from));
+                }
+            }
+            for n in &new[..200] {
+                let seq = n.entry.seq.to_be_bytes().to_vec();
+                let dedup = crate::dedup_key(&n.entry.signer, &n.entry.event);
+                ok(tree.insert([&[b'H'][..], &n.hash.0].concat(), seq.clone()).map_err(StoreError::from));
+                ok(tree.insert([&[b'D'][..], &dedup].concat(), seq).map_err(StoreError::from));
             }
             ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[LAYOUT_2])));
             ok(store.flush());

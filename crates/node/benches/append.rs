@@ -22,7 +22,11 @@
 //! - `import` (in `append/import.rs`): on a second node started with
 //!   `--cache-mb 64`, bulk-importing production records to 3,000,000
 //!   entries (small: 20,000), with the rate, resident memory and bytes on
-//!   disk at 100,000, 1,000,000 and 3,000,000 entries.
+//!   disk at 20,000, 100,000, 1,000,000 and 3,000,000 entries (small: 2,000,
+//!   5,000, 10,000 and 20,000); and at 20,000 and 1,000,000 entries (small:
+//!   2,000 and 20,000), with the import paused, the consumer resolver's
+//!   rate and p50/p99 latency for 16 concurrent HTTP clients asking for the
+//!   JSON verdicts of random imported lots for 10 s (small: 2 s).
 //!
 //! Client and node share this machine's cores, as they do for the no-op
 //! baseline. For each phase it also reads, from `/proc`, the CPU time of the

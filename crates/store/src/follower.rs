@@ -153,6 +153,10 @@ impl Shared {
     /// `[watermark, size)`.
     pub fn load(trees: &Trees, log_id: LogId, own: bool, size: u64) -> Result<Arc<Shared>> {
         let tree = trees.log.clone();
+        // What the log database recovered at open may include writes no
+        // flush made durable (a process that died between an append's
+        // batch and its flush); flushed now, everything up to `size` is.
+        trees.db.flush()?;
         let watermark = stored_watermark(&trees.index)?;
         if watermark > size {
             // Entries are never removed and the watermark only moves past

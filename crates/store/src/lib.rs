@@ -53,17 +53,12 @@ mod runs;
 
 pub use follower::{BATCH as INDEX_BATCH, INDEX_WAIT, Limits, MAX_INDEX_LAG};
 use follower::{DEDUP, Follower, HASH, IndexBatch, Shared, WATERMARK};
-use postings::POSTINGS;
 
 const ENTRY: u8 = b'E';
 const CHECKPOINT: u8 = b'C';
 /// The first byte of [`index_prefix`]; stored postings keys start with `P`
 /// instead.
 const INDEX: u8 = b'I';
-/// Derived families stored as plain sled keys: tiles in the log's tree,
-/// postings and the watermark in its index tree. (The hash and dedup
-/// indexes are runs, [`runs`], listed under `H` and `D`.)
-const STORED_KEYS: [u8; 3] = [TILE, POSTINGS, WATERMARK];
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -669,15 +664,25 @@ impl LogStore {
         Ok(out)
     }
 
-    /// The derived keys stored as sled keys ([`STORED_KEYS`]).
+    /// The derived keys stored as plain sled keys: the log's tiles, and
+    /// every key of its index tree but the runs' (postings, the watermark,
+    /// and anything else, which nothing derives: a stray).
     fn stored_keys(&self) -> Result<BTreeSet<(Vec<u8>, Vec<u8>)>> {
-        let mut out = BTreeSet::new();
-        for prefix in STORED_KEYS {
-            let tree = if prefix == TILE { &self.tree } else { &self.index };
-            for kv in tree.scan_prefix([prefix]) {
-                let (k, v) = kv?;
+        let mut out = self.stored_tiles()?;
+        for kv in self.index.iter() {
+            let (k, v) = kv?;
+            if !matches!(k.first(), Some(&runs::RUN_BLOCK | &runs::RUN_META)) {
                 out.insert((k.to_vec(), v.to_vec()));
             }
+        }
+        Ok(out)
+    }
+
+    fn stored_tiles(&self) -> Result<BTreeSet<(Vec<u8>, Vec<u8>)>> {
+        let mut out = BTreeSet::new();
+        for kv in self.tree.scan_prefix([TILE]) {
+            let (k, v) = kv?;
+            out.insert((k.to_vec(), v.to_vec()));
         }
         Ok(out)
     }
@@ -728,13 +733,21 @@ impl LogStore {
         // Tiles go to the log's tree, the rest to its index tree: each in
         // one batch, the log's first (the entries are durable already).
         let mut tiles = sled::Batch::default();
-        let mut indexes = sled::Batch::default();
-        // Stored runs are not read (they may be what is damaged): the
-        // rebuild removes every run key and writes runs afresh.
-        for (k, _) in self.stored_keys()? {
-            if k.first() == Some(&TILE) { tiles.remove(k) } else { indexes.remove(k) }
+        for (k, _) in self.stored_tiles()? {
+            tiles.remove(k);
         }
-        let mut keys = fresh.len();
+        // Everything in the index tree is derived: it is replaced whole,
+        // strays included. Stored runs are not read (they may be what is
+        // damaged); the new runs get ids past theirs, are written with the
+        // rest, and the old run blocks go only after the new set is in
+        // place, so no reader holding the old set meets a missing block.
+        let mut indexes = sled::Batch::default();
+        let mut old_blocks = Vec::new();
+        for k in self.index.iter().keys() {
+            let k = k?;
+            if k.first() == Some(&runs::RUN_BLOCK) { old_blocks.push(k) } else { indexes.remove(k) }
+        }
+        let mut keys = fresh.len() + old_blocks.len();
         let (mut hash_records, mut dedup_records) = (Vec::new(), Vec::new());
         for (k, v) in fresh {
             match k.first() {
@@ -745,15 +758,13 @@ impl LogStore {
             }
         }
         let shared = &self.follower.shared;
-        let (hash_runs, n) = shared.hashes.rebuild(&self.index, indexed, hash_records, &mut indexes)?;
-        keys += n;
-        let dedup_runs = if shared.own {
-            let (runs, n) = shared.dedups.rebuild(&self.index, indexed, dedup_records, &mut indexes)?;
-            keys += n;
-            runs
-        } else {
-            Vec::new()
-        };
+        let (hash_runs, hash_keys) = shared.hashes.rebuild(&self.index, indexed, hash_records)?;
+        let (dedup_runs, dedup_keys) =
+            if shared.own { shared.dedups.rebuild(&self.index, indexed, dedup_records)? } else { Default::default() };
+        keys += hash_keys.len() + dedup_keys.len();
+        for (k, v) in hash_keys.into_iter().chain(dedup_keys) {
+            indexes.insert(k, v);
+        }
         let applied = self.tree.apply_batch(tiles);
         reclaim(keys);
         applied?;
@@ -761,9 +772,16 @@ impl LogStore {
         let applied = self.index.apply_batch(indexes);
         reclaim(keys);
         applied?;
-        self.index.flush()?;
         shared.hashes.install_all(hash_runs);
         shared.dedups.install_all(dedup_runs);
+        let mut blocks = sled::Batch::default();
+        for k in old_blocks {
+            blocks.remove(k);
+        }
+        let applied = self.index.apply_batch(blocks);
+        reclaim(keys);
+        applied?;
+        self.index.flush()?;
         // The writer's partial tiles may have been loaded from damaged ones.
         guard.1 = Frontier::load(&self.tree, guard.0.size)?;
         self.tile_trees.clear();
@@ -1461,7 +1479,7 @@ mod tests {
         let tree = tree_of(&new);
         let original = ok(logs.live_derived());
         assert_eq!(original, ok(logs.derived_from_entries()));
-        for prefix in [HASH, TILE, DEDUP, POSTINGS, WATERMARK] {
+        for prefix in [HASH, TILE, DEDUP, postings::POSTINGS, WATERMARK] {
             assert!(original.iter().any(|(k, _)| k[0] == prefix), "no {} keys", prefix as char);
         }
         let manufacturer = IndexKey::Signer(Who::Manufacturer.public());

@@ -12,13 +12,17 @@
 //! Here each follower step writes its records as one new *run*: the step's
 //! records sorted by key, in blocks of [`BLOCK_RECORDS`] fixed-size records
 //! (the key's first 8 bytes, big-endian, and the seq), one sled value per
-//! block, plus one meta value (level, the range of sequence numbers the
-//! run covers, the first key of each block, a Bloom filter of its keys).
-//! When the newest [`FAN_IN`] runs have the same level below
-//! [`MAX_LEVEL`], they are merged into one run of the next level, so a
-//! record is rewritten at most [`MAX_LEVEL`] times and a log of `n` entries
-//! has about `n / 524,288 + 14` runs. Runs cover consecutive, disjoint
-//! ranges of sequence numbers, together exactly `[0, watermark)`.
+//! block, plus one meta value (the range of sequence numbers the run
+//! covers, its record count, the first key of each block, a Bloom filter of
+//! its keys). A run's size class is ⌊log₈ records⌋; when the newest
+//! [`FAN_IN`] runs share a class and hold at most [`MAX_RUN`] records
+//! together, they are merged into one. Classes count records, not merges,
+//! so the runs stay few however small the follower's steps are (one entry
+//! each in a quiet node, 8,192 in a catch-up): a record is rewritten at
+//! most six times, and a log of `n` entries has at most about
+//! `n / 262,144 + 42` runs. Runs cover consecutive, disjoint ranges of
+//! sequence numbers, together exactly `[0, watermark)`, with one record
+//! per entry.
 //!
 //! A lookup asks each run's Bloom filter (in memory, about 1 % false
 //! positives) and reads, in a run that may hold the key, the one block its
@@ -53,16 +57,26 @@ pub(crate) const RUN_META: u8 = b'M';
 pub(crate) const BLOCK_RECORDS: usize = 256;
 /// Bytes of one record: the key's first 8 bytes and the seq, big-endian.
 const RECORD: usize = 16;
-/// Runs of one level merged into one of the next.
+/// Runs of one size class merged into one.
 pub(crate) const FAN_IN: usize = 8;
-/// The highest level a merge makes: runs of up to 64 follower steps
-/// (524,288 records), so one merge's sled batch stays under 9 MB.
-pub(crate) const MAX_LEVEL: u8 = 2;
-/// Records a rebuild puts in one run (of level [`MAX_LEVEL`]).
-pub(crate) const REBUILD_RUN: usize = 524_288;
+/// The most records a merge makes into one run (and a rebuild puts in
+/// one), so one merge's sled batch stays under 9 MB.
+pub(crate) const MAX_RUN: u64 = 524_288;
 const BLOOM_BITS_PER_KEY: u64 = 10;
 const BLOOM_PROBES: u64 = 7;
 const META_VERSION: u8 = 1;
+
+/// The run id after `id`; ids near the end of `u64` are damage.
+fn id_after(family: Family, id: u64) -> Result<u64> {
+    id.checked_add(1)
+        .filter(|next| *next < u64::MAX)
+        .ok_or_else(|| StoreError::Corrupt(format!("{} run id {id} is out of range", family.name())))
+}
+
+/// A run's size class: ⌊log₈ records⌋ (0 for an empty run).
+fn class(records: u64) -> u32 {
+    records.checked_ilog2().map_or(0, |log| log / 3)
+}
 
 /// sled keys and values to write.
 pub(crate) type Kvs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -174,7 +188,6 @@ impl Bloom {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Run {
     id: u64,
-    level: u8,
     /// The sequence numbers the run covers: `[lo, hi)`.
     lo: u64,
     hi: u64,
@@ -188,7 +201,6 @@ impl Run {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(34 + self.fences.len() * 8 + self.bloom.words.len() * 8);
         out.push(META_VERSION);
-        out.push(self.level);
         out.extend_from_slice(&self.lo.to_be_bytes());
         out.extend_from_slice(&self.hi.to_be_bytes());
         out.extend_from_slice(&self.records.to_be_bytes());
@@ -219,7 +231,6 @@ impl Run {
         if take(1)? != [META_VERSION] {
             return Err(corrupt("has an unknown version"));
         }
-        let level = take(1)?[0];
         let lo = u64_at(take(8)?)?;
         let hi = u64_at(take(8)?)?;
         let records = u64_at(take(8)?)?;
@@ -236,18 +247,20 @@ impl Run {
         if !rest.is_empty() {
             return Err(corrupt("has bytes past its end"));
         }
-        if lo > hi || records.div_ceil(BLOCK_RECORDS as u64) != blocks as u64 || bloom.is_empty() {
+        // One record per entry covered.
+        if lo > hi || records != hi - lo || records.div_ceil(BLOCK_RECORDS as u64) != blocks as u64 || bloom.is_empty()
+        {
             return Err(corrupt("is inconsistent (range, record count, blocks or filter)"));
         }
         if !fences.is_sorted() {
             return Err(corrupt("has block fences out of order"));
         }
-        Ok(Run { id, level, lo, hi, records, fences, bloom: Bloom { words: bloom } })
+        Ok(Run { id, lo, hi, records, fences, bloom: Bloom { words: bloom } })
     }
 
     /// The run of `records` (sorted by key prefix, then seq) covering the
     /// sequence numbers `[lo, hi)`, and its sled keys and values.
-    fn build(family: Family, id: u64, level: u8, lo: u64, hi: u64, records: &[(u64, u64)]) -> (Run, Kvs) {
+    fn build(family: Family, id: u64, lo: u64, hi: u64, records: &[(u64, u64)]) -> (Run, Kvs) {
         let mut bloom = Bloom::with_keys(records.len());
         let mut fences = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
         let mut kvs = Vec::with_capacity(fences.capacity() + 1);
@@ -261,7 +274,7 @@ impl Run {
             fences.push(block[0].0);
             kvs.push((block_key(family, id, n as u32), value));
         }
-        let run = Run { id, level, lo, hi, records: records.len() as u64, fences, bloom };
+        let run = Run { id, lo, hi, records: records.len() as u64, fences, bloom };
         kvs.push((meta_key(family, id), run.encode()));
         (run, kvs)
     }
@@ -387,7 +400,7 @@ impl Runs {
                     StoreError::Corrupt(format!("{} run meta key of the wrong length", family.name()))
                 })?;
             runs.push(Arc::new(Run::decode(id, family, &v)?));
-            next_id = next_id.max(id + 1);
+            next_id = next_id.max(id_after(family, id)?);
         }
         runs.sort_by_key(|r| r.lo);
         let mut covered = 0u64;
@@ -427,11 +440,8 @@ impl Runs {
                     orphan_keys += 1;
                 }
             }
-            next_id = next_id.max(id + 1);
-            match id.checked_add(1) {
-                Some(next) => from = block_key(family, next, 0),
-                None => break,
-            }
+            next_id = next_id.max(id_after(family, id)?);
+            from = block_key(family, id_after(family, id)?, 0);
         }
         if orphan_keys > 0 {
             tracing::info!(family = family.name(), blocks = orphan_keys, "removing index run blocks a merge left");
@@ -461,18 +471,20 @@ impl Runs {
         records.sort_unstable();
         let mut set = self.write();
         let id = set.next_id;
-        set.next_id += 1;
+        // Ids are checked at load to stay far below u64::MAX; one a step
+        // cannot run out.
+        set.next_id = id.saturating_add(1);
         drop(set);
-        Run::build(self.family, id, 0, lo, hi, &records)
+        Run::build(self.family, id, lo, hi, &records)
     }
 
     pub fn install(&self, run: Run) {
         self.write().runs.push(Arc::new(run));
     }
 
-    /// Merges the newest [`FAN_IN`] runs while they share a level below
-    /// [`MAX_LEVEL`]. The caller holds the follower's work lock (no other
-    /// writer of runs).
+    /// Merges the newest [`FAN_IN`] runs while they share a size class and
+    /// hold at most [`MAX_RUN`] records together. The caller holds the
+    /// follower's work lock (no other writer of runs).
     pub fn merge(&self, tree: &sled::Tree) -> Result<()> {
         loop {
             let (old, id) = {
@@ -482,13 +494,14 @@ impl Runs {
                     return Ok(());
                 }
                 let tail = &set.runs[n - FAN_IN..];
-                let level = tail[0].level;
-                if level >= MAX_LEVEL || tail.iter().any(|r| r.level != level) {
+                let size_class = class(tail[0].records);
+                let total: u64 = tail.iter().map(|r| r.records).sum();
+                if total > MAX_RUN || tail.iter().any(|r| class(r.records) != size_class) {
                     return Ok(());
                 }
                 let old: Vec<Arc<Run>> = tail.to_vec();
                 let id = set.next_id;
-                set.next_id += 1;
+                set.next_id = id_after(self.family, id)?;
                 (old, id)
             };
             let mut records = Vec::new();
@@ -497,7 +510,7 @@ impl Runs {
             }
             records.sort_unstable();
             let (lo, hi) = (old[0].lo, old[old.len() - 1].hi);
-            let (run, kvs) = Run::build(self.family, id, old[0].level + 1, lo, hi, &records);
+            let (run, kvs) = Run::build(self.family, id, lo, hi, &records);
             // 1. The new run appears and the old ones disappear, atomically.
             let mut batch = sled::Batch::default();
             let keys = kvs.len() + old.len();
@@ -546,50 +559,48 @@ impl Runs {
         Ok(out)
     }
 
-    /// Replaces every run with runs built from `records` (one per entry
-    /// `[0, size)`, in any order), [`REBUILD_RUN`] entries' worth each: the
-    /// keys to remove and to write go to the caller's batch; the set is
-    /// swapped by [`Runs::install_all`] after it is applied.
-    pub fn rebuild(
-        &self,
-        tree: &sled::Tree,
-        size: u64,
-        mut records: Vec<(u64, u64)>,
-        batch: &mut sled::Batch,
-    ) -> Result<(Vec<Run>, usize)> {
-        let mut keys = 0usize;
-        for kv in tree.scan_prefix([RUN_META, self.family.byte()]).keys() {
-            batch.remove(kv?);
-            keys += 1;
-        }
-        for kv in tree.scan_prefix([RUN_BLOCK, self.family.byte()]).keys() {
-            batch.remove(kv?);
-            keys += 1;
+    /// Runs built from `records` (one per entry `[0, size)`, in any
+    /// order), [`MAX_RUN`] entries' worth each, with ids past every run key
+    /// stored now (read here, not from the set: a rebuild may start from an
+    /// empty set over a damaged tree), so the caller can write them before
+    /// it removes the stored runs. Returns the new runs and their keys;
+    /// [`Runs::install_all`] swaps the set once they are written.
+    pub fn rebuild(&self, tree: &sled::Tree, size: u64, mut records: Vec<(u64, u64)>) -> Result<(Vec<Run>, Kvs)> {
+        let mut next_id = self.read().next_id;
+        for prefix in [RUN_META, RUN_BLOCK] {
+            for k in tree.scan_prefix([prefix, self.family.byte()]).keys() {
+                let k = k?;
+                if let Some(id) = k.get(2..10).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) {
+                    next_id = next_id.max(id_after(self.family, id)?);
+                }
+            }
         }
         records.sort_unstable_by_key(|r| r.1);
-        if records.last().is_some_and(|r| r.1 >= size) {
-            return Err(StoreError::Corrupt(format!("{}: a record past entry {size}", self.family.name())));
+        if records.len() as u64 != size || records.iter().zip(0u64..).any(|(r, seq)| r.1 != seq) {
+            return Err(StoreError::Corrupt(format!(
+                "{}: a rebuild needs one record per entry of {size}, got {}",
+                self.family.name(),
+                records.len()
+            )));
         }
-        let mut set = self.write();
         let mut runs = Vec::new();
-        let mut lo = 0u64;
+        let mut keys = Vec::new();
         let mut rest = &records[..];
+        let mut lo = 0u64;
         while lo < size {
-            let hi = (lo + REBUILD_RUN as u64).min(size);
+            let hi = (lo + MAX_RUN).min(size);
             let (part, after) = rest.split_at(rest.partition_point(|r| r.1 < hi));
             rest = after;
             let mut part = part.to_vec();
             part.sort_unstable();
-            let id = set.next_id;
-            set.next_id += 1;
-            let (run, kvs) = Run::build(self.family, id, MAX_LEVEL, lo, hi, &part);
-            keys += kvs.len();
-            for (k, v) in kvs {
-                batch.insert(k, v);
-            }
+            let id = next_id;
+            next_id = id_after(self.family, id)?;
+            let (run, kvs) = Run::build(self.family, id, lo, hi, &part);
+            keys.extend(kvs);
             runs.push(run);
             lo = hi;
         }
+        self.write().next_id = next_id;
         Ok((runs, keys))
     }
 
@@ -652,11 +663,17 @@ mod tests {
         assert_eq!(reloaded.run_count(), runs.run_count());
         check(&reloaded, "reloaded");
         assert!(Runs::load(&tree, Family::Hash, lo + 1).is_err(), "a watermark past the runs is refused");
-        let mut batch = sled::Batch::default();
         let records = (0..lo).map(|seq| (prefix_of(&key(seq % modulo)), seq)).collect();
-        let (fresh, _) = ok(reloaded.rebuild(&tree, lo, records, &mut batch));
-        ok(tree.apply_batch(batch).map_err(StoreError::from));
+        let old: Vec<sled::IVec> = tree.iter().keys().collect::<std::result::Result<_, _>>().unwrap_or_default();
+        let (fresh, kvs) = ok(reloaded.rebuild(&tree, lo, records));
+        for (k, v) in kvs {
+            assert!(!old.iter().any(|o| o.as_ref() == k.as_slice()), "a rebuilt run overwrites a stored key");
+            ok(tree.insert(k, v).map_err(StoreError::from));
+        }
         reloaded.install_all(fresh);
+        for k in old {
+            ok(tree.remove(k).map_err(StoreError::from));
+        }
         check(&reloaded, "rebuilt");
         check(&ok(Runs::load(&tree, Family::Hash, lo)), "rebuilt and reloaded");
     }
@@ -673,7 +690,7 @@ mod tests {
     }
 
     #[test]
-    fn merges_keep_runs_few_and_levels_capped() {
+    fn merges_keep_runs_few_whatever_the_step_size() {
         let tree = tree();
         let runs = Runs::empty(Family::Dedup);
         for step in 0..(FAN_IN * FAN_IN * 2 + 3) as u64 {
@@ -684,12 +701,27 @@ mod tests {
             runs.install(run);
             ok(runs.merge(&tree));
         }
-        // 131 steps: two runs of level 2, none of level 1, three of level 0.
-        let levels: Vec<u8> = runs.read().runs.iter().map(|r| r.level).collect();
-        assert_eq!(levels, [2, 2, 0, 0, 0]);
+        // 131 one-entry steps: two runs of 64, three of one.
+        let sizes: Vec<u64> = runs.read().runs.iter().map(|r| r.records).collect();
+        assert_eq!(sizes, [64, 64, 1, 1, 1]);
         // The merged runs' blocks are gone: only the live runs' remain.
         let blocks = tree.scan_prefix([RUN_BLOCK]).count();
         assert_eq!(blocks, 5, "one block per live run");
+        // A quiet node indexes an entry a step: after 5,000 such steps, at
+        // most seven runs of each of the five size classes below 8^4, and
+        // every entry still found.
+        for step in 131..5_000u64 {
+            let (run, kvs) = runs.prepare(step, step + 1, vec![(prefix_of(&key(step)), step)]);
+            for (k, v) in kvs {
+                ok(tree.insert(k, v).map_err(StoreError::from));
+            }
+            runs.install(run);
+            ok(runs.merge(&tree));
+        }
+        assert!(runs.run_count() <= 7 * 5, "{} runs", runs.run_count());
+        for step in (0..5_000u64).step_by(37) {
+            assert_eq!(ok(runs.candidates(&tree, &key(step))), [step]);
+        }
     }
 
     #[test]
@@ -726,6 +758,15 @@ mod tests {
                 Err(e) => assert!(e.to_string().contains(says), "{e}"),
                 Ok(()) => panic!("damage not found: {says}"),
             }
+        }
+    }
+
+    #[test]
+    fn size_classes_are_powers_of_eight() {
+        for (records, want) in
+            [(0u64, 0u32), (1, 0), (7, 0), (8, 1), (63, 1), (64, 2), (8_192, 4), (65_536, 5), (MAX_RUN, 6)]
+        {
+            assert_eq!(class(records), want, "{records} records");
         }
     }
 

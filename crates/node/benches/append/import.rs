@@ -8,12 +8,24 @@
 //!   follower has indexed it (the `qtrace_index_lag_entries` gauge at 0; a
 //!   node without the gauge counts as indexed when it acknowledges);
 //! - the node's resident memory (VmRSS, VmHWM) and the bytes its store
-//!   takes on disk, per entry and per entry byte.
+//!   takes on disk, per entry and per entry byte;
+//! - at the first size and at 1,000,000 entries (small: the first and the
+//!   last size), once the follower has caught up and with the import
+//!   paused, the consumer resolver under load: 16 clients, each a loop of
+//!   keep-alive HTTP/1.1 `GET /01/{gtin}/10/{lot}` with
+//!   `Accept: application/json` for a lot drawn at random among those
+//!   imported so far, for a fixed time. The rate of verdicts and the p50
+//!   and p99 latency are reported, and the rate at 1,000,000 ÷ the rate at
+//!   20,000 (issue 14: ≥ 0.5, p99 ≤ 10 ms). Any answer other than 200 with
+//!   a JSON `verdict` fails the benchmark.
 //!
 //! Events are signed before each window's clock starts, on every core.
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use qtrace_ledger::entry::Entry;
@@ -22,28 +34,50 @@ use qtrace_ledger::signing::SecretKey;
 
 use super::common::node::NodeProcess;
 use super::common::procfs::{dir_bytes, status_bytes};
-use super::common::workload::production;
+use super::common::workload::{GTINS, lot_of, production};
 use super::common::{Ratio, Report, across_cores, now_millis, sign};
-use super::{BATCH, Result, connect, register};
+use super::{BATCH, Percentiles, Result, connect, register};
 
-/// Sizes at which the import is measured, and the window of events before
-/// each measurement whose rate is reported.
+/// Sizes at which the import is measured, the window of events before each
+/// measurement whose rate is reported, and the sizes (among the marks) at
+/// which the resolver is loaded, for how long.
 pub struct ImportScale {
     pub marks: &'static [u64],
     pub window: u64,
+    pub resolver_marks: &'static [u64],
+    pub resolver_length: Duration,
 }
 
-pub const FULL: ImportScale = ImportScale { marks: &[100_000, 1_000_000, 3_000_000], window: 50_000 };
-pub const SMALL: ImportScale = ImportScale { marks: &[5_000, 10_000, 20_000], window: 5_000 };
+pub const FULL: ImportScale = ImportScale {
+    marks: &[20_000, 100_000, 1_000_000, 3_000_000],
+    window: 50_000,
+    resolver_marks: &[20_000, 1_000_000],
+    resolver_length: Duration::from_secs(10),
+};
+pub const SMALL: ImportScale = ImportScale {
+    marks: &[2_000, 5_000, 10_000, 20_000],
+    window: 5_000,
+    resolver_marks: &[2_000, 20_000],
+    resolver_length: Duration::from_secs(2),
+};
 
 /// Concurrent AppendBatch clients.
 const CLIENTS: usize = 4;
 /// Longest wait for the index follower to catch up after a window.
 const INDEX_WAIT: Duration = Duration::from_secs(600);
+/// Concurrent resolver clients (one keep-alive connection each).
+const RESOLVER_CLIENTS: usize = 16;
+/// The issue's resolver targets: the rate at 1,000,000 entries ÷ the rate
+/// at 20,000, and the p99 latency.
+const TARGET_RESOLVER_RATIO: f64 = 0.5;
+const TARGET_RESOLVER_P99_MS: f64 = 10.0;
 
 /// What was measured at one mark.
 struct Mark {
     size: u64,
+    /// Events in the timed window before the mark (fewer than the window
+    /// when the mark comes first and is smaller).
+    events: u64,
     acked_per_s: f64,
     indexed_per_s: f64,
     rss: u64,
@@ -78,17 +112,22 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
         clients.push(connect(&node.url).await?);
     }
     let last = *scale.marks.last().ok_or("no import marks")?;
+    if let Some(m) = scale.resolver_marks.iter().find(|m| !scale.marks.contains(m)) {
+        return Err(format!("resolver mark {m} is not an import mark {:?}", scale.marks).into());
+    }
     let mut next: u64 = 0;
     let mut marks = Vec::new();
+    let mut loads: Vec<(u64, Load)> = Vec::new();
     let mut entry_bytes: u64 = 0;
     let started = Instant::now();
     println!("import: {} production records in windows of {}, marks at {:?}", last, scale.window, scale.marks);
     while next < last {
         let mark = scale.marks.iter().copied().find(|m| *m > next).unwrap_or(last);
-        // Windows end exactly at the marks; only the window just before a
-        // mark is timed.
-        let end = (next + scale.window).min(mark);
-        let events = sign_window(&factory, next, end);
+        // Windows end exactly at the marks, and the one just before a mark,
+        // the only one timed, is a whole window when the gap allows it.
+        let start = next;
+        let end = if mark - start <= scale.window { mark } else { (start + scale.window).min(mark - scale.window) };
+        let events = sign_window(&factory, start, end);
         let event_bytes: u64 = events.iter().map(|e| e.event.len() as u64).sum();
         let t0 = Instant::now();
         send(&mut clients, events).await?;
@@ -98,9 +137,10 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
         entry_bytes += event_bytes;
         next = end;
         if end == mark {
-            let n = (end - (mark - scale.window.min(mark))) as f64;
+            let n = (end - start) as f64;
             let m = Mark {
                 size: end,
+                events: end - start,
                 acked_per_s: n / acked.as_secs_f64(),
                 indexed_per_s: n / indexed.as_secs_f64(),
                 rss: status_bytes(node.pid(), "VmRSS"),
@@ -118,6 +158,20 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
                 m.disk >> 20
             );
             marks.push(m);
+            if scale.resolver_marks.contains(&end) {
+                let load = resolver_load(node, end, scale.resolver_length).await?;
+                println!(
+                    "  {:>9} entries, resolver: {} verdicts in {:.1} s from {RESOLVER_CLIENTS} clients: {:.0}/s, \
+                     p50 {:.2} ms, p99 {:.2} ms",
+                    end,
+                    load.verdicts,
+                    load.elapsed.as_secs_f64(),
+                    load.per_s(),
+                    millis(load.p50),
+                    millis(load.p99)
+                );
+                loads.push((end, load));
+            }
         }
     }
     // Entry bytes: the events plus each entry's fixed layout around it,
@@ -135,10 +189,13 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
 
     report.section(&format!(
         "bulk import of production records, AppendBatch of {BATCH} from {CLIENTS} clients, node --cache-mb 64 \
-         (rates over the {} events before each size)",
+         (rates over the {} events before each size, or all of them below it)",
         scale.window
     ));
-    let first = marks.first().ok_or("no marks measured")?;
+    // Import rates compare with the first mark timed over a whole window
+    // (100,000 in the full run), as they did before the smaller first mark
+    // was added for the resolver.
+    let first = marks.iter().find(|m| m.events == scale.window).or(marks.first()).ok_or("no marks measured")?;
     let (first_acked, first_indexed, first_size) = (first.acked_per_s, first.indexed_per_s, first.size);
     for m in &marks {
         let bytes = m.entry_bytes + overhead * m.size;
@@ -183,7 +240,226 @@ async fn import(node: &NodeProcess, report: &mut Report, scale: &ImportScale) ->
             vec![Ratio::new(growth / 100.0, "÷ target 100 B/entry")],
         );
     }
+
+    report.section(&format!(
+        "resolver: {RESOLVER_CLIENTS} concurrent clients (JSON verdicts of random lots), {:.0} s at each size",
+        scale.resolver_length.as_secs_f64()
+    ));
+    if let Some((first_size, first)) = loads.first() {
+        let (first_size, first_rate) = (*first_size, first.per_s());
+        for (size, load) in &loads {
+            let rate = load.per_s();
+            report.figure(
+                &format!("import_resolver_{size}_per_s"),
+                &format!("verdicts/s at {size} entries"),
+                rate,
+                "verdict/s",
+                vec![Ratio::new(
+                    rate / first_rate,
+                    &format!("÷ the rate at {first_size} (issue 14 target ≥ {TARGET_RESOLVER_RATIO})"),
+                )],
+            );
+            report.info(&format!("import_resolver_{size}_p50_ms"), "  latency p50", millis(load.p50), "ms");
+            report.figure(
+                &format!("import_resolver_{size}_p99_ms"),
+                "  latency p99",
+                millis(load.p99),
+                "ms",
+                vec![Ratio::new(millis(load.p99) / TARGET_RESOLVER_P99_MS, "÷ target ≤ 10 ms")],
+            );
+        }
+    }
     Ok(())
+}
+
+/// One resolver load: verdicts answered, the time they took (until the last
+/// request in flight answered) and their latency.
+struct Load {
+    verdicts: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Load {
+    fn per_s(&self) -> f64 {
+        self.verdicts as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// [`RESOLVER_CLIENTS`] blocking clients asking the node's resolver for the
+/// JSON verdict of random lots among the first `lots` productions, for
+/// `length`. Any answer other than 200 with a `verdict` fails the load.
+async fn resolver_load(node: &NodeProcess, lots: u64, length: Duration) -> Result<Load> {
+    let addr = node.http.clone().ok_or("the import node wrote no DATA/http.addr: no resolver to load")?;
+    tokio::task::spawn_blocking(move || load_resolver(&addr, lots, length)).await?
+}
+
+fn load_resolver(addr: &str, lots: u64, length: Duration) -> Result<Load> {
+    let stop = AtomicBool::new(false);
+    let started = Instant::now();
+    let deadline = started + length;
+    let outcomes: Vec<Result<Vec<Duration>, String>> = std::thread::scope(|scope| {
+        let stop = &stop;
+        let handles: Vec<_> = (0..RESOLVER_CLIENTS as u64)
+            .map(|client| {
+                scope.spawn(move || {
+                    let outcome = resolver_client(addr, lots, client, deadline, stop);
+                    if outcome.is_err() {
+                        // One error fails the load: the others stop early.
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    outcome
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("a resolver client thread panicked".to_string())))
+            .collect()
+    });
+    let elapsed = started.elapsed();
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for outcome in outcomes {
+        match outcome {
+            Ok(client) => latencies.extend(client),
+            Err(e) => errors.push(e),
+        }
+    }
+    if let Some(first) = errors.first() {
+        return Err(format!(
+            "resolver at {lots} entries: {} of {RESOLVER_CLIENTS} clients got an answer that is not a verdict; \
+             first: {first}",
+            errors.len()
+        )
+        .into());
+    }
+    if latencies.is_empty() {
+        return Err(format!("resolver at {lots} entries: no verdict answered in {length:?}").into());
+    }
+    let lat = Percentiles::of(&latencies);
+    Ok(Load { verdicts: latencies.len(), elapsed, p50: lat.p50, p99: lat.p99 })
+}
+
+/// One client's loop until `deadline` (or another client's error): the
+/// latency of every verdict, or the first answer that is not one.
+fn resolver_client(
+    addr: &str,
+    lots: u64,
+    client: u64,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Result<Vec<Duration>, String> {
+    // SplitMix64, seeded per client and size: the same lots every run.
+    let mut state = (client + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ lots;
+    let mut random = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut connection: Option<BufReader<TcpStream>> = None;
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        // Production i made lot L26{i:08} of GTINS[i % 2].
+        let i = random() % lots;
+        let path = format!("/01/{}/10/{}", GTINS[(i % 2) as usize], lot_of(i));
+        let mut stream = match connection.take() {
+            Some(stream) => stream,
+            None => open(addr).map_err(|e| format!("connecting to {addr}: {e}"))?,
+        };
+        let t0 = Instant::now();
+        let answer = get_json(&mut stream, addr, &path).map_err(|e| format!("GET {path}: {e}"))?;
+        let latency = t0.elapsed();
+        if answer.status != 200 {
+            return Err(format!("GET {path}: status {}: {}", answer.status, excerpt(&answer.body)));
+        }
+        let has_verdict = serde_json::from_slice::<serde_json::Value>(&answer.body)
+            .is_ok_and(|json| json.get("verdict").is_some_and(serde_json::Value::is_string));
+        if !has_verdict {
+            return Err(format!("GET {path}: 200 without a JSON verdict: {}", excerpt(&answer.body)));
+        }
+        latencies.push(latency);
+        if !answer.close {
+            connection = Some(stream);
+        }
+    }
+    Ok(latencies)
+}
+
+fn open(addr: &str) -> std::io::Result<BufReader<TcpStream>> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    Ok(BufReader::new(stream))
+}
+
+/// An HTTP/1.1 answer with a Content-Length body.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+    /// The server closes the connection after this answer.
+    close: bool,
+}
+
+/// One keep-alive `GET path` asking for JSON, and its answer (the
+/// resolver's answers carry a Content-Length; anything else is an error).
+fn get_json(stream: &mut BufReader<TcpStream>, host: &str, path: &str) -> std::io::Result<Answer> {
+    use std::io::{Error, ErrorKind};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n");
+    stream.get_mut().write_all(request.as_bytes())?;
+    let mut line = String::new();
+    if stream.read_line(&mut line)? == 0 {
+        return Err(Error::new(ErrorKind::UnexpectedEof, "the node closed the connection"));
+    }
+    let status = line
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| Error::new(ErrorKind::InvalidData, format!("not an HTTP/1.1 status line: {line:?}")))?;
+    let mut length = None;
+    let mut close = false;
+    loop {
+        line.clear();
+        if stream.read_line(&mut line)? == 0 {
+            return Err(Error::new(ErrorKind::UnexpectedEof, "the connection closed inside the response head"));
+        }
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let Some((name, value)) = header.split_once(':') else { continue };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().map_err(|_| {
+                Error::new(ErrorKind::InvalidData, format!("Content-Length {value:?} is not a number"))
+            })?);
+        } else if name.eq_ignore_ascii_case("connection") && value.eq_ignore_ascii_case("close") {
+            close = true;
+        }
+    }
+    let length = length.ok_or_else(|| {
+        Error::new(ErrorKind::InvalidData, format!("status {status} without a Content-Length (chunked is not read)"))
+    })?;
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body)?;
+    Ok(Answer { status, body, close })
+}
+
+/// The start of a body, for an error message.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 /// Production events `from..to`, signed by the factory on every core.
@@ -247,8 +523,7 @@ async fn wait_indexed(node: &NodeProcess) -> Result<()> {
 /// The sum of the node's `qtrace_index_lag_entries` samples, or `None` when
 /// it has no such gauge.
 fn index_lag(addr: &str) -> Option<u64> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut text = String::new();

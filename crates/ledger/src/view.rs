@@ -101,65 +101,6 @@ pub trait View: Sync {
     fn correction_targets(&self, _limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
         Ok(None)
     }
-    /// Entries whose signature has been checked before, shared by the
-    /// verdicts of one node; `None` (the default) checks every signature
-    /// every time.
-    fn verified_signatures(&self) -> Option<&VerifiedSignatures> {
-        None
-    }
-}
-
-/// The hashes of entries whose signature passed the strict check, so that
-/// the verdicts a node computes one after another (every consumer check
-/// meets the same registrations, keys and accreditations) verify each
-/// record's signature once, not once per verdict. Sound because the key
-/// is the SHA-256 hash of the entry's bytes as read, computed by the
-/// verdict itself: bytes that hash the same are the same bytes, signature
-/// and all, and the strict check of the same bytes gives the same answer.
-/// Failures are not remembered. Holds at most [`VerifiedSignatures::CAPACITY`]
-/// hashes (32 bytes each) and starts over when full.
-#[derive(Debug, Default)]
-pub struct VerifiedSignatures {
-    seen: Mutex<HashSet<EntryHash>>,
-}
-
-impl VerifiedSignatures {
-    /// About 2 MiB of hashes.
-    pub const CAPACITY: usize = 65_536;
-
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashSet<EntryHash>> {
-        // Inserting a hash cannot leave the set half-updated.
-        self.seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Checks `entry`'s signature strictly unless an entry with the same
-    /// bytes passed before.
-    pub fn check(&self, entry: &Entry) -> Result<(), crate::entry::EntryError> {
-        let hash = entry.hash();
-        if self.lock().contains(&hash) {
-            return Ok(());
-        }
-        entry.verify_signature()?;
-        let mut seen = self.lock();
-        if seen.len() >= Self::CAPACITY {
-            seen.clear();
-        }
-        seen.insert(hash);
-        Ok(())
-    }
-
-    /// Hashes held now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Wraps a view and remembers every record and lookup it served.
@@ -221,10 +162,6 @@ impl<V: View + ?Sized> View for Recorder<'_, V> {
 
     fn correction_targets(&self, limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
         self.inner.correction_targets(limit)
-    }
-
-    fn verified_signatures(&self) -> Option<&VerifiedSignatures> {
-        self.inner.verified_signatures()
     }
 }
 
@@ -324,44 +261,5 @@ impl View for MemView {
 
     fn correction_targets(&self, limit: usize) -> Result<Option<HashSet<RecordId>>, ViewError> {
         Ok((self.correction_targets.len() <= limit).then(|| self.correction_targets.clone()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::signing::SecretKey;
-
-    fn entry(seq: u64, event: &[u8]) -> Entry {
-        let key = SecretKey::from_seed(&[7; 32]);
-        Entry {
-            seq,
-            prev_hash: EntryHash([2; 32]),
-            logged_at_micros: 1_700_000_000_000_000,
-            signer: key.public_key().to_bytes(),
-            signature: key.sign_event(event),
-            event: event.to_vec(),
-        }
-    }
-
-    #[test]
-    fn verified_signatures_remember_passes_only() {
-        let cache = VerifiedSignatures::new();
-        let good = entry(1, b"event");
-        let mut forged = entry(2, b"event");
-        forged.event = b"evenT".to_vec();
-        // (entry, passes, hashes held after)
-        let cases = [(&good, true, 1), (&good, true, 1), (&forged, false, 1), (&forged, false, 1)];
-        for (n, (e, passes, held)) in cases.into_iter().enumerate() {
-            assert_eq!(cache.check(e).is_ok(), passes, "case {n}");
-            assert_eq!(cache.len(), held, "case {n}");
-        }
-        // The forged entry with the good one's signature bytes and event is
-        // the good entry only if every byte matches: a changed seq is
-        // another entry, checked afresh (and it verifies: the signature
-        // covers the event, not the position).
-        let moved = entry(3, b"event");
-        assert!(cache.check(&moved).is_ok());
-        assert_eq!(cache.len(), 2);
     }
 }

@@ -125,10 +125,6 @@ impl View for StoreView<'_> {
         }
         Ok(Some(out))
     }
-
-    fn verified_signatures(&self) -> Option<&qtrace_ledger::view::VerifiedSignatures> {
-        Some(&self.federation.verified)
-    }
 }
 
 #[cfg(test)]

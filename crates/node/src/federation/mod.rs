@@ -89,9 +89,6 @@ pub struct Federation {
     /// Serialises read-modify-write of this node's checkpoint notes when
     /// witnesses hand in cosignatures at the same time.
     cosign_lock: std::sync::Mutex<()>,
-    /// Entries whose signature a verdict of this node has checked (every
-    /// verdict's views share it; see `VerifiedSignatures`).
-    pub verified: qtrace_ledger::view::VerifiedSignatures,
 }
 
 impl Federation {
@@ -118,7 +115,6 @@ impl Federation {
             chunk: chunk.max(1),
             tls,
             cosign_lock: std::sync::Mutex::new(()),
-            verified: qtrace_ledger::view::VerifiedSignatures::new(),
         })
     }
 

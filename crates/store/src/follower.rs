@@ -34,19 +34,23 @@
 //! database that is lost or deleted is rebuilt from the log: its watermark
 //! reads as 0.
 //!
-//! Exact deduplication without a synchronous `D` key: entries at or above
-//! the watermark (the not-yet-indexed tail) have their dedup key in the
-//! in-memory [`Shared::tail`] map, and entries below it have their `D` key
-//! in sled. The append inserts the tail items after its batch is applied and
-//! before the follower may see the new head; the follower removes tail items
-//! only after the sled batch holding their `D` keys is applied.
-//! [`Shared::duplicate_of`] looks in the tail FIRST and in sled second: if
-//! the lookup in the tail misses an entry, the entry was removed from the
-//! tail before that lookup, so its `D` key was applied before it too, and
-//! the sled lookup that follows finds it. (Looking in sled first would race:
-//! sled could miss it just before the follower's batch, and the tail miss it
-//! just after.) At load the tail is rebuilt from the entries
-//! `[watermark, head)`. Mirrored logs have no dedup: no `D`, no tail.
+//! Exact deduplication without a synchronous dedup record: entries at or
+//! above the watermark (the not-yet-indexed tail) have their dedup key in
+//! the in-memory [`Shared::tail`] map, and entries below it have their
+//! record in a dedup run ([`crate::runs`]). The append inserts the tail
+//! items after its batch is applied and before the follower may see the new
+//! head; the follower removes tail items only after the sled batch holding
+//! their run is applied AND the run is installed in the in-memory run set.
+//! [`Shared::duplicate_of`] looks in the tail FIRST and in the runs second:
+//! if the lookup in the tail misses an entry, the entry was removed from the
+//! tail before that lookup, so its run was installed before it too, and the
+//! run lookup that follows finds it. (Looking in the runs first would race:
+//! they could miss it just before the follower's install, and the tail miss
+//! it just after.) A merge replaces runs under the set's write lock, and a
+//! lookup holds the read lock throughout, so a lookup sees the old runs or
+//! the new, never neither. At load the tail is rebuilt from the entries
+//! `[watermark, head)`. Mirrored logs have no dedup: no dedup runs, no
+//! tail.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,8 +79,16 @@ const PARALLEL_DECODE: u64 = 4_096;
 /// Default for [`Limits::max_lag`]: entries appended and not yet indexed
 /// beyond which appends are refused ([`StoreError::IndexBehind`]). At the
 /// follower's rate (README "Performance") this is a few seconds of work, and
-/// it bounds the memory of the dedup tail (about 100 bytes an entry).
+/// it bounds the memory of the dedup tail (about 100 bytes an entry; a log
+/// opened further behind is indexed before it opens, [`Shared::load`]).
 pub const MAX_INDEX_LAG: u64 = 262_144;
+/// A log opened with more entries than this past its watermark is indexed
+/// before it opens (the dedup tail would hold them all); small in tests so
+/// they reach it.
+#[cfg(not(test))]
+const LOAD_CATCH_UP: u64 = MAX_INDEX_LAG;
+#[cfg(test)]
+const LOAD_CATCH_UP: u64 = 16;
 /// Default for [`Limits::read_wait`]: how long an index read waits for the
 /// follower before it answers [`StoreError::IndexLag`].
 pub const INDEX_WAIT: Duration = Duration::from_secs(10);
@@ -171,18 +183,9 @@ impl Shared {
                  index watermark {watermark} is damaged)"
             )));
         }
-        let mut tail = HashMap::new();
-        if own {
-            let from = key(ENTRY, &watermark.to_be_bytes());
-            let to = key(ENTRY, &size.to_be_bytes());
-            for kv in tree.range(from..to) {
-                let entry = Entry::decode(&kv?.1)?;
-                tail.insert(dedup_key(&entry.signer, &entry.event), entry.seq);
-            }
-        }
         let hashes = Runs::load(&trees.index, Family::Hash, watermark)?;
         let dedups = if own { Runs::load(&trees.index, Family::Dedup, watermark)? } else { Runs::empty(Family::Dedup) };
-        Ok(Arc::new(Shared {
+        let shared = Arc::new(Shared {
             tree,
             log_db: trees.db.clone(),
             index: trees.index.clone(),
@@ -191,16 +194,35 @@ impl Shared {
             log_id,
             own,
             published: AtomicU64::new(size),
-            // What a database holds when it is opened is what it recovered.
+            // Flushed above: everything the log holds is durable.
             durable: AtomicU64::new(size),
             indexed: Mutex::new(watermark),
             indexed_changed: Condvar::new(),
             wake: Mutex::new(Wake { pending: watermark < size, ..Wake::default() }),
             woken: Condvar::new(),
-            tail: Mutex::new(tail),
+            tail: Mutex::new(HashMap::new()),
             work: Mutex::new(()),
             limits: Mutex::new(Limits::default()),
-        }))
+        });
+        // The dedup tail holds the entries past the watermark, about 100
+        // bytes each. After a migration or a lost index database that is
+        // the whole log, so a lag beyond the appends' bound is indexed
+        // here, before the log is handed out (nothing can append or ask
+        // for a duplicate yet), and the tail stays within the bound.
+        if own && size - watermark > LOAD_CATCH_UP {
+            tracing::info!(log = %log_id, entries = size - watermark, "indexing the log before opening it");
+            shared.catch_up()?;
+        }
+        if own {
+            let from = key(ENTRY, &shared.indexed().to_be_bytes());
+            let to = key(ENTRY, &size.to_be_bytes());
+            let mut tail = lock(&shared.tail);
+            for kv in shared.tree.range(from..to) {
+                let entry = Entry::decode(&kv?.1)?;
+                tail.insert(dedup_key(&entry.signer, &entry.event), entry.seq);
+            }
+        }
+        Ok(shared)
     }
 
     /// The state of a log whose follower state is not read (a rebuild that
@@ -412,14 +434,14 @@ impl Shared {
         let dedups: Vec<([u8; 32], u64)> = batch.dedups.clone();
         let mut sled_batch = sled::Batch::default();
         let hash_records = batch.hashes.iter().map(|(h, seq)| (runs::prefix_of(&h.0), *seq)).collect();
-        let (hash_run, hash_keys) = self.hashes.prepare(from, to, hash_records);
+        let (hash_run, hash_keys) = self.hashes.prepare(from, to, hash_records)?;
         let mut keys = hash_keys.len();
         for (k, v) in hash_keys {
             sled_batch.insert(k, v);
         }
         let dedup_run = if self.own {
             let records = dedups.iter().map(|(d, seq)| (runs::prefix_of(d), *seq)).collect();
-            let (run, dedup_keys) = self.dedups.prepare(from, to, records);
+            let (run, dedup_keys) = self.dedups.prepare(from, to, records)?;
             keys += dedup_keys.len();
             for (k, v) in dedup_keys {
                 sled_batch.insert(k, v);
@@ -831,8 +853,11 @@ mod tests {
         ok(std::fs::remove_dir_all(crate::index_dir(dir.path())).map_err(|e| StoreError::Corrupt(e.to_string())));
         let store = ok(SledStore::open(dir.path()));
         let logs = ok(store.log(crate::tests::log_id_of(&new)));
+        // 30 entries past a watermark of 0, more than LOAD_CATCH_UP: indexed
+        // while opening, so the dedup tail holds none of them.
+        assert_eq!((logs.indexed(), lock(&logs.follower.shared.tail).len()), (30, 0));
         for n in &new[..30] {
-            assert_eq!(dup(&logs, n), Some(n.entry.seq), "entry {} from the rebuilt tail", n.entry.seq);
+            assert_eq!(dup(&logs, n), Some(n.entry.seq), "entry {} from the rebuilt indexes", n.entry.seq);
         }
         ok(logs.append(&new[30..], true, sign));
         ok(logs.wait_indexed(50, INDEX_WAIT));
@@ -900,7 +925,11 @@ mod tests {
             assert_eq!(ok(mirror.seq_of(&n.hash)), Some(n.entry.seq));
         }
         let live = ok(mirror.live_derived());
-        assert!(!live.iter().any(|(k, _)| k[0] == DEDUP), "a mirror has D keys");
+        assert!(!live.iter().any(|(k, _)| k[0] == DEDUP), "a mirror lists dedup records");
+        for prefix in [runs::RUN_META, runs::RUN_BLOCK] {
+            assert_eq!(mirror.follower.shared.index.scan_prefix([prefix, b'd']).count(), 0, "a mirror has dedup runs");
+            assert!(mirror.follower.shared.index.scan_prefix([prefix, b'h']).count() > 0, "a mirror has hash runs");
+        }
         assert!(live == ok(mirror.derived_from_entries()));
         for (key, seqs) in expected_postings(&new) {
             assert_eq!(ok(mirror.lookup(&key, None, usize::MAX)), seqs, "{key:?}");

@@ -7,7 +7,8 @@
 //! larger than the cache, so every follower batch rewrote thousands of
 //! leaves (measured at 1,000,000 entries: the follower fell from 26,000 to
 //! 16,000 entries/s as the log grew, 67 µs of CPU an entry, and the indexes
-//! took 1,090 bytes of disk per entry, 2.3 × what the entries do).
+//! took 1,094 bytes of disk per entry, 1.9 × what the entries themselves
+//! do).
 //!
 //! Here each follower step writes its records as one new *run*: the step's
 //! records sorted by key, in blocks of [`BLOCK_RECORDS`] fixed-size records
@@ -19,10 +20,11 @@
 //! [`MAX_RUN`], they are merged into one. The rule counts records, not
 //! merges, so the runs stay few however small or uneven the follower's
 //! steps are (one entry each in a quiet node, a few thousand under load,
-//! 8,192 in a catch-up): runs grow about eightfold from newest to oldest, a
-//! record is rewritten about once each time its run grows eightfold (at
-//! most about seven times), and a log of `n` entries has about
-//! `n / 262,144` runs too big to merge further plus a few dozen. Runs cover consecutive, disjoint ranges of
+//! 8,192 in a catch-up): a merge at least doubles the oldest run it takes,
+//! so a record is rewritten about log₂(MAX_RUN ÷ step) times (three times
+//! with steps of 8,192 entries, about sixteen with steps of one), and a
+//! log of `n` entries has about `n / 262,144` runs too big to merge
+//! further plus a few dozen (tests bound them). Runs cover consecutive, disjoint ranges of
 //! sequence numbers, together exactly `[0, watermark)`, with one record
 //! per entry.
 //!
@@ -30,8 +32,10 @@
 //! positives) and reads, in a run that may hold the key, the one block its
 //! fences point to. Keys are stored by their first 8 bytes, so a lookup
 //! returns candidates: the caller confirms each against the entry itself
-//! (its hash, or its dedup key), which also makes a corrupt record harmless
-//! to the answer.
+//! (its hash, or its dedup key), so a false or corrupt candidate is never
+//! an answer. A record that is damaged or missing is a miss (a duplicate not
+//! found, a hash not located): loading checks each run's meta (one record
+//! per entry covered, contiguous ranges), and the audit reads every record.
 //!
 //! Keys, in the index database's tree of the log:
 //!
@@ -59,7 +63,7 @@ pub(crate) const RUN_META: u8 = b'M';
 pub(crate) const BLOCK_RECORDS: usize = 256;
 /// Bytes of one record: the key's first 8 bytes and the seq, big-endian.
 const RECORD: usize = 16;
-/// Runs of one size class merged into one.
+/// Runs a merge takes: the newest eight.
 pub(crate) const FAN_IN: usize = 8;
 /// The most records a merge makes into one run (and a rebuild puts in
 /// one), so one merge's sled batch stays under 9 MB.
@@ -471,15 +475,13 @@ impl Runs {
     /// The run a follower step writes for the entries `[lo, hi)`: its keys
     /// go into the step's sled batch; [`Runs::install`] makes it visible
     /// once the batch is applied.
-    pub fn prepare(&self, lo: u64, hi: u64, mut records: Vec<(u64, u64)>) -> (Run, Kvs) {
+    pub fn prepare(&self, lo: u64, hi: u64, mut records: Vec<(u64, u64)>) -> Result<(Run, Kvs)> {
         records.sort_unstable();
         let mut set = self.write();
         let id = set.next_id;
-        // Ids are checked at load to stay far below u64::MAX; one a step
-        // cannot run out.
-        set.next_id = id.saturating_add(1);
+        set.next_id = id_after(self.family, id)?;
         drop(set);
-        Run::build(self.family, id, lo, hi, &records)
+        Ok(Run::build(self.family, id, lo, hi, &records))
     }
 
     pub fn install(&self, run: Run) {
@@ -578,8 +580,15 @@ impl Runs {
         for prefix in [RUN_META, RUN_BLOCK] {
             for k in tree.scan_prefix([prefix, self.family.byte()]).keys() {
                 let k = k?;
-                if let Some(id) = k.get(2..10).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes) {
-                    next_id = next_id.max(id_after(self.family, id)?);
+                // An id out of range is damage the rebuild removes; it
+                // does not stop the rebuild.
+                if let Some(next) = k
+                    .get(2..10)
+                    .and_then(|b| b.try_into().ok())
+                    .map(u64::from_be_bytes)
+                    .and_then(|id| id_after(self.family, id).ok())
+                {
+                    next_id = next_id.max(next);
                 }
             }
         }
@@ -650,7 +659,7 @@ mod tests {
         for &size in sizes {
             let hi = lo + size;
             let records = (lo..hi).map(|seq| (prefix_of(&key(seq % modulo)), seq)).collect();
-            let (run, kvs) = runs.prepare(lo, hi, records);
+            let (run, kvs) = ok(runs.prepare(lo, hi, records));
             for (k, v) in kvs {
                 ok(tree.insert(k, v).map_err(StoreError::from));
             }
@@ -702,7 +711,7 @@ mod tests {
         let tree = tree();
         let runs = Runs::empty(Family::Dedup);
         for step in 0..(FAN_IN * FAN_IN * 2 + 3) as u64 {
-            let (run, kvs) = runs.prepare(step, step + 1, vec![(prefix_of(&key(step)), step)]);
+            let (run, kvs) = ok(runs.prepare(step, step + 1, vec![(prefix_of(&key(step)), step)]));
             for (k, v) in kvs {
                 ok(tree.insert(k, v).map_err(StoreError::from));
             }
@@ -721,7 +730,7 @@ mod tests {
         // most seven runs of each of the five size classes below 8^4, and
         // every entry still found.
         for step in 131..5_000u64 {
-            let (run, kvs) = runs.prepare(step, step + 1, vec![(prefix_of(&key(step)), step)]);
+            let (run, kvs) = ok(runs.prepare(step, step + 1, vec![(prefix_of(&key(step)), step)]));
             for (k, v) in kvs {
                 ok(tree.insert(k, v).map_err(StoreError::from));
             }
@@ -737,7 +746,7 @@ mod tests {
             let mut lo = 0;
             for size in sizes.iter().cycle().take(1_500) {
                 let records = (lo..lo + size).map(|seq| (prefix_of(&key(seq)), seq)).collect();
-                let (run, kvs) = runs.prepare(lo, lo + size, records);
+                let (run, kvs) = ok(runs.prepare(lo, lo + size, records));
                 for (k, v) in kvs {
                     ok(tree.insert(k, v).map_err(StoreError::from));
                 }
@@ -759,7 +768,7 @@ mod tests {
     fn orphaned_blocks_are_removed_and_damage_is_named() {
         let tree = self::tree();
         let runs = Runs::empty(Family::Hash);
-        let (run, kvs) = runs.prepare(0, 300, (0..300).map(|s| (prefix_of(&key(s)), s)).collect());
+        let (run, kvs) = ok(runs.prepare(0, 300, (0..300).map(|s| (prefix_of(&key(s)), s)).collect()));
         for (k, v) in kvs {
             ok(tree.insert(k, v).map_err(StoreError::from));
         }

@@ -28,13 +28,19 @@ impl Logs {
         self.mirrors.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
-    /// Opens (creating if new) the mirror of a peer's log.
+    /// Opens (creating if new) the mirror of a peer's log. Two callers
+    /// asking at once get the same store: a log opened twice would have two
+    /// followers and two sets of index runs handing out the same run ids.
     pub fn mirror(&self, id: LogId) -> anyhow::Result<Arc<LogStore>> {
         if let Some(log) = self.get(&id) {
             return Ok(log);
         }
+        let mut mirrors = self.mirrors.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = mirrors.get(&id) {
+            return Ok(log.clone());
+        }
         let log = Arc::new(self.store.mirror(id)?);
-        self.mirrors.write().unwrap_or_else(|p| p.into_inner()).insert(id, log.clone());
+        mirrors.insert(id, log.clone());
         Ok(log)
     }
 

@@ -271,7 +271,7 @@ impl Shared {
 
     /// Called by an append after its batch is applied: remembers the new
     /// entries' dedup keys (own log), then lets the follower see them.
-    pub fn appended(&self, entries: &[Entry], size: u64) {
+    pub fn appended<'a>(&self, entries: impl Iterator<Item = &'a Entry>, size: u64) {
         if self.own {
             let mut tail = lock(&self.tail);
             for entry in entries {
@@ -431,9 +431,11 @@ impl Shared {
         if batch.len() as u64 != to - from {
             return Err(StoreError::Corrupt(format!("entries {from}..{to} are not all stored")));
         }
-        let dedups: Vec<([u8; 32], u64)> = batch.dedups.clone();
+        // The hash and dedup records go into runs; the batch writes the rest.
+        let dedups = std::mem::take(&mut batch.dedups);
         let mut sled_batch = sled::Batch::default();
-        let hash_records = batch.hashes.iter().map(|(h, seq)| (runs::prefix_of(&h.0), *seq)).collect();
+        let hash_records =
+            std::mem::take(&mut batch.hashes).iter().map(|(h, seq)| (runs::prefix_of(&h.0), *seq)).collect();
         let (hash_run, hash_keys) = self.hashes.prepare(from, to, hash_records)?;
         let mut keys = hash_keys.len();
         for (k, v) in hash_keys {

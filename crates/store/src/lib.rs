@@ -419,8 +419,7 @@ impl LogStore {
         // numbers.
         *head = new_head;
         *range = new_range;
-        let appended: Vec<Entry> = entries.iter().map(|n| n.entry.clone()).collect();
-        self.follower.shared.appended(&appended, new_head.size);
+        self.follower.shared.appended(entries.iter().map(|n| &n.entry), new_head.size);
         if durable {
             self.db.flush()?;
             self.follower.shared.made_durable(new_head.size);
@@ -747,7 +746,7 @@ impl LogStore {
             let k = k?;
             if k.first() == Some(&runs::RUN_BLOCK) { old_blocks.push(k) } else { indexes.remove(k) }
         }
-        let mut keys = fresh.len() + old_blocks.len();
+        let mut keys = fresh.len();
         let (mut hash_records, mut dedup_records) = (Vec::new(), Vec::new());
         for (k, v) in fresh {
             match k.first() {
@@ -775,11 +774,12 @@ impl LogStore {
         shared.hashes.install_all(hash_runs);
         shared.dedups.install_all(dedup_runs);
         let mut blocks = sled::Batch::default();
+        let removed = old_blocks.len();
         for k in old_blocks {
             blocks.remove(k);
         }
         let applied = self.index.apply_batch(blocks);
-        reclaim(keys);
+        reclaim(removed);
         applied?;
         self.index.flush()?;
         // The writer's partial tiles may have been loaded from damaged ones.

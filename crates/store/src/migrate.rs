@@ -148,15 +148,15 @@ impl SledStore {
 
 pub(crate) fn migrate_db(db: &sled::Db, mut progress: impl FnMut(&MigrateProgress)) -> Result<MigrateSummary> {
     let meta = db.open_tree("meta")?;
-    match meta.get(LAYOUT_KEY)? {
+    // Layout 2 has its tiles already; layout 1 (no marker) has none.
+    let has_tiles = match meta.get(LAYOUT_KEY)? {
         Some(found) if found.as_ref() == [LAYOUT] => {
             return Ok(MigrateSummary { already_current: true, ..MigrateSummary::default() });
         }
-        Some(found) if found.as_ref() == [LAYOUT_2] => {}
+        Some(found) if found.as_ref() == [LAYOUT_2] => true,
         Some(found) => return Err(StoreError::UnknownLayout { found: found.to_vec() }),
-        None => {}
-    }
-    let has_tiles = meta.get(LAYOUT_KEY)?.is_some();
+        None => false,
+    };
     let mut summary = MigrateSummary::default();
     for (log, tree) in log_trees(db)? {
         let (entries, tile_keys) =

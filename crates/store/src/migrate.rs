@@ -34,8 +34,14 @@ use qtrace_ledger::note::{Checkpoint, Note};
 use crate::tiles::{self, Frontier};
 use crate::{DEFAULT_CACHE_BYTES, Result, SledStore, StoreError, open_db, reclaim};
 
-/// The layout this build reads and writes.
-pub const LAYOUT: u8 = 3;
+/// The layout this build reads and writes: layout 3, with entries stored
+/// compressed once their log has a dictionary ([`crate::codec`]).
+pub const LAYOUT: u8 = 4;
+/// Layout 3: as [`LAYOUT`] with every entry stored as its bytes. A layout-3
+/// store is a layout-4 store whose logs have no dictionary yet, so opening
+/// one only rewrites its marker; the marker keeps a build that cannot read
+/// compressed entries from opening a store that has them.
+const LAYOUT_3: u8 = 3;
 /// Layout 2: tiles, and the follower's indexes in the log's tree.
 const LAYOUT_2: u8 = 2;
 /// The `meta` key holding the layout marker.
@@ -54,6 +60,11 @@ pub(crate) fn check_or_mark(db: &sled::Db, dir: &Path) -> Result<()> {
     let meta = db.open_tree("meta")?;
     match meta.get(LAYOUT_KEY)? {
         Some(found) if found.as_ref() == [LAYOUT] => Ok(()),
+        Some(found) if found.as_ref() == [LAYOUT_3] => {
+            meta.insert(LAYOUT_KEY, &[LAYOUT])?;
+            db.flush()?;
+            Ok(())
+        }
         Some(found) if found.as_ref() == [LAYOUT_2] => Err(StoreError::OldLayout {
             store: dir.to_path_buf(),
             layout: LAYOUT_2,
@@ -151,6 +162,11 @@ pub(crate) fn migrate_db(db: &sled::Db, mut progress: impl FnMut(&MigrateProgres
     // Layout 2 has its tiles already; layout 1 (no marker) has none.
     let has_tiles = match meta.get(LAYOUT_KEY)? {
         Some(found) if found.as_ref() == [LAYOUT] => {
+            return Ok(MigrateSummary { already_current: true, ..MigrateSummary::default() });
+        }
+        Some(found) if found.as_ref() == [LAYOUT_3] => {
+            meta.insert(LAYOUT_KEY, &[LAYOUT])?;
+            db.flush()?;
             return Ok(MigrateSummary { already_current: true, ..MigrateSummary::default() });
         }
         Some(found) if found.as_ref() == [LAYOUT_2] => true,
@@ -597,12 +613,25 @@ mod tests {
         let dir = TempDir::new().unwrap_or_else(|e| panic!("{e}"));
         drop(ok(SledStore::open(dir.path())));
         assert_eq!(contents(dir.path())[&b"meta"[..]].get(LAYOUT_KEY), Some(&vec![LAYOUT]), "a new store is marked");
+        // Layout 3 (every entry stored as its bytes) is read as it is and
+        // marked as the current layout, by opening it or by `migrate`.
+        for via_migrate in [false, true] {
+            let store = ok(SledStore::open(dir.path()));
+            ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[LAYOUT_3])));
+            drop(store);
+            if via_migrate {
+                assert!(ok(SledStore::migrate(dir.path(), |_| {})).already_current);
+            } else {
+                drop(ok(SledStore::open(dir.path())));
+            }
+            assert_eq!(contents(dir.path())[&b"meta"[..]].get(LAYOUT_KEY), Some(&vec![LAYOUT]), "layout 3 marked");
+        }
         let store = ok(SledStore::open(dir.path()));
-        ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[4])));
+        ok(store.meta().and_then(|m| m.put(LAYOUT_KEY, &[5])));
         drop(store);
         match SledStore::open(dir.path()) {
-            Err(StoreError::UnknownLayout { found }) => assert_eq!(found, [4]),
-            other => panic!("layout 4: {:?}", other.map(|_| ())),
+            Err(StoreError::UnknownLayout { found }) => assert_eq!(found, [5]),
+            other => panic!("layout 5: {:?}", other.map(|_| ())),
         }
         assert!(matches!(SledStore::migrate(dir.path(), |_| {}), Err(StoreError::UnknownLayout { .. })));
         let temporary = ok(SledStore::temporary());

@@ -194,15 +194,16 @@ fn parent_ids(record: &Record) -> Vec<RecordId> {
 /// Walks from `starts` in `direction`. With `include_corrected` false, records that were
 /// corrected away (did_not_occur, incorrect_data) are left out.
 ///
-/// Breadth first, one level at a time, in four steps: the level's records
-/// are expanded (their links looked up; upstream, a lot's origins read) in
-/// parts on rayon's pool; their links are followed in order on this thread,
-/// noting the lots reached and each record not reached before; those
-/// records are fetched and checked for corrections in parts on the pool;
-/// then added in order. So the trace, its order and its limit errors are
-/// those of a walk on one thread (a view's own errors may surface at
-/// another point of the walk), and a record with thousands of children is
-/// no slower than thousands of records with one child each.
+/// Breadth first, one level at a time, in three steps: the level's records
+/// are fetched, checked for corrections and expanded (their links looked
+/// up; upstream, a lot's origins read) in parts on rayon's pool, each
+/// record by the task that fetched it; they are added in order on this
+/// thread; then their links are followed in order, noting the lots reached
+/// and each record not reached before, which make the next level. So the
+/// trace, its order and its limit errors are those of a walk on one thread
+/// (a view's own errors may surface at another point of the walk), and a
+/// record with thousands of children is no slower than thousands of
+/// records with one child each.
 pub fn trace(
     view: &dyn View,
     starts: &[RecordId],
@@ -235,21 +236,18 @@ fn trace_on(
     let mut trace = Trace::default();
     let mut seen: FastSet<RecordId> = FastSet::default();
     let mut lots_seen: FastSet<LotKey> = FastSet::default();
-    let plan = starts
+    let mut plan = starts
         .iter()
         .filter(|id| seen.insert(**id))
         .map(|id| Planned::Reach { id: *id, via: None, relation: Relation::Start, given: None })
         .collect();
-    walk.add_all(&mut trace, plan, limits)?;
-    let mut next = 0;
-    while next < trace.nodes.len() {
-        let level = next..trace.nodes.len();
-        next = level.end;
-        let links = walk.expand_all(&trace.nodes[level.clone()], &lots_seen);
-        let plan = follow(&mut trace.lots, &mut seen, &mut lots_seen, level.zip(links));
-        walk.add_all(&mut trace, plan, limits)?;
+    loop {
+        let level = walk.add_all(&mut trace, plan, limits, &lots_seen)?;
+        if level.is_empty() {
+            return Ok(trace);
+        }
+        plan = follow(&mut trace.lots, &mut seen, &mut lots_seen, level.into_iter());
     }
-    Ok(trace)
 }
 
 /// A level is cut into [`PARTS_PER_THREAD`] parts for each of rayon's
@@ -294,9 +292,17 @@ enum Planned {
 /// from the trace without corrected records.
 type Fetched = (Box<Record>, bool);
 
-/// A planned record once fetched: where it was reached from and how, and
-/// the record (`None` if the view does not have it, so it is not added).
-type Outcome = Result<(Option<usize>, Relation, Option<Fetched>), TraceError>;
+/// A planned record once fetched: where it was reached from and how, the
+/// record (`None` if the view does not have it, so it is not added), and
+/// its links when the task that fetched it expanded it.
+struct Visit {
+    via: Option<usize>,
+    relation: Relation,
+    fetched: Option<Fetched>,
+    links: Option<Vec<Link>>,
+}
+
+type Outcome = Result<Visit, TraceError>;
 
 /// Follows the links of a level's records (each with its index in the
 /// trace) in order, as a walk on one thread would: notes the lots reached,
@@ -374,22 +380,33 @@ impl Walk<'_> {
         (self.threads >= 2 && len >= PARALLEL_FROM).then(|| len.div_ceil(self.threads * PARTS_PER_THREAD))
     }
 
-    /// Expands a level's records, in parts on the pool when there are many.
-    fn expand_all(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
-        let Some(part) = self.part(nodes.len()) else { return self.expand_part(nodes, lots_seen) };
-        let parts: Vec<Vec<Vec<Link>>> =
-            nodes.par_chunks(part).map(|chunk| self.expand_part(chunk, lots_seen)).collect();
-        parts.into_iter().flatten().collect()
-    }
-
-    /// Expands consecutive records, in order, on this thread. Downstream,
-    /// `here` holds the lots named by earlier records of the part: they are
-    /// in `lots_seen` before any later link is followed, so a later record
-    /// creating one of them need not look up its users. (Upstream, nothing
-    /// is looked up per lot created, so `here` stays empty.)
-    fn expand_part(&self, nodes: &[TraceNode], lots_seen: &FastSet<LotKey>) -> Vec<Vec<Link>> {
+    /// Fetches, checks and expands planned records, in order, on this
+    /// thread, each `eager` one expanded as soon as it is fetched (while it
+    /// is in the cache). Downstream, `here` holds the lots named by earlier
+    /// records of the part: they are in `lots_seen` before any later link
+    /// is followed, so a later record creating one of them need not look up
+    /// its users. Only records that will be added if the walk goes on are
+    /// expanded, so `here` never holds a lot that no one follows. (Upstream,
+    /// nothing is looked up per lot created, so `here` stays empty.) Stops
+    /// at the first error: the walk stops there.
+    fn visit_part(&self, part: Vec<(Planned, bool)>, lots_seen: &FastSet<LotKey>) -> Vec<Outcome> {
         let mut here = FastSet::default();
-        nodes.iter().map(|node| self.expand(&node.record, lots_seen, &mut here)).collect()
+        let mut out = Vec::with_capacity(part.len());
+        for (planned, eager) in part {
+            let visit = self.fetch(planned).map(|(via, relation, fetched)| {
+                let links = match &fetched {
+                    Some((record, false)) if eager => Some(self.expand(record, lots_seen, &mut here)),
+                    _ => None,
+                };
+                Visit { via, relation, fetched, links }
+            });
+            let failed = visit.is_err();
+            out.push(visit);
+            if failed {
+                break;
+            }
+        }
+        out
     }
 
     fn expand(&self, record: &Record, lots_seen: &FastSet<LotKey>, here: &mut FastSet<LotKey>) -> Vec<Link> {
@@ -444,22 +461,52 @@ impl Walk<'_> {
         links
     }
 
-    /// Fetches the planned records (in parts on the pool when there are
-    /// many), then adds them in order; stops at the first error. Fetches a
-    /// window at a time, no more than the size limit leaves room for (but
-    /// at least [`MIN_WINDOW`]).
-    fn add_all(&self, trace: &mut Trace, plan: Vec<Planned>, limits: Limits) -> Result<(), TraceError> {
+    /// Fetches, checks and expands the planned records (in parts on the
+    /// pool when there are many), then adds them in order; stops at the
+    /// first error. Returns each added record's index and links, in order.
+    /// Fetches a window at a time, no more than the size limit leaves room
+    /// for (but at least [`MIN_WINDOW`]); a record past the room is
+    /// expanded only if it is added after all (records before it were
+    /// left out).
+    fn add_all(
+        &self,
+        trace: &mut Trace,
+        plan: Vec<Planned>,
+        limits: Limits,
+        lots_seen: &FastSet<LotKey>,
+    ) -> Result<Vec<(usize, Vec<Link>)>, TraceError> {
+        // A plan that ends in an error fails there: nothing it reaches is
+        // followed.
+        let expand = !matches!(plan.last(), Some(Planned::Fail(_)));
+        let mut added = Vec::with_capacity(plan.len());
         let mut plan = plan.into_iter().peekable();
         while plan.peek().is_some() {
             let room = limits.max_nodes.saturating_sub(trace.nodes.len());
-            let window: Vec<Planned> = plan.by_ref().take(room.saturating_add(1).max(MIN_WINDOW)).collect();
+            let window: Vec<(Planned, bool)> = plan
+                .by_ref()
+                .take(room.saturating_add(1).max(MIN_WINDOW))
+                .enumerate()
+                .map(|(i, planned)| {
+                    let depth_ok = match &planned {
+                        Planned::Reach { via, .. } => {
+                            via.map_or(0, |index| trace.nodes[index].depth + 1) <= limits.max_depth
+                        }
+                        Planned::Fail(_) => false,
+                    };
+                    (planned, expand && i < room && depth_ok)
+                })
+                .collect();
             let outcomes: Vec<Outcome> = match self.part(window.len()) {
-                None => window.into_iter().map(|planned| self.fetch(planned)).collect(),
-                Some(part) => window.into_par_iter().with_min_len(part).map(|planned| self.fetch(planned)).collect(),
+                None => self.visit_part(window, lots_seen),
+                Some(part) => {
+                    let parts: Vec<Vec<Outcome>> =
+                        window.into_par_iter().chunks(part).map(|chunk| self.visit_part(chunk, lots_seen)).collect();
+                    parts.into_iter().flatten().collect()
+                }
             };
             trace.nodes.reserve(outcomes.len());
             for outcome in outcomes {
-                let (via, relation, fetched) = outcome?;
+                let Visit { via, relation, fetched, links } = outcome?;
                 let Some((record, corrected)) = fetched else { continue };
                 if corrected {
                     continue;
@@ -471,16 +518,22 @@ impl Walk<'_> {
                 if trace.nodes.len() >= limits.max_nodes {
                     return Err(TraceError::TooLarge { max: limits.max_nodes });
                 }
+                let links = match links {
+                    Some(links) => links,
+                    None if expand => self.expand(&record, lots_seen, &mut FastSet::default()),
+                    None => Vec::new(),
+                };
+                added.push((trace.nodes.len(), links));
                 trace.nodes.push(TraceNode { record, depth, via, relation });
             }
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Fetches a planned record (unless expanding did) and checks it for
     /// corrections. A start the view does not have is an error; any other
     /// record it does not have is left out.
-    fn fetch(&self, planned: Planned) -> Outcome {
+    fn fetch(&self, planned: Planned) -> Result<(Option<usize>, Relation, Option<Fetched>), TraceError> {
         let (id, via, relation, given) = match planned {
             Planned::Reach { id, via, relation, given } => (id, via, relation, given),
             Planned::Fail(e) => return Err(e),

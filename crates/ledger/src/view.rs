@@ -43,6 +43,13 @@ pub struct Record {
 impl Record {
     pub fn new(log: LogId, entry: Entry) -> Record {
         let hash = entry.hash();
+        Record::with_hash(log, entry, hash)
+    }
+
+    /// [`Record::new`] for an entry whose hash the caller has (a store
+    /// hashes the bytes it read); `hash` must be the entry's.
+    pub fn with_hash(log: LogId, entry: Entry, hash: EntryHash) -> Record {
+        debug_assert!(entry.hash() == hash, "a record's hash is its entry's");
         let event = event::decode_stored(&entry.event);
         Record { id: RecordId { log, seq: entry.seq }, entry, hash, event }
     }

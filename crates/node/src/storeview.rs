@@ -70,8 +70,8 @@ impl View for StoreView<'_> {
         if id.seq >= snapshot.size {
             return Ok(None);
         }
-        let entry = snapshot.log.entry(id.seq).map_err(|e| ViewError(e.to_string()))?;
-        Ok(entry.map(|entry| Record::new(id.log, entry)))
+        let entry = snapshot.log.entry_hashed(id.seq).map_err(|e| ViewError(e.to_string()))?;
+        Ok(entry.map(|(entry, hash)| Record::with_hash(id.log, entry, hash)))
     }
 
     fn lookup(&self, key: &IndexKey, limit: usize) -> Result<Vec<RecordId>, ViewError> {

@@ -563,14 +563,14 @@ impl View for SnapshotView<'_> {
         if id.log != self.world.log.log_id() || id.seq >= self.size {
             return Ok(None);
         }
-        let entry = self.world.log.entry(id.seq).map_err(|e| ViewError(e.to_string()))?;
-        Ok(entry.map(|e| Record::new(id.log, e)))
+        let entry = self.world.log.entry_hashed(id.seq).map_err(|e| ViewError(e.to_string()))?;
+        Ok(entry.map(|(e, hash)| Record::with_hash(id.log, e, hash)))
     }
 
     fn lookup(&self, key: &IndexKey, limit: usize) -> std::result::Result<Vec<RecordId>, ViewError> {
         let log = self.world.log.log_id();
-        let seqs = self.world.log.lookup(key, None, limit).map_err(|e| ViewError(e.to_string()))?;
-        Ok(seqs.into_iter().filter(|s| *s < self.size).map(|seq| RecordId { log, seq }).collect())
+        let seqs = self.world.log.lookup_at(self.size, key, None, limit).map_err(|e| ViewError(e.to_string()))?;
+        Ok(seqs.into_iter().map(|seq| RecordId { log, seq }).collect())
     }
 
     fn proof(&self, id: RecordId) -> std::result::Result<Option<Proven>, ViewError> {

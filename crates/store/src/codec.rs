@@ -33,6 +33,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use qtrace_ledger::entry::{ENTRY_HEADER_LEN, ENTRY_MAGIC, Entry, MAX_EVENT_BYTES};
+use qtrace_ledger::hash::EntryHash;
+use qtrace_ledger::merkle;
 use zstd::zstd_safe::{self, CCtx, CDict, DCtx, DDict};
 
 use crate::{ENTRY, Result, StoreError, key};
@@ -146,6 +148,17 @@ impl Codec {
         Ok(Entry::decode(&bytes)?)
     }
 
+    /// [`Codec::decode`] with the entry's hash, taken from the bytes read
+    /// (an entry decodes only from the one layout it encodes to, so they are
+    /// the bytes its hash is of) instead of encoding the entry again.
+    pub fn decode_hashed(&self, seq: u64, value: &[u8]) -> Result<(Entry, EntryHash)> {
+        let hashed = |bytes: &[u8]| Ok((Entry::decode(bytes)?, EntryHash(merkle::leaf_hash(bytes))));
+        if value.starts_with(ENTRY_MAGIC) {
+            return hashed(value);
+        }
+        hashed(&self.decompress(seq, value)?)
+    }
+
     fn decompress(&self, seq: u64, value: &[u8]) -> Result<Vec<u8>> {
         let corrupt = |why: String| StoreError::Corrupt(format!("stored entry {seq} {why}"));
         if !value.starts_with(&ZSTD_MAGIC) {
@@ -222,7 +235,6 @@ impl Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use qtrace_ledger::hash::EntryHash;
 
     fn entry(seq: u64, event: Vec<u8>) -> Entry {
         Entry {
@@ -276,6 +288,7 @@ mod tests {
             assert!(packed.len() * 2 < plain.len(), "{} of {} bytes", packed.len(), plain.len());
             for (value, c) in [(&plain, &codec), (&plain, &raw), (&packed, &codec)] {
                 assert_eq!(c.decode(seq, value).ok(), Some(e.clone()));
+                assert_eq!(c.decode_hashed(seq, value).ok(), Some((e.clone(), e.hash())));
             }
         }
         // The dictionary is durable and a reopened log reads with it.

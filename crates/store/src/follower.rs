@@ -136,6 +136,9 @@ pub(crate) struct Shared {
     /// follower indexes none beyond it.
     durable: AtomicU64,
     indexed: Mutex<u64>,
+    /// A copy of `indexed`, stored under its lock, read without it: a read
+    /// of an indexed snapshot (nearly every read) takes no lock to learn so.
+    indexed_now: AtomicU64,
     indexed_changed: Condvar,
     wake: Mutex<Wake>,
     woken: Condvar,
@@ -202,6 +205,7 @@ impl Shared {
             // Flushed above: everything the log holds is durable.
             durable: AtomicU64::new(size),
             indexed: Mutex::new(watermark),
+            indexed_now: AtomicU64::new(watermark),
             indexed_changed: Condvar::new(),
             wake: Mutex::new(Wake { pending: watermark < size, ..Wake::default() }),
             woken: Condvar::new(),
@@ -246,6 +250,7 @@ impl Shared {
             published: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             indexed: Mutex::new(0),
+            indexed_now: AtomicU64::new(0),
             indexed_changed: Condvar::new(),
             wake: Mutex::new(Wake::default()),
             woken: Condvar::new(),
@@ -256,7 +261,14 @@ impl Shared {
     }
 
     pub fn indexed(&self) -> u64 {
-        *lock(&self.indexed)
+        self.indexed_now.load(Ordering::Acquire)
+    }
+
+    /// Moves the watermark readers wait on (the caller then notifies).
+    fn set_indexed(&self, to: u64) {
+        let mut indexed = lock(&self.indexed);
+        *indexed = to;
+        self.indexed_now.store(to, Ordering::Release);
     }
 
     pub fn published(&self) -> u64 {
@@ -350,6 +362,9 @@ impl Shared {
     /// for at most `timeout`.
     pub fn wait_indexed(&self, size: u64, timeout: Duration) -> Result<()> {
         let size = size.min(self.published());
+        if self.indexed() >= size {
+            return Ok(());
+        }
         let deadline = Instant::now().checked_add(timeout);
         let mut indexed = lock(&self.indexed);
         while *indexed < size {
@@ -364,6 +379,9 @@ impl Shared {
 
     /// [`Shared::wait_indexed`] with the log's read bound.
     pub fn wait_for_read(&self, size: u64) -> Result<()> {
+        if self.indexed() >= size.min(self.published()) {
+            return Ok(());
+        }
         self.wait_indexed(size, self.limits().read_wait)
     }
 
@@ -424,7 +442,8 @@ impl Shared {
         // path (measured: durable appends of 64 entries ran at 25,000
         // entries/s beside a follower decoding on rayon, 35,600 beside one
         // decoding alone).
-        let derive_one = |(seq, bytes): &(u64, sled::IVec)| derive(&self.codec, *seq, bytes, self.own, Some(&self.log_id));
+        let derive_one =
+            |(seq, bytes): &(u64, sled::IVec)| derive(&self.codec, *seq, bytes, self.own, Some(&self.log_id));
         let derived: Vec<Derived> = if to - from >= PARALLEL_DECODE {
             raw.par_iter().map(derive_one).collect::<Result<Vec<_>>>()?
         } else {
@@ -478,7 +497,7 @@ impl Shared {
                 }
             }
         }
-        *lock(&self.indexed) = to;
+        self.set_indexed(to);
         self.indexed_changed.notify_all();
         self.hashes.merge(&self.index)?;
         if self.own {
@@ -492,7 +511,7 @@ impl Shared {
     /// no entry is in the tail any more.
     pub fn rebuilt(&self, indexed: u64) {
         lock(&self.tail).clear();
-        *lock(&self.indexed) = indexed;
+        self.set_indexed(indexed);
         self.indexed_changed.notify_all();
     }
 

@@ -498,6 +498,15 @@ impl LogStore {
         self.tree.scan_prefix([CHECKPOINT]).keys().map(|k| seq_from_key(&k?)).collect()
     }
 
+    /// [`LogStore::entry`] with the entry's hash, taken from the bytes
+    /// read rather than by encoding the entry again.
+    pub fn entry_hashed(&self, seq: u64) -> Result<Option<(Entry, EntryHash)>> {
+        match self.tree.get(key(ENTRY, &seq.to_be_bytes()))? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(self.follower.shared.codec.decode_hashed(seq, &bytes)?)),
+        }
+    }
+
     pub fn entry(&self, seq: u64) -> Result<Option<Entry>> {
         match self.tree.get(key(ENTRY, &seq.to_be_bytes()))? {
             None => Ok(None),
@@ -586,12 +595,10 @@ impl LogStore {
 
     /// Entries `from .. to` in order.
     pub fn range(&self, from: u64, to: u64) -> impl Iterator<Item = Result<Entry>> + '_ {
-        self.tree
-            .range(key(ENTRY, &from.to_be_bytes())..key(ENTRY, &to.to_be_bytes()))
-            .map(|kv| {
-                let (k, v) = kv?;
-                self.follower.shared.codec.decode(seq_from_key(&k)?, &v)
-            })
+        self.tree.range(key(ENTRY, &from.to_be_bytes())..key(ENTRY, &to.to_be_bytes())).map(|kv| {
+            let (k, v) = kv?;
+            self.follower.shared.codec.decode(seq_from_key(&k)?, &v)
+        })
     }
 
     /// Sequence numbers of entries under an index key, ascending, starting

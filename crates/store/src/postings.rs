@@ -173,9 +173,10 @@ impl Blocks for std::collections::BTreeMap<Vec<u8>, Vec<u8>> {
 /// Postings of the key under `prefix` above `after`, ascending, at most
 /// `limit`.
 pub(crate) fn read(blocks: &impl Blocks, prefix: &[u8], after: Option<u64>, limit: usize) -> Result<Vec<u64>> {
+    // Named only when something is wrong: a lookup must not pay for it.
     let what = |ordinal: u32| {
-        let text = String::from_utf8_lossy(&prefix[1..]).into_owned();
         move || {
+            let text = String::from_utf8_lossy(&prefix[1..]);
             let block = if ordinal == OPEN { "open block".to_string() } else { format!("block {ordinal}") };
             format!("postings {block} of index key {text:?}")
         }

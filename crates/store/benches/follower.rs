@@ -173,6 +173,18 @@ fn main() -> Result<()> {
         "B",
         vec![Ratio::new(disk / entry_bytes as f64, &format!("÷ entry bytes ({entry_avg:.0} B), target 2.0"))],
     );
+    report.info(
+        "log_live_bytes_per_entry",
+        "  live in the log part (entries as stored, tiles, checkpoints)",
+        log.log_live_bytes() as f64 / n as f64,
+        "B",
+    );
+    report.info(
+        "index_live_bytes_per_entry",
+        "  live in the indexes (postings, runs, watermark)",
+        footprint.live_bytes as f64 / n as f64,
+        "B",
+    );
     report.info("rss_bytes_per_entry", "resident memory ÷ entries (64 MiB cache)", rss / n as f64, "B");
     report.info("rss_mib", "resident memory at the end", rss / (1 << 20) as f64, "MiB");
 

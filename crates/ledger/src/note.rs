@@ -441,10 +441,66 @@ fn format_key_string(name: &KeyName, key_hash: KeyHash, key_type: u8, key: &[u8;
 /// Verifies an Ed25519 signature strictly. Only `verify_strict` rejects
 /// small-order keys and non-canonical encodings, which would otherwise let
 /// one signature pass for several messages or keys.
+///
+/// Successes are remembered ([`RecentlyVerified`]): a node computing
+/// thousands of verdicts a second checks the same checkpoint signature and
+/// cosignatures in each of them, and a strict verification costs about as
+/// much as the rest of a consumer check.
 fn verify_ed25519(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> bool {
-    match Signature::from_slice(sig) {
-        Ok(signature) => key.verify_strict(msg, &signature).is_ok(),
-        Err(_) => false,
+    let Ok(signature) = Signature::from_slice(sig) else {
+        return false;
+    };
+    let digest = RecentlyVerified::digest(key, msg, sig);
+    if RECENTLY_VERIFIED.holds(&digest) {
+        return true;
+    }
+    let valid = key.verify_strict(msg, &signature).is_ok();
+    if valid {
+        RECENTLY_VERIFIED.remember(digest);
+    }
+    valid
+}
+
+/// The last [`RecentlyVerified::SLOTS`] (key, message, signature) triples
+/// whose strict verification succeeded, each held as the SHA-256 of the
+/// three (length-prefixed, so no two triples share an encoding). Verification
+/// is a pure function of the triple, so answering from memory changes no
+/// result; finding a remembered digest for a triple never verified would
+/// need a SHA-256 collision. Failures are not remembered: a forged note
+/// costs its verification every time.
+struct RecentlyVerified {
+    slots: std::sync::Mutex<(usize, [[u8; 32]; RecentlyVerified::SLOTS])>,
+}
+
+static RECENTLY_VERIFIED: RecentlyVerified =
+    RecentlyVerified { slots: std::sync::Mutex::new((0, [[0; 32]; RecentlyVerified::SLOTS])) };
+
+impl RecentlyVerified {
+    /// Enough for the checkpoints and cosignatures of a few dozen logs.
+    const SLOTS: usize = 64;
+
+    fn digest(key: &VerifyingKey, msg: &[u8], sig: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"qtrace/v1/verified-ed25519\0");
+        hasher.update(key.as_bytes());
+        hasher.update((sig.len() as u64).to_be_bytes());
+        hasher.update(sig);
+        hasher.update(msg);
+        hasher.finalize().into()
+    }
+
+    fn holds(&self, digest: &[u8; 32]) -> bool {
+        // A poisoned lock only means another thread panicked while
+        // remembering; the ring itself is always whole digests.
+        let slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.1.iter().any(|held| held == digest)
+    }
+
+    fn remember(&self, digest: [u8; 32]) {
+        let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (next, ring) = &mut *slots;
+        ring[*next] = digest;
+        *next = (*next + 1) % Self::SLOTS;
     }
 }
 
@@ -1331,6 +1387,39 @@ mod tests {
 
     fn cosigner(seed: u8, name: &str) -> Cosigner {
         Cosigner::new(name, SigningKey::from_bytes(&[seed; 32])).expect("valid test cosigner")
+    }
+
+    /// Remembering successes must never turn a wrong triple into a pass:
+    /// each row verifies after the genuine triple has been remembered.
+    #[test]
+    fn remembered_verifications_answer_only_their_own_triple() {
+        use ed25519_dalek::Signer as _;
+        let key = SigningKey::from_bytes(&[41; 32]);
+        let other = SigningKey::from_bytes(&[42; 32]);
+        let msg = b"example.com/qtrace/log1\n7\nroot\n".as_slice();
+        let sig = key.sign(msg).to_bytes();
+        let mut flipped = sig;
+        flipped[10] ^= 1;
+        let public = key.verifying_key();
+        assert!(verify_ed25519(&public, msg, &sig), "the genuine triple verifies");
+        /// (case, key, message, signature, verifies)
+        type Row<'a> = (&'a str, VerifyingKey, &'a [u8], &'a [u8], bool);
+        let rows: &[Row] = &[
+            ("genuine, answered from memory", public, msg, &sig, true),
+            ("another key", other.verifying_key(), msg, &sig, false),
+            ("another message", public, b"example.com/qtrace/log1\n8\nroot\n", &sig, false),
+            ("a message one byte shorter", public, &msg[..msg.len() - 1], &sig, false),
+            ("a flipped signature bit", public, msg, &flipped, false),
+            ("a truncated signature", public, msg, &sig[..63], false),
+        ];
+        for _ in 0..2 {
+            for (case, key, msg, sig, want) in rows {
+                assert_eq!(verify_ed25519(key, msg, sig), *want, "{case}");
+            }
+        }
+        // Failures are not remembered, so a failed row is not in the ring.
+        let flipped_digest = RecentlyVerified::digest(&public, msg, &flipped);
+        assert!(!RECENTLY_VERIFIED.holds(&flipped_digest));
     }
 
     fn checkpoint(size: u64) -> Checkpoint {

@@ -75,9 +75,11 @@ struct Args {
     /// RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = DEFAULT_QUEUE_LIMIT)]
     queue_limit: usize,
-    /// sled page cache in MiB, for reads and unflushed writes. sled treats it
-    /// as a target, not a cap, and also keeps 1-2.5 KiB per stored entry
-    /// of bookkeeping in memory (README, "Memory"). Used by `mirror` too.
+    /// sled page cache in MiB, for reads and unflushed writes: half for the
+    /// logs (entries, tiles), half for their indexes.
+    /// sled treats it as a target, not a cap, and also keeps about 100 bytes
+    /// per stored entry of bookkeeping in memory (README, "Memory"). Used by
+    /// `mirror` too.
     #[arg(long, default_value_t = qtrace_store::DEFAULT_CACHE_BYTES >> 20)]
     cache_mb: u64,
     /// Deepest trace (steps from the start) a trace or verdict may walk.

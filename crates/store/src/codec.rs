@@ -50,6 +50,11 @@ pub const TRAIN_AT: u64 = 4_096;
 pub const TRAIN_AT: u64 = 256;
 /// Most entries the dictionary is trained on, spread evenly over the log.
 const SAMPLES: u64 = 4_096;
+/// Most bytes of samples the dictionary is trained on (zstd's guidance is
+/// about a hundred times the dictionary's size): events are up to 64 KiB,
+/// and 4,096 of those would hold a quarter of a gigabyte while the
+/// follower trains.
+const SAMPLE_BYTES: usize = 100 * DICTIONARY_BYTES;
 /// The dictionary's size. 32 KiB holds the shared structure of a few kinds
 /// of record; the benchmark workload compressed no better with 64 KiB.
 const DICTIONARY_BYTES: usize = 32 << 10;
@@ -201,29 +206,54 @@ impl Codec {
         !self.has_dictionary() && durable >= TRAIN_AT && durable >= 2 * self.failed_at.load(Ordering::Relaxed)
     }
 
-    /// Trains the log's dictionary on entries spread over the first
-    /// `durable` (all durable), stores it and flushes the log database,
-    /// then uses it. Returns whether a dictionary was installed; a training
-    /// that finds none is remembered and tried again when the log has
-    /// doubled.
-    pub fn train(&self, tree: &sled::Tree, db: &sled::Db, durable: u64) -> Result<bool> {
+    /// Up to [`SAMPLES`] entries spread evenly over the first `durable`, in
+    /// all at most [`SAMPLE_BYTES`]; an entry that cannot be read is left
+    /// out and logged.
+    fn samples(&self, tree: &sled::Tree, durable: u64) -> Vec<Vec<u8>> {
         let step = durable.div_ceil(SAMPLES).max(1);
         let mut samples = Vec::with_capacity(durable.min(SAMPLES) as usize);
+        let mut sampled = 0;
         for seq in (0..durable).step_by(step as usize) {
-            let value = tree
-                .get(key(ENTRY, &seq.to_be_bytes()))?
-                .ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is not stored")))?;
-            samples.push(self.decode(seq, &value)?.encode());
+            let read = tree.get(key(ENTRY, &seq.to_be_bytes())).map_err(StoreError::from).and_then(|value| {
+                let value = value.ok_or_else(|| StoreError::Corrupt(format!("entry {seq} is not stored")))?;
+                self.decode(seq, &value)
+            });
+            match read {
+                Ok(entry) => {
+                    let bytes = entry.encode();
+                    if sampled + bytes.len() > SAMPLE_BYTES {
+                        break;
+                    }
+                    sampled += bytes.len();
+                    samples.push(bytes);
+                }
+                Err(e) => tracing::warn!(seq, "entry left out of the compression dictionary's samples: {e}"),
+            }
         }
-        let bytes = match zstd::dict::from_samples(&samples, DICTIONARY_BYTES) {
-            Ok(bytes) => bytes,
+        samples
+    }
+
+    /// Trains the log's dictionary on entries spread over the first
+    /// `durable` (all durable; at most [`SAMPLE_BYTES`] of them), stores it
+    /// and flushes the log database, then uses it. Returns whether a
+    /// dictionary was installed; a training that finds none is remembered
+    /// and tried again when the log has doubled. A sampled entry that
+    /// cannot be read only leaves it out (and is logged): training must
+    /// never stop the follower, which reports a damaged entry itself when
+    /// it indexes it. Only writing the dictionary can fail the call.
+    pub fn train(&self, tree: &sled::Tree, db: &sled::Db, durable: u64) -> Result<bool> {
+        let samples = self.samples(tree, durable);
+        let trained = zstd::dict::from_samples(&samples, DICTIONARY_BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| Dictionary::new(&bytes).map(|dictionary| (bytes, dictionary)).map_err(|e| e.to_string()));
+        let (bytes, dictionary) = match trained {
+            Ok(trained) => trained,
             Err(e) => {
                 self.failed_at.store(durable, Ordering::Relaxed);
                 tracing::info!(entries = durable, "no compression dictionary found in the log's entries yet: {e}");
                 return Ok(false);
             }
         };
-        let dictionary = Dictionary::new(&bytes)?;
         // Durable before any entry names it.
         tree.insert(DICTIONARY, bytes)?;
         db.flush()?;
@@ -343,5 +373,49 @@ mod tests {
         codec.failed_at.store(TRAIN_AT * 3, Ordering::Relaxed);
         assert!(!codec.wants_training(TRAIN_AT * 6 - 1));
         assert!(codec.wants_training(TRAIN_AT * 6));
+    }
+
+    /// Training never fails the follower over a sample: a damaged or
+    /// missing entry among the samples is left out, the rest train.
+    #[test]
+    fn unreadable_samples_are_left_out_of_training() {
+        let cases: &[(&str, Option<&[u8]>)] = &[
+            ("a damaged value", Some(b"not an entry at all")),
+            ("a zstd frame naming no dictionary of this log", Some(&[0x28, 0xB5, 0x2F, 0xFD, 0, 0, 0])),
+            ("a missing entry", None),
+        ];
+        for (case, value) in cases {
+            let (db, tree) = tree_with(TRAIN_AT);
+            let first = key(ENTRY, &0u64.to_be_bytes());
+            match value {
+                Some(bytes) => tree.insert(first, *bytes).map(drop),
+                None => tree.remove(first).map(drop),
+            }
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+            let codec = Codec::none();
+            assert_eq!(codec.train(&tree, &db, TRAIN_AT).ok(), Some(true), "{case}");
+            assert!(codec.has_dictionary(), "{case}");
+        }
+    }
+
+    /// Large events are sampled only up to [`SAMPLE_BYTES`] in all.
+    #[test]
+    fn samples_are_bounded_in_bytes() {
+        let (db, tree) = tree_with(0);
+        // 200 of them fill the bound; the log holds more.
+        let big = SAMPLE_BYTES as u64 / 200;
+        for seq in 0..TRAIN_AT {
+            let mut event = event(seq);
+            event.resize(big as usize, b' ');
+            tree.insert(key(ENTRY, &seq.to_be_bytes()), entry(seq, event).encode()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let codec = Codec::none();
+        let samples = codec.samples(&tree, TRAIN_AT);
+        let bytes: usize = samples.iter().map(Vec::len).sum();
+        assert!(bytes <= SAMPLE_BYTES, "{bytes} bytes sampled");
+        assert!(samples.len() < TRAIN_AT as usize, "the bound stopped the sampling");
+        assert!(samples.len() >= 150, "only {} samples", samples.len());
+        // Training still succeeds on them.
+        assert_eq!(codec.train(&tree, &db, TRAIN_AT).ok(), Some(true));
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! | prefix | key                         | value                  | kind    | database |
 //! |--------|-----------------------------|------------------------|---------|----------|
-//! | `E`    | seq (u64 BE)                | entry bytes            | primary | log      |
+//! | `E`    | seq (u64 BE)                | entry bytes, or one zstd frame of them ([`codec`]) | primary | log |
 //! | `C`    | tree size (u64 BE)          | signed checkpoint note | primary | log      |
+//! | `Z`    | (none)                      | the log's zstd dictionary ([`codec`]) | primary | log |
 //! | `T`    | tile level (u8) ‖ index (u64 BE) | up to 256 hashes (C2SP tile) | derived | log |
 //! | `M`,`R`| family ‖ run id (‖ block)  | runs of `H` entry hash → seq and `D` SHA-256(signer ‖ event) → seq (own log only), see [`runs`] | index | index |
 //! | `P`    | index key ‖ block (u32 BE)  | packed postings        | index   | index    |
@@ -613,8 +614,11 @@ impl LogStore {
     /// benchmarks that build a log with the follower paused.
     pub fn train_dictionary(&self) -> Result<bool> {
         let shared = &self.follower.shared;
-        let _work = shared.work_lock();
+        // The head before the work lock, as everywhere else (the rebuild
+        // takes them in that order); entries appended meanwhile are only
+        // left out of the samples.
         let size = self.head().size;
+        let _work = shared.work_lock();
         self.db.flush()?;
         if shared.codec.wants_training(size) {
             shared.codec.train(&self.tree, &self.db, size)?;

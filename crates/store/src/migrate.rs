@@ -55,7 +55,9 @@ const OLD_FAMILIES: [u8; 6] = [b'H', b'N', b'D', b'I', b'P', b'W'];
 const CHUNK: usize = 16_384;
 
 /// Refuses an old or unknown layout; marks a store without logs as the
-/// current layout.
+/// current layout, and a layout-3 store as layout 4 (the same keys; layout
+/// 4 only adds compressed entry values and the `Z` dictionary, which a
+/// layout-3 store has none of yet).
 pub(crate) fn check_or_mark(db: &sled::Db, dir: &Path) -> Result<()> {
     let meta = db.open_tree("meta")?;
     match meta.get(LAYOUT_KEY)? {
@@ -132,7 +134,8 @@ pub struct MigrateProgress {
 /// What a migration did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MigrateSummary {
-    /// The store had the current layout already; nothing was written.
+    /// The store had the current layout already (or layout 3, whose
+    /// marker alone is rewritten); nothing else was written.
     pub already_current: bool,
     /// Log trees migrated.
     pub logs: usize,
@@ -147,8 +150,8 @@ pub struct MigrateSummary {
 }
 
 impl SledStore {
-    /// Upgrades the store in `dir` (the node's `DATA/store`) from layout 1
-    /// to layout [`LAYOUT`] in place, calling `progress` as it goes. A store
+    /// Upgrades the store in `dir` (the node's `DATA/store`) from layout 1,
+    /// 2 or 3 to layout [`LAYOUT`] in place, calling `progress` as it goes. A store
     /// with the current layout is left alone (`already_current`). Killed at
     /// any point, run it again.
     pub fn migrate(dir: &Path, progress: impl FnMut(&MigrateProgress)) -> Result<MigrateSummary> {

@@ -28,6 +28,7 @@
 //! not decompress to a length the entry format allows is reported as
 //! damage naming the entry.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -146,22 +147,24 @@ impl Codec {
 
     /// The entry stored as `value` under sequence number `seq`.
     pub fn decode(&self, seq: u64, value: &[u8]) -> Result<Entry> {
-        if value.starts_with(ENTRY_MAGIC) {
-            return Ok(Entry::decode(value)?);
-        }
-        let bytes = self.decompress(seq, value)?;
-        Ok(Entry::decode(&bytes)?)
+        Ok(Entry::decode(&self.entry_bytes(seq, value)?)?)
     }
 
     /// [`Codec::decode`] with the entry's hash, taken from the bytes read
     /// (an entry decodes only from the one layout it encodes to, so they are
     /// the bytes its hash is of) instead of encoding the entry again.
     pub fn decode_hashed(&self, seq: u64, value: &[u8]) -> Result<(Entry, EntryHash)> {
-        let hashed = |bytes: &[u8]| Ok((Entry::decode(bytes)?, EntryHash(merkle::leaf_hash(bytes))));
+        let bytes = self.entry_bytes(seq, value)?;
+        Ok((Entry::decode(&bytes)?, EntryHash(merkle::leaf_hash(&bytes))))
+    }
+
+    /// The entry's bytes from its stored value: the value itself, or the
+    /// value decompressed.
+    fn entry_bytes<'a>(&self, seq: u64, value: &'a [u8]) -> Result<Cow<'a, [u8]>> {
         if value.starts_with(ENTRY_MAGIC) {
-            return hashed(value);
+            return Ok(Cow::Borrowed(value));
         }
-        hashed(&self.decompress(seq, value)?)
+        Ok(Cow::Owned(self.decompress(seq, value)?))
     }
 
     fn decompress(&self, seq: u64, value: &[u8]) -> Result<Vec<u8>> {

@@ -135,10 +135,12 @@ pub(crate) struct Shared {
     /// Entries known to be durable in the log database (flushed); the
     /// follower indexes none beyond it.
     durable: AtomicU64,
-    indexed: Mutex<u64>,
-    /// A copy of `indexed`, stored under its lock, read without it: a read
-    /// of an indexed snapshot (nearly every read) takes no lock to learn so.
-    indexed_now: AtomicU64,
+    /// The watermark: the first `indexed` entries are indexed. Read without
+    /// a lock (a read of an indexed snapshot, nearly every read, learns so
+    /// for free); moved only under `indexed_lock`, which waiters on
+    /// `indexed_changed` hold, so none misses a move.
+    indexed: AtomicU64,
+    indexed_lock: Mutex<()>,
     indexed_changed: Condvar,
     wake: Mutex<Wake>,
     woken: Condvar,
@@ -204,8 +206,8 @@ impl Shared {
             published: AtomicU64::new(size),
             // Flushed above: everything the log holds is durable.
             durable: AtomicU64::new(size),
-            indexed: Mutex::new(watermark),
-            indexed_now: AtomicU64::new(watermark),
+            indexed: AtomicU64::new(watermark),
+            indexed_lock: Mutex::new(()),
             indexed_changed: Condvar::new(),
             wake: Mutex::new(Wake { pending: watermark < size, ..Wake::default() }),
             woken: Condvar::new(),
@@ -249,8 +251,8 @@ impl Shared {
             own,
             published: AtomicU64::new(0),
             durable: AtomicU64::new(0),
-            indexed: Mutex::new(0),
-            indexed_now: AtomicU64::new(0),
+            indexed: AtomicU64::new(0),
+            indexed_lock: Mutex::new(()),
             indexed_changed: Condvar::new(),
             wake: Mutex::new(Wake::default()),
             woken: Condvar::new(),
@@ -261,14 +263,13 @@ impl Shared {
     }
 
     pub fn indexed(&self) -> u64 {
-        self.indexed_now.load(Ordering::Acquire)
+        self.indexed.load(Ordering::Acquire)
     }
 
     /// Moves the watermark readers wait on (the caller then notifies).
     fn set_indexed(&self, to: u64) {
-        let mut indexed = lock(&self.indexed);
-        *indexed = to;
-        self.indexed_now.store(to, Ordering::Release);
+        let _moving = lock(&self.indexed_lock);
+        self.indexed.store(to, Ordering::Release);
     }
 
     pub fn published(&self) -> u64 {
@@ -366,13 +367,13 @@ impl Shared {
             return Ok(());
         }
         let deadline = Instant::now().checked_add(timeout);
-        let mut indexed = lock(&self.indexed);
-        while *indexed < size {
+        let mut guard = lock(&self.indexed_lock);
+        while self.indexed() < size {
             let left = deadline.map_or(Duration::from_secs(3_600), |d| d.saturating_duration_since(Instant::now()));
             if left.is_zero() {
-                return Err(StoreError::IndexLag { indexed: *indexed, size });
+                return Err(StoreError::IndexLag { indexed: self.indexed(), size });
             }
-            indexed = self.indexed_changed.wait_timeout(indexed, left).unwrap_or_else(|p| p.into_inner()).0;
+            guard = self.indexed_changed.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         Ok(())
     }
